@@ -1,0 +1,6 @@
+"""`python -m certkit` runs the CLI."""
+
+from certkit.cli import main
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,285 @@
+"""What `issue`, `selfssl` and `export` do between parsing and printing.
+
+Kept out of cli.py so that `certkit --help` imports none of it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from certkit import export, keys, names, records
+from certkit import x509 as cx
+from certkit.errors import NotFoundError, UsageError
+from certkit.issuing import IssueOutcome, default_friendly_name, issue, read_secret_file
+from certkit.settings import AcmeSettings, DeployTarget, LineageSettings, PfxSettings
+from certkit.store import Store, atomic_write, check_lineage_name, lineage_name_for
+
+DAYS_WARN = 398  # CA/B Forum maximum since 2020; clients (Apple) reject longer public certificates
+
+
+def warn(text: str) -> None:
+    click.secho(f"warning: {text}", fg="yellow", err=True)
+
+
+def _acme_settings(opts: dict[str, Any]) -> AcmeSettings:
+    acme = AcmeSettings()
+    for field_name in ("server", "email", "eab_kid", "eab_hmac_key_file", "challenge", "http_port",
+                       "http_address", "webroot", "dns_hook", "dns_resolver", "profile", "ca_bundle",
+                       "preferred_chain"):
+        value = opts.get(field_name)
+        if value is not None:
+            if field_name in ("eab_hmac_key_file", "ca_bundle", "webroot") and value:
+                value = str(Path(value).absolute())
+            setattr(acme, field_name, value)
+    acme.agree_tos = bool(opts.get("agree_tos"))
+    acme.reuse_key = bool(opts.get("reuse_key"))
+    if acme.dns_hook and not opts.get("challenge"):
+        acme.challenge = "dns-01"
+    return acme
+
+
+ACME_ONLY = ("server", "email", "eab_kid", "eab_hmac_key_file", "challenge", "http_port", "http_address",
+             "webroot", "dns_hook", "dns_resolver", "profile", "ca_bundle", "preferred_chain")
+
+
+def build_settings(opts: dict[str, Any]) -> LineageSettings:
+    """Turn `issue` options into lineage settings, refusing contradictions (exit 2)."""
+    identities = names.parse_names(opts["cn"], opts.get("san") or ())
+    lineage = check_lineage_name(opts.get("lineage") or lineage_name_for(identities[0].value))
+    key_type = keys.check_key_type(opts.get("key_type") or keys.DEFAULT_KEY_TYPE, opts.get("allow_weak", False))
+    use_acme = bool(opts.get("use_acme"))
+    if use_acme and opts.get("self_signed"):
+        raise UsageError("--self-signed and --acme exclude each other", "pick one")
+    if not use_acme:
+        given = [f"--{o.replace('_', '-')}" for o in ACME_ONLY if opts.get(o) not in (None, False, "")]
+        if given or opts.get("agree_tos") or opts.get("reuse_key"):
+            raise UsageError(f"{', '.join(given) or 'ACME options'} need --acme",
+                             "add --acme, or drop them for a self-signed certificate")
+    if use_acme and opts.get("trust"):
+        raise UsageError("--trust is for self-signed certificates",
+                         "an ACME certificate is trusted through its CA already")
+    if use_acme and opts.get("days") is not None:
+        raise UsageError("--days applies to self-signed certificates", "the ACME CA decides the lifetime")
+    days = opts.get("days") or 365
+    if not use_acme and days > DAYS_WARN:
+        warn(f"{days} days is longer than {DAYS_WARN}: Apple clients and some MTAs reject such certificates; "
+             "certkit renews automatically, so shorter is fine")
+    pfx = PfxSettings(
+        enabled=bool(opts.get("pfx")),
+        encryption=opts.get("pfx_encryption") or "auto",
+        password_file=str(Path(opts["pfx_password_file"]).absolute()) if opts.get("pfx_password_file") else None,
+    )
+    if pfx.password_file:
+        read_secret_file(pfx.password_file, "PFX password")  # fail early, before any key is made
+    return LineageSettings(
+        name=lineage,
+        domains=[i.value for i in identities],
+        key_type=key_type,
+        source="self-signed",
+        days=days,
+        allow_weak=bool(opts.get("allow_weak")),
+        acme=_acme_settings(opts) if use_acme else None,
+        pfx=pfx,
+        trust=bool(opts.get("trust")),
+        trust_store_dir=str(Path(opts["trust_store_dir"]).absolute()) if opts.get("trust_store_dir") else None,
+    )
+
+
+def parse_deploy_targets(specs: tuple[str, ...] | list[str]) -> list[DeployTarget]:
+    if not specs:
+        return []
+    from certkit.deploy.targets import parse_target
+
+    return [parse_target(spec) for spec in specs]
+
+
+def run_issue(store: Store, opts: dict[str, Any]) -> None:
+    settings = build_settings(opts)
+    if store.exists(settings.name):
+        old = store.load_settings(settings.name)
+        settings.deploy, settings.verify = old.deploy, old.verify  # re-run what was remembered
+    if len(settings.domains[0]) > names.MAX_CN:
+        warn(f"{settings.domains[0]} is longer than 64 characters, the CN limit: the certificate has no CN "
+             "and carries the name as a SAN only (what clients match); IIS will show an empty name")
+    targets = parse_deploy_targets(opts.get("deploy_targets") or ())
+    outcome = issue(store, settings, echo=click.echo, extra_targets=targets,
+                    extra_verify=list(opts.get("verify_urls") or ()))
+    report(store, outcome, bool(opts.get("as_json")))
+
+
+def report(store: Store, outcome: IssueOutcome, as_json: bool) -> None:
+    """mkcert-style summary: what was made, for which names, until when, where; then next steps."""
+    rec = records.record(store, outcome.name)
+    if as_json:
+        click.echo(json.dumps(rec, indent=2))
+        return
+    kind = "self-signed certificate" if rec["source"] == "self-signed" else "certificate from " + rec["source"]
+    verb = "Created a new" if outcome.previous_version is None else f"Issued version {outcome.version} of the"
+    click.echo(f"{verb} {kind} for:")
+    for domain in rec["domains"]:
+        click.echo(f"  - {domain}")
+    click.echo(f"Key: {keys.describe(rec['key_type'])}.  Valid until {rec['not_after'][:10]} "
+               f"({rec['days_left']} days); renewal due after {rec['renew_after'][:10]}.")
+    click.echo("")
+    paths = rec["paths"]
+    click.echo(f"  certificate    {paths['cert']}")
+    click.echo(f"  private key    {paths['key']}")
+    if rec["source"] != "self-signed":
+        click.echo(f"  chain          {paths['chain']}")
+    click.echo(f"  fullchain      {paths['fullchain']}")
+    click.echo(f"  key+fullchain  {paths['combined']}   (Postfix smtpd_tls_chain_files)")
+    if paths.get("pfx"):
+        click.echo(f"  pfx            {paths['pfx']}")
+        if outcome.pfx_password_generated:
+            click.echo(f"  pfx password   {store.live_paths(outcome.name).pfx_password}   (generated, mode 0600)")
+    for note in outcome.notes:
+        click.echo(f"  {note}")
+    click.echo("")
+    name = outcome.name
+    click.echo("Next:")
+    click.echo(f"  certkit deploy {name} --to postfix --setup-submission   # Postfix on 25 and 587")
+    click.echo(f"  certkit export {name} --format pfx --out {name}.pfx       # IIS / Exchange")
+    click.echo(f"  certkit check submission://{rec['domains'][0]}:587 --expect {name}")
+
+
+# ----- selfssl -----------------------------------------------------------------
+
+SELFSSL_HELP = "usage: certkit selfssl /N:CN=host [/K:2048] [/V:365] [/T] [/S:site] [/P:port] [/Q]"
+
+
+def parse_selfssl(args: tuple[str, ...] | list[str]) -> dict[str, str | bool]:
+    """SelfSSL's own switches, case-insensitive: /N:CN=.. /K:n /V:n /T /S:n /P:n /Q."""
+    parsed: dict[str, str | bool] = {}
+    for arg in args:
+        if len(arg) < 2 or arg[0] not in "/-":
+            raise UsageError(f"unexpected argument {arg!r}", SELFSSL_HELP)
+        switch, _, value = arg[1:].partition(":")
+        switch = switch.upper()
+        if switch in ("T", "Q"):
+            parsed[switch] = True
+        elif switch in ("N", "K", "V", "S", "P"):
+            if not value:
+                raise UsageError(f"/{switch} needs a value, like /{switch}:{ {'N': 'CN=host', 'K': '2048', 'V': '365', 'S': '1', 'P': '443'}[switch]}", SELFSSL_HELP)
+            parsed[switch] = value
+        else:
+            raise UsageError(f"unknown SelfSSL switch /{switch}", SELFSSL_HELP)
+    return parsed
+
+
+def _selfssl_cn(value: str) -> str:
+    # /N takes an X.500 name; SelfSSL users write CN=host (other RDNs are dropped: SANs are what matter).
+    for part in value.split(","):
+        key, _, val = part.strip().partition("=")
+        if key.strip().upper() == "CN" and val.strip():
+            return val.strip()
+    raise UsageError(f"/N:{value} has no CN=", "write /N:CN=mail.example.com")
+
+
+def _int_switch(parsed: dict[str, str | bool], switch: str, default: int, what: str) -> int:
+    raw = parsed.get(switch)
+    if raw is None:
+        return default
+    try:
+        return int(str(raw))
+    except ValueError:
+        raise UsageError(f"/{switch}:{raw} is not a number of {what}", SELFSSL_HELP) from None
+
+
+def run_selfssl(store: Store, args: tuple[str, ...], allow_weak: bool, as_json: bool) -> None:
+    parsed = parse_selfssl(args)
+    cn = _selfssl_cn(str(parsed["N"])) if "N" in parsed else socket.getfqdn()
+    bits = _int_switch(parsed, "K", 2048, "bits")
+    days = _int_switch(parsed, "V", 365, "days")
+    if days < 1:
+        raise UsageError(f"/V:{days} must be at least 1 day", SELFSSL_HELP)
+    if bits < 2048 and not allow_weak:
+        raise UsageError(
+            f"/K:{bits} asks for a {bits}-bit RSA key, which is refused: {keys.WEAK_KEY_HINT}",
+            f"use /K:2048, e.g. certkit selfssl {' '.join(a for a in args if not a.upper().startswith(('/K', '-K')))} /K:2048",
+        )
+    if bits not in (1024, 1536, 2048, 3072, 4096):
+        raise UsageError(f"/K:{bits} is not a supported RSA size", "use /K:2048, /K:3072 or /K:4096")
+    opts: dict[str, Any] = {"cn": cn, "key_type": f"rsa{bits}", "days": days, "allow_weak": allow_weak,
+                            "trust": bool(parsed.get("T")), "as_json": as_json}
+    if platform.system() == "Windows" and ("S" in parsed or "P" in parsed):
+        spec = f"iis:site={parsed.get('S', '1')},port={parsed.get('P', '443')}"
+        opts["deploy_targets"] = (spec,)
+        opts["pfx"] = True
+    elif "S" in parsed or "P" in parsed:
+        warn("/S and /P (IIS site and port) are ignored here: they apply on Windows; "
+             "use `certkit deploy NAME --to iis` there")
+    run_issue(store, opts)
+
+
+# ----- export ------------------------------------------------------------------
+
+
+def _pfx_password(password_file: str | None) -> tuple[str, bool]:
+    """Password from a file, env CERTKIT_PFX_PASSWORD, a terminal prompt, else generated."""
+    if password_file:
+        return read_secret_file(password_file, "PFX password"), False
+    env = os.environ.get("CERTKIT_PFX_PASSWORD")
+    if env:
+        return env, False
+    if sys.stdin.isatty() and sys.stderr.isatty():
+        value = click.prompt("PFX password (empty: generate one)", hide_input=True,
+                             confirmation_prompt=True, default="", show_default=False, err=True)
+        if value:
+            return value, False
+    return export.generate_password(), True
+
+
+def run_export(store: Store, opts: dict[str, Any]) -> None:
+    name = opts["lineage"]
+    store.require(name)
+    version = store.live_version(name)
+    if version is None:
+        raise NotFoundError(f"lineage {name!r} has no live version", f"run `certkit issue --cn {name}` first")
+    files = store.read_version(name, version)
+    certs = cx.load_chain(files.cert_pem + files.chain_pem)
+    fmt = opts["fmt"]
+    if fmt == "pem":
+        out_dir = Path(opts["out"] or name).absolute()
+        if out_dir.exists() and not out_dir.is_dir():
+            raise UsageError(f"{out_dir} is a file", "--out for pem is a folder")
+        out_dir.mkdir(parents=True, exist_ok=True)
+        written = {
+            "cert.pem": (files.cert_pem, 0o644),
+            "chain.pem": (files.chain_pem, 0o644),
+            "fullchain.pem": (files.cert_pem + files.chain_pem, 0o644),
+            "privkey.pem": (files.key_pem, 0o600),
+        }
+        for fname, (data, mode) in written.items():
+            atomic_write(out_dir / fname, data, mode)
+        click.echo(f"Wrote {name} (version {version}) as PEM to {out_dir}/:")
+        for fname in written:
+            click.echo(f"  {out_dir / fname}")
+        return
+    out = Path(opts["out"] or f"{name}.{fmt}").absolute()
+    if out.is_dir():
+        out = out / f"{name}.{fmt}"
+    if fmt == "der":
+        atomic_write(out, export.der_bytes(certs[0]), 0o644)
+        click.echo(f"Wrote the certificate of {name} (DER, no key) to {out}")
+        return
+    encryption = export.resolve_pfx_encryption(opts.get("pfx_encryption") or "auto")
+    password, generated = _pfx_password(opts.get("pfx_password_file"))
+    key = keys.load_pem(files.key_pem)
+    friendly = opts.get("friendly_name") or default_friendly_name(name, certs[0])
+    data = export.pfx_bytes(key, certs[0], certs[1:], password, encryption, friendly)
+    atomic_write(out, data, 0o600)
+    click.echo(f"Wrote {name} as PFX ({encryption} encryption, chain included, friendly name {friendly!r}) to {out}")
+    if generated:
+        pw_file = out.with_name(out.name + ".password")
+        atomic_write(pw_file, password.encode() + b"\n", 0o600)
+        click.echo(f"  password: generated, saved to {pw_file} (mode 0600)")
+    if encryption == "modern":
+        click.echo("  Windows Server 2016 and older cannot import modern PFX files: use --pfx-encryption legacy")

@@ -1,0 +1,65 @@
+"""The lineage record: what `show --json`, `list --json` and `issue --json` print."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from certkit import due
+from certkit import x509 as cx
+from certkit.store import Store
+
+
+def record(store: Store, name: str, now: dt.datetime | None = None) -> dict[str, Any]:
+    """The contract's lineage record, built from settings, state and the live files."""
+    now = now or dt.datetime.now(dt.timezone.utc)
+    settings = store.load_settings(name)
+    state = store.load_state(name)
+    version = store.live_version(name)
+    paths = store.live_paths(name)
+    out: dict[str, Any] = {
+        "name": name,
+        "domains": list(settings.domains),
+        "source": settings.source,
+        "key_type": settings.key_type,
+        "version": version,
+        "versions": store.versions(name),
+        "serial": None,
+        "not_before": None,
+        "not_after": None,
+        "days_left": None,
+        "renew_after": None,
+        "sha256": None,
+        "thumbprint": None,
+        "issuer": None,
+        "paths": None,
+        "deploy": [{"target": t.target, "options": t.options} for t in settings.deploy],
+        "verify": list(settings.verify),
+        "last_check": state.get("last_check"),
+        "last_renewal": state.get("last_renewal"),
+        "ari": state.get("ari"),
+    }
+    if version is None:
+        return out
+    certs = cx.load_chain(paths.cert.read_bytes())
+    cert = certs[0]
+    nb, na = cx.not_before(cert), cx.not_after(cert)
+    out.update(
+        serial=cx.serial_hex(cert),
+        not_before=due.iso(nb),
+        not_after=due.iso(na),
+        days_left=round((na - now).total_seconds() / 86400),
+        renew_after=due.iso(due.renew_after(nb, na, state.get("ari"))),
+        sha256=cx.sha256_fingerprint(cert),
+        thumbprint=cx.thumbprint(cert),
+        issuer=cx.issuer_text(cert),
+        paths={
+            "cert": str(paths.cert),
+            "key": str(paths.key),
+            "chain": str(paths.chain),
+            "fullchain": str(paths.fullchain),
+            "combined": str(paths.combined),
+            "pfx": str(paths.pfx) if paths.pfx.exists() else None,
+        },
+    )
+    return out

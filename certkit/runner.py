@@ -1,0 +1,104 @@
+"""The one place certkit starts other programs.
+
+Every subprocess (deploy hooks, postconf, update-ca-certificates, PowerShell)
+goes through :func:`run`: an argv list (never a shell string), an explicit
+environment built from a copy of ``os.environ`` (certkit's own environment is
+never modified), a timeout, and captured output that error messages can show.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from certkit.errors import HookError, OperationError
+
+DEFAULT_TIMEOUT = 120.0
+
+
+@dataclass(frozen=True)
+class Result:
+    """What a finished command left behind."""
+
+    argv: tuple[str, ...]
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+    def output_tail(self, lines: int = 20) -> str:
+        """The last lines of stdout+stderr, for an error message."""
+        text = (self.stdout + ("\n" if self.stdout and self.stderr else "") + self.stderr).strip()
+        return "\n".join(text.splitlines()[-lines:])
+
+
+def child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """A copy of certkit's environment plus ``extra`` (os.environ untouched)."""
+    env = dict(os.environ)
+    if extra:
+        env.update(extra)
+    return env
+
+
+def run(
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    cwd: str | None = None,
+    input_text: str | None = None,
+    check: bool = False,
+    what: str | None = None,
+) -> Result:
+    """Run ``argv`` and capture its output.
+
+    Args:
+        argv: program and arguments; no shell is involved.
+        env: the complete child environment (default: a copy of certkit's).
+        timeout: seconds before the child is killed and HookError raised.
+        cwd: working directory for the child.
+        input_text: text fed on stdin (secrets go here, never on argv).
+        check: raise HookError when the exit status is not 0.
+        what: a short label for messages ("deploy hook postfix").
+
+    Raises:
+        HookError: timeout, or non-zero exit with ``check``.
+        OperationError: the program could not be started.
+    """
+    label = what or argv[0]
+    try:
+        proc = subprocess.run(
+            list(argv),
+            env=dict(env) if env is not None else child_env(),
+            cwd=cwd,
+            input=input_text,
+            capture_output=True,
+            text=True,
+            errors="replace",
+            timeout=timeout,
+            stdin=None if input_text is not None else subprocess.DEVNULL,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise HookError(
+            f"{label} did not finish within {timeout:g} s and was stopped",
+            "make it faster or raise the timeout",
+        ) from exc
+    except OSError as exc:
+        raise OperationError(
+            f"cannot run {argv[0]}: {exc.strerror or exc}",
+            "check that it exists and is executable",
+        ) from exc
+    result = Result(tuple(argv), proc.returncode, proc.stdout or "", proc.stderr or "")
+    if check and not result.ok:
+        tail = result.output_tail()
+        raise HookError(
+            f"{label} exited with status {result.returncode}"
+            + (f":\n{tail}" if tail else ""),
+            "fix the command above and run again",
+        )
+    return result

@@ -1,0 +1,492 @@
+"""The state directory: the only module that writes it.
+
+Layout (``home`` is ``--home`` / ``CERTKIT_HOME``)::
+
+    home/                         0700
+      .lock                       flock: one mutating certkit per home
+      accounts/<host>-<hash>/     one ACME account per directory URL + email
+      lineages/<name>/            0700
+        settings.toml             everything needed to issue again
+        state.json                last check, last renewal, ARI window
+        versions/0001/ ...        every issued version, never changed after creation:
+            cert.pem chain.pem fullchain.pem privkey.pem combined.pem
+            [cert.pfx pfx-password.txt]
+        live -> versions/000N     the stable paths servers point at
+        backups/                  files a deploy target changed (for rollback)
+
+Crash safety: a version is written into a staging folder, fsynced and
+renamed into place in one step, so a version folder is complete or absent.
+Going live replaces the ``live`` symlink with ``os.replace`` of a new
+symlink (no unlink-then-symlink window), so ``live/privkey.pem`` and
+``live/cert.pem`` always belong together; the previous version stays for
+rollback. Where symlinks are unavailable (Windows without the privilege),
+``live`` is a folder whose files are replaced one by one, the key last
+replaced first so a reader never pairs a new certificate with an old key for
+longer than one rename.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import json
+import os
+import re
+import secrets
+import shutil
+import sys
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from certkit.errors import LockError, NotFoundError, OperationError, UsageError
+from certkit.settings import LineageSettings
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+VERSION_FILES = ("cert.pem", "chain.pem", "fullchain.pem", "privkey.pem", "combined.pem")
+PRIVATE_FILES = {"privkey.pem", "combined.pem", "cert.pfx", "pfx-password.txt"}
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
+DEFAULT_LOCK_WAIT = 10.0
+
+
+def default_home() -> Path:
+    """The contract's default state directory for this user and platform."""
+    if os.name == "nt":
+        return Path(os.environ.get("ProgramData", r"C:\ProgramData")) / "certkit"
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        return Path("/etc/certkit")
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "certkit"
+
+
+def lineage_name_for(first_name: str) -> str:
+    """Default lineage name for a first certificate name (``*.x`` -> ``wildcard.x``)."""
+    return "wildcard." + first_name[2:] if first_name.startswith("*.") else first_name
+
+
+def check_lineage_name(name: str) -> str:
+    if not _NAME_RE.match(name) or name in (".", ".."):
+        raise UsageError(
+            f"invalid lineage name {name!r}",
+            "use letters, digits, dots, hyphens and underscores (it becomes a folder name)",
+        )
+    return name
+
+
+@dataclass(frozen=True)
+class LivePaths:
+    """The stable paths of a lineage's live files (valid while a version is live)."""
+
+    dir: Path
+    cert: Path
+    key: Path
+    chain: Path
+    fullchain: Path
+    combined: Path
+    pfx: Path
+    pfx_password: Path
+
+    @classmethod
+    def under(cls, folder: Path) -> LivePaths:
+        return cls(
+            dir=folder,
+            cert=folder / "cert.pem",
+            key=folder / "privkey.pem",
+            chain=folder / "chain.pem",
+            fullchain=folder / "fullchain.pem",
+            combined=folder / "combined.pem",
+            pfx=folder / "cert.pfx",
+            pfx_password=folder / "pfx-password.txt",
+        )
+
+
+@dataclass(frozen=True)
+class VersionFiles:
+    """The PEM contents of one version."""
+
+    key_pem: bytes
+    cert_pem: bytes
+    chain_pem: bytes
+
+
+def _fsync_dir(path: Path) -> None:
+    if os.name == "nt":
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
+    """Write ``data`` to ``path`` through a temp file, fsync and ``os.replace``.
+
+    The temp file is created with ``mode`` already set, so a private file is
+    never readable by others, not even for an instant.
+    """
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), mode)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, mode)  # umask may have narrowed/widened it
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(path.parent)
+
+
+class Store:
+    """A certkit state directory."""
+
+    def __init__(self, home: Path | str, lock_wait: float | None = None) -> None:
+        self.home = Path(home).expanduser().absolute()
+        env_wait = os.environ.get("CERTKIT_LOCK_WAIT")
+        self.lock_wait = lock_wait if lock_wait is not None else float(env_wait or DEFAULT_LOCK_WAIT)
+        self._lock_depth = 0
+        self._lock_fd: int | None = None
+        self._mutex = threading.RLock()
+
+    # ----- paths -------------------------------------------------------
+    @property
+    def lineages_dir(self) -> Path:
+        return self.home / "lineages"
+
+    @property
+    def accounts_dir(self) -> Path:
+        return self.home / "accounts"
+
+    def lineage_dir(self, name: str) -> Path:
+        return self.lineages_dir / check_lineage_name(name)
+
+    def versions_dir(self, name: str) -> Path:
+        return self.lineage_dir(name) / "versions"
+
+    def version_dir(self, name: str, version: int) -> Path:
+        return self.versions_dir(name) / f"{version:04d}"
+
+    def live_paths(self, name: str) -> LivePaths:
+        return LivePaths.under(self.lineage_dir(name) / "live")
+
+    def version_paths(self, name: str, version: int) -> LivePaths:
+        return LivePaths.under(self.version_dir(name, version))
+
+    # ----- lock --------------------------------------------------------
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the state lock (re-entrant within this process).
+
+        A second certkit process waits up to ``lock_wait`` seconds, then
+        raises LockError naming the holder's pid.
+        """
+        with self._mutex:
+            if self._lock_depth == 0:
+                self._acquire()
+            self._lock_depth += 1
+        try:
+            yield
+        finally:
+            with self._mutex:
+                self._lock_depth -= 1
+                if self._lock_depth == 0:
+                    self._release()
+
+    def _acquire(self) -> None:
+        self._ensure_dir(self.home)
+        path = self.home / ".lock"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        deadline = time.monotonic() + self.lock_wait
+        while True:
+            try:
+                _try_lock(fd)
+                break
+            except OSError as exc:
+                if exc.errno not in (errno.EACCES, errno.EAGAIN, errno.EDEADLK):
+                    os.close(fd)
+                    raise
+                if time.monotonic() >= deadline:
+                    holder = _read_pid(fd)
+                    os.close(fd)
+                    raise LockError(
+                        f"another certkit process{f' (pid {holder})' if holder else ''} is working on "
+                        f"{self.home}; waited {self.lock_wait:g} s",
+                        "let it finish and run the command again",
+                    ) from None
+                time.sleep(0.05)
+        os.ftruncate(fd, 0)
+        os.lseek(fd, 0, os.SEEK_SET)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._lock_fd = fd
+
+    def _release(self) -> None:
+        if self._lock_fd is not None:
+            with contextlib.suppress(OSError):
+                _unlock(self._lock_fd)
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def _require_lock(self) -> None:
+        if self._lock_depth == 0:
+            raise RuntimeError("state directory written without holding the lock")  # a bug
+
+    # ----- directories ---------------------------------------------------
+    def _ensure_dir(self, path: Path) -> None:
+        try:
+            path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OperationError(
+                f"cannot create {path}: {exc.strerror}",
+                "choose a writable state directory with --home or CERTKIT_HOME",
+            ) from exc
+
+    # ----- lineages: reading ------------------------------------------
+    def names(self) -> list[str]:
+        """Every lineage with settings, sorted."""
+        if not self.lineages_dir.is_dir():
+            return []
+        return sorted(p.name for p in self.lineages_dir.iterdir() if (p / "settings.toml").is_file())
+
+    def exists(self, name: str) -> bool:
+        return (self.lineage_dir(name) / "settings.toml").is_file()
+
+    def require(self, name: str) -> None:
+        if not self.exists(name):
+            known = ", ".join(self.names()) or "none yet"
+            raise NotFoundError(f"no lineage named {name!r} in {self.home}",
+                                f"known lineages: {known}; see `certkit list`")
+
+    def load_settings(self, name: str) -> LineageSettings:
+        self.require(name)
+        path = self.lineage_dir(name) / "settings.toml"
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise OperationError(f"cannot read {path}: {exc}", "fix or restore the file") from exc
+        return LineageSettings.from_dict(data)
+
+    def load_state(self, name: str) -> dict[str, Any]:
+        path = self.lineage_dir(name) / "state.json"
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError):
+            return {}  # state is advisory (last results); a damaged file is rebuilt
+        return data if isinstance(data, dict) else {}
+
+    def versions(self, name: str) -> list[int]:
+        """Complete versions, oldest first."""
+        vdir = self.versions_dir(name)
+        if not vdir.is_dir():
+            return []
+        return sorted(int(p.name) for p in vdir.iterdir() if p.name.isdigit())
+
+    def live_version(self, name: str) -> int | None:
+        live = self.lineage_dir(name) / "live"
+        if live.is_symlink():
+            target = os.readlink(live)
+            tail = Path(target).name
+            return int(tail) if tail.isdigit() else None
+        marker = live / ".version"
+        if marker.is_file():
+            return int(marker.read_text().strip())
+        return None
+
+    def read_version(self, name: str, version: int) -> VersionFiles:
+        paths = self.version_paths(name, version)
+        try:
+            return VersionFiles(paths.key.read_bytes(), paths.cert.read_bytes(), paths.chain.read_bytes())
+        except FileNotFoundError as exc:
+            raise NotFoundError(f"lineage {name!r} has no version {version}") from exc
+
+    # ----- lineages: writing ------------------------------------------
+    def save_settings(self, settings: LineageSettings) -> None:
+        import tomli_w
+
+        self._require_lock()
+        ldir = self.lineage_dir(settings.name)
+        self._ensure_dir(ldir)
+        atomic_write(ldir / "settings.toml", tomli_w.dumps(settings.to_dict()).encode(), 0o600)
+
+    def update_state(self, name: str, **fields: Any) -> dict[str, Any]:
+        """Merge ``fields`` into the lineage's state.json and return the result."""
+        self._require_lock()
+        state = self.load_state(name)
+        state.update(fields)
+        ldir = self.lineage_dir(name)
+        self._ensure_dir(ldir)
+        atomic_write(ldir / "state.json", (json.dumps(state, indent=2, sort_keys=True) + "\n").encode(), 0o600)
+        return state
+
+    def add_version(
+        self,
+        name: str,
+        key_pem: bytes,
+        cert_pem: bytes,
+        chain_pem: bytes = b"",
+        pfx: bytes | None = None,
+        pfx_password: str | None = None,
+    ) -> int:
+        """Store a new complete version (not live yet) and return its number."""
+        self._require_lock()
+        vdir = self.versions_dir(name)
+        self._ensure_dir(vdir)
+        for leftover in vdir.glob(".staging-*"):  # an earlier crash mid-write
+            shutil.rmtree(leftover, ignore_errors=True)
+        version = (max(self.versions(name), default=0)) + 1
+        staging = vdir / f".staging-{os.getpid()}-{secrets.token_hex(4)}"
+        staging.mkdir(mode=0o700)
+        fullchain = cert_pem + chain_pem
+        files: dict[str, bytes] = {
+            "cert.pem": cert_pem,
+            "chain.pem": chain_pem,
+            "fullchain.pem": fullchain,
+            "privkey.pem": key_pem,
+            # Key first, then the chain: Postfix smtpd_tls_chain_files reads one file.
+            "combined.pem": key_pem + fullchain,
+        }
+        if pfx is not None:
+            files["cert.pfx"] = pfx
+            if pfx_password is not None:
+                files["pfx-password.txt"] = pfx_password.encode() + b"\n"
+        for fname, data in files.items():
+            atomic_write(staging / fname, data, 0o600 if fname in PRIVATE_FILES else 0o644)
+        os.rename(staging, self.version_dir(name, version))
+        _fsync_dir(vdir)
+        return version
+
+    def add_pfx(self, name: str, version: int, pfx: bytes, pfx_password: str | None) -> Path:
+        """Add (or replace) the PFX of an existing version."""
+        self._require_lock()
+        paths = self.version_paths(name, version)
+        if not paths.dir.is_dir():
+            raise NotFoundError(f"lineage {name!r} has no version {version}")
+        if pfx_password is not None:
+            atomic_write(paths.pfx_password, pfx_password.encode() + b"\n", 0o600)
+        atomic_write(paths.pfx, pfx, 0o600)
+        return paths.pfx
+
+    def activate(self, name: str, version: int) -> None:
+        """Make ``version`` the live one, atomically."""
+        self._require_lock()
+        ldir = self.lineage_dir(name)
+        if not self.version_dir(name, version).is_dir():
+            raise NotFoundError(f"lineage {name!r} has no version {version}")
+        live = ldir / "live"
+        target = os.path.join("versions", f"{version:04d}")
+        tmp = ldir / "live.new"
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        try:
+            os.symlink(target, tmp, target_is_directory=True)
+        except (OSError, NotImplementedError):
+            self._activate_by_copy(name, version)
+            return
+        os.replace(tmp, live)
+        _fsync_dir(ldir)
+
+    def _activate_by_copy(self, name: str, version: int) -> None:
+        live = self.lineage_dir(name) / "live"
+        self._ensure_dir(live)
+        src = self.version_dir(name, version)
+        for fname in sorted(os.listdir(src), key=lambda f: f != "privkey.pem"):
+            atomic_write(live / fname, (src / fname).read_bytes(),
+                         0o600 if fname in PRIVATE_FILES else 0o644)
+        for stale in set(os.listdir(live)) - set(os.listdir(src)) - {".version"}:
+            with contextlib.suppress(OSError):
+                os.unlink(live / stale)
+        atomic_write(live / ".version", f"{version}\n".encode(), 0o644)
+
+    # ----- free-form files (backups, deploy bookkeeping) ---------------
+    def _safe_path(self, relpath: str) -> Path:
+        path = (self.home / relpath).absolute()
+        if self.home not in path.parents:
+            raise UsageError(f"path {relpath!r} is outside the state directory")
+        return path
+
+    def write_file(self, relpath: str, data: bytes, private: bool = True) -> Path:
+        """Write a file under the state directory (e.g. ``lineages/x/backups/...``)."""
+        self._require_lock()
+        path = self._safe_path(relpath)
+        self._ensure_dir(path.parent)
+        atomic_write(path, data, 0o600 if private else 0o644)
+        return path
+
+    def read_file(self, relpath: str) -> bytes | None:
+        path = self._safe_path(relpath)
+        try:
+            return path.read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def remove_tree(self, relpath: str) -> None:
+        self._require_lock()
+        shutil.rmtree(self._safe_path(relpath), ignore_errors=True)
+
+    # ----- ACME accounts ---------------------------------------------------
+    def account_dir(self, directory_url: str, email: str | None) -> Path:
+        """Folder of the account for ``directory_url`` + ``email`` (may not exist)."""
+        host = re.sub(r"[^A-Za-z0-9.-]", "_", urlsplit(directory_url).netloc) or "acme"
+        digest = hashlib.sha256(f"{directory_url}\n{email or ''}".encode()).hexdigest()[:12]
+        return self.accounts_dir / f"{host}-{digest}"
+
+    def load_account(self, directory_url: str, email: str | None) -> dict[str, bytes] | None:
+        """The account's files by name, or None when there is no account yet."""
+        adir = self.account_dir(directory_url, email)
+        if not (adir / "key.json").is_file():
+            return None
+        return {p.name: p.read_bytes() for p in adir.iterdir() if p.is_file() and not p.name.startswith(".")}
+
+    def save_account(self, directory_url: str, email: str | None, files: Mapping[str, bytes]) -> Path:
+        """Write account files; every file is private (0600)."""
+        self._require_lock()
+        adir = self.account_dir(directory_url, email)
+        self._ensure_dir(adir)
+        for fname, data in files.items():
+            atomic_write(adir / fname, data, 0o600)
+        return adir
+
+
+def _try_lock(fd: int) -> None:
+    if os.name == "nt":  # pragma: no cover - Windows
+        import msvcrt
+
+        msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+    else:
+        import fcntl
+
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+def _unlock(fd: int) -> None:
+    if os.name == "nt":  # pragma: no cover - Windows
+        import msvcrt
+
+        msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+    else:
+        import fcntl
+
+        fcntl.flock(fd, fcntl.LOCK_UN)
+
+
+def _read_pid(fd: int) -> str:
+    try:
+        os.lseek(fd, 0, os.SEEK_SET)
+        return os.read(fd, 32).decode(errors="replace").strip()
+    except OSError:
+        return ""
+
