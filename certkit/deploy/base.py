@@ -24,6 +24,7 @@ class DeployContext:
     """One target run for one lineage version.
 
     Attributes:
+        target: the target name as the user wrote it ("postfix", "iis", "script:/x").
         store: the state directory (backups go through store.write_file).
         name: lineage name.
         settings: the lineage's settings.
@@ -36,6 +37,7 @@ class DeployContext:
         run: the subprocess runner (certkit.runner.run; tests pass a recorder).
     """
 
+    target: str
     store: Store
     name: str
     settings: LineageSettings

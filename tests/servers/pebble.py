@@ -1,0 +1,1 @@
+"""Fixtures for pebble tests (filled in by the work that needs them)."""

@@ -1,0 +1,1 @@
+"""Fixtures for postfix tests (filled in by the work that needs them)."""

@@ -1,0 +1,1 @@
+"""Fixtures for smtpd tests (filled in by the work that needs them)."""

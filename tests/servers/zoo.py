@@ -1,0 +1,1 @@
+"""Fixtures for zoo tests (filled in by the work that needs them)."""
