@@ -2,13 +2,69 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Any
+
 import click
 
-from certkit.errors import NotBuiltError
+from certkit.errors import OperationError
 
 
-@click.command("renew", context_settings={"ignore_unknown_options": True})
-@click.argument("args", nargs=-1, type=click.UNPROCESSED)
-def renew_command(args: tuple[str, ...]) -> None:
-    """Renew due lineages, deploy, verify, roll back on failure."""
-    raise NotBuiltError("`certkit renew` is not built yet")
+def _err(line: str) -> None:
+    click.echo(line, err=True)
+
+
+@click.command("renew")
+@click.argument("lineages", nargs=-1)
+@click.option("--force", is_flag=True, help="Renew even when not due.")
+@click.option("--dry-run", is_flag=True, help="Report what is due and why; change nothing.")
+@click.option("--jitter", is_flag=True,
+              help="Wait a random time first when something is due (for timers; spreads load on the CA).")
+@click.option("--jitter-max", type=click.FloatRange(0, 86400), default=None, metavar="SECONDS",
+              help="Longest --jitter wait (default 480).")
+@click.option("--concurrency", type=click.IntRange(1, 256), default=None,
+              help="Lineages renewed at the same time (default 8).")
+@click.option("--json", "as_json", is_flag=True,
+              help='Print {"renewed": [...], "not_due": [...], "failed": [{"name", "error"}]}.')
+@click.pass_context
+def renew_command(ctx: click.Context, lineages: tuple[str, ...], force: bool, dry_run: bool, jitter: bool,
+                  jitter_max: float | None, concurrency: int | None, as_json: bool) -> None:
+    """Renew due lineages (all, or LINEAGE...), deploy, verify, roll back on failure.
+
+    Due when under 1/3 of the certificate's lifetime is left (1/2 for
+    lifetimes under 10 days) or when the CA's renewal window (ARI) has
+    opened. One line per lineage; exit 1 when any lineage failed (the
+    others still run and failed ones keep their previous certificate).
+    """
+    from certkit import renew
+    from certkit.store import Store, default_home
+
+    home = ctx.find_root().params.get("home")
+    store = Store(Path(home) if home else default_home())
+    kwargs: dict[str, Any] = {}
+    if jitter_max is not None:
+        kwargs["jitter_max"] = jitter_max
+    if concurrency is not None:
+        kwargs["concurrency"] = concurrency
+    # Progress from the pipeline goes to stderr, the summary lines to stdout (or JSON only).
+    report = renew.run(store, lineages, force=force, dry_run=dry_run, jitter=jitter, echo=_err,
+                       report_line=None if as_json else click.echo, **kwargs)
+    if as_json:
+        click.echo(json.dumps(report.to_json(), indent=2))
+    elif not report.results:
+        click.echo(f"No certificates in {store.home} yet - run `certkit issue --cn HOST`.")
+    else:
+        counts = [f"{len(report.names('renewed'))} renewed", f"{len(report.names('not_due'))} not due",
+                  f"{len(report.failed)} failed"]
+        if dry_run:
+            counts.insert(0, f"{len(report.names('due'))} due")
+        click.echo(", ".join(counts) + (" (dry run)" if dry_run else ""))
+    failed = report.failed
+    if failed:
+        names = ", ".join(r.name for r in failed)
+        raise OperationError(
+            f"renewal failed for {len(failed)} of {len(report.results)} lineage(s): {names}",
+            "the previous certificates stay live; see the lines above, fix the cause and run "
+            f"`certkit renew {failed[0].name}` (or wait for the next timer run)",
+        )

@@ -1,0 +1,401 @@
+"""The renewal run: decide which lineages are due, re-issue them, record the outcome.
+
+Every due lineage goes through :func:`certkit.issuing.issue` again with its
+stored settings (same names, key type, source, deploy targets and
+verifications, rollback on failure), so a renewal is exactly a re-issue.
+
+Safety, in the order things can go wrong:
+
+- Two runs at once: the whole run holds the state lock, so a second certkit
+  process waits ``Store.lock_wait`` seconds and exits 1 naming the holder.
+- kill -9 mid-run: a version is complete or absent and ``live`` flips in one
+  rename (store.py), so the live key and certificate always match. Before a
+  lineage is touched its state gets a ``renewing`` marker naming the live
+  version; the next run finds the marker and finishes the job - it re-runs
+  the deploy targets when the new version already went live, or issues
+  again when it did not.
+- One lineage failing (CA refuses, hook fails, verification fails after
+  rollback) is recorded in its ``last_renewal`` and the others still run.
+
+Lineages are renewed concurrently by a bounded thread pool. The store lock
+is re-entrant within the process and each lineage is handled by one thread,
+so threads never write the same files; what lineages do share - a standalone
+http-01 listener port, a server config edited by a deploy target - is
+guarded by a per-resource lock (:func:`shared_resources`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import random
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from certkit import due
+from certkit import x509 as cx
+from certkit.errors import CertkitError
+from certkit.settings import LineageSettings
+from certkit.store import Store
+
+Echo = Callable[[str], None]
+Clock = Callable[[], dt.datetime]
+IssueFn = Callable[..., Any]
+AriFetcher = Callable[[Store, LineageSettings, Any], "dict[str, Any] | None"]
+
+DEFAULT_CONCURRENCY = 8
+JITTER_MAX = 480.0  # seconds; certbot sleeps up to 8 minutes for the same reason (spread load on the CA)
+# Deploy targets that change one shared server's configuration: lineages using the same one
+# take turns, so two renewals never edit main.cf or reload the same daemon at once.
+SERIAL_TARGETS = ("postfix", "iis", "exchange", "aiosmtpd")
+
+
+def utc_now() -> dt.datetime:
+    """The real clock (the default ``clock``)."""
+    return dt.datetime.now(dt.timezone.utc)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Whether one lineage is due, and why."""
+
+    name: str
+    due: bool
+    reason: str
+    renew_after: dt.datetime | None = None
+    resume_from: int | None = None  # set when an interrupted run left a `renewing` marker
+
+
+@dataclass
+class LineageResult:
+    """What the run did with one lineage."""
+
+    name: str
+    status: str  # renewed | not_due | due (dry run) | failed
+    reason: str
+    version: int | None = None
+    error: str | None = None
+    not_after: str | None = None
+    renew_after: str | None = None
+    elapsed: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "status": self.status, "reason": self.reason, "version": self.version,
+            "error": self.error, "not_after": self.not_after, "renew_after": self.renew_after,
+            "elapsed_s": round(self.elapsed, 3),
+        }
+
+
+@dataclass
+class RenewReport:
+    """The outcome of one `certkit renew` run."""
+
+    results: list[LineageResult] = field(default_factory=list)
+    dry_run: bool = False
+
+    def names(self, status: str) -> list[str]:
+        return [r.name for r in self.results if r.status == status]
+
+    @property
+    def failed(self) -> list[LineageResult]:
+        return [r for r in self.results if r.status == "failed"]
+
+    def to_json(self) -> dict[str, Any]:
+        """The contract's JSON (``renewed``, ``not_due``, ``failed``) plus details per lineage."""
+        out: dict[str, Any] = {
+            "renewed": self.names("renewed"),
+            "not_due": self.names("not_due"),
+            "failed": [{"name": r.name, "error": r.error} for r in self.failed],
+        }
+        if self.dry_run:
+            out["due"] = self.names("due")
+            out["dry_run"] = True
+        out["lineages"] = [r.as_dict() for r in self.results]
+        return out
+
+
+# ----- deciding ------------------------------------------------------------
+
+def decide(store: Store, name: str, now: dt.datetime, force: bool = False) -> Decision:
+    """Whether ``name`` is due at ``now``, from its live certificate and stored ARI window."""
+    state = store.load_state(name)
+    marker = state.get("renewing")
+    version = store.live_version(name)
+    if isinstance(marker, dict):
+        started = marker.get("time", "an earlier run")
+        return Decision(name, True, f"finishing a renewal interrupted at {started}",
+                        resume_from=marker.get("from_version"))
+    if version is None:
+        return Decision(name, True, "no live version (an earlier issue did not finish)")
+    cert = cx.load_chain(store.live_paths(name).cert.read_bytes())[0]
+    nb, na = cx.not_before(cert), cx.not_after(cert)
+    ari = state.get("ari") if isinstance(state.get("ari"), dict) else None
+    when = due.renew_after(nb, na, ari)
+    is_due, reason = due.explain(nb, na, now, ari)
+    if force:
+        return Decision(name, True, "forced (--force); " + reason, when)
+    return Decision(name, is_due, reason, when)
+
+
+def needs_ari_check(store: Store, name: str, now: dt.datetime) -> bool:
+    """An ACME lineage whose renewal window should be asked for again."""
+    try:
+        settings = store.load_settings(name)
+    except CertkitError:
+        return False
+    if not settings.is_acme or store.live_version(name) is None:
+        return False
+    ari = store.load_state(name).get("ari")
+    return due.ari_check_due(ari if isinstance(ari, dict) else None, now)
+
+
+def fetch_ari(store: Store, settings: LineageSettings, cert: Any) -> dict[str, Any] | None:
+    """Ask the lineage's CA for its renewal window (RFC 9773), or None when it has no ARI.
+
+    Uses ``certkit.acme.renewal_info`` when the ACME package provides it.
+    """
+    try:
+        from certkit import acme
+    except ImportError:
+        return None
+    fetch = getattr(acme, "renewal_info", None)
+    if fetch is None:
+        return None
+    window = fetch(store, settings.acme, cert)
+    return dict(window) if window else None
+
+
+def refresh_ari(store: Store, name: str, now: dt.datetime, fetcher: AriFetcher, echo: Echo) -> None:
+    """Fetch and store a fresh ARI window; a CA without ARI, or a failure, only postpones the next check.
+
+    A failed ARI check never fails the run: the lifetime rule still decides.
+    """
+    settings = store.load_settings(name)
+    cert = cx.load_chain(store.live_paths(name).cert.read_bytes())[0]
+    old = store.load_state(name).get("ari")
+    ari: dict[str, Any] = dict(old) if isinstance(old, dict) else {}
+    try:
+        window = fetcher(store, settings, cert)
+    except CertkitError as exc:
+        echo(f"{name}: could not fetch the renewal window (ARI): {exc}")
+        window = None
+    if window:
+        ari.update(window)
+    ari["checked"] = due.iso(now)
+    if not (window or {}).get("next_check"):
+        ari["next_check"] = due.iso(now + due.ARI_RECHECK)
+    store.update_state(name, ari=ari)
+
+
+# ----- running -------------------------------------------------------------
+
+def shared_resources(settings: LineageSettings) -> list[str]:
+    """Things this lineage's renewal uses that another lineage's may use too.
+
+    A standalone http-01 listener binds one address and port; a deploy target
+    in SERIAL_TARGETS edits one server's configuration. Sorted, so locks are
+    always taken in the same order (no deadlock).
+    """
+    keys: set[str] = set()
+    acme = settings.acme
+    if settings.is_acme and acme is not None and acme.challenge == "http-01" and not acme.webroot:
+        keys.add(f"http-01:{acme.http_address}:{acme.http_port}")
+    for target in settings.deploy:
+        if target.target in SERIAL_TARGETS:
+            keys.add(f"deploy:{target.target}")
+    return sorted(keys)
+
+
+class _ResourceLocks:
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._locks: dict[str, threading.Lock] = {}
+
+    @contextlib.contextmanager
+    def hold(self, keys: Sequence[str]) -> Iterator[None]:
+        with contextlib.ExitStack() as stack:
+            for key in keys:
+                with self._guard:
+                    lock = self._locks.setdefault(key, threading.Lock())
+                stack.enter_context(lock)
+            yield
+
+
+def run(
+    store: Store,
+    names: Sequence[str] = (),
+    *,
+    force: bool = False,
+    dry_run: bool = False,
+    jitter: bool = False,
+    jitter_max: float = JITTER_MAX,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    echo: Echo = print,
+    report_line: Echo | None = None,
+    clock: Clock = utc_now,
+    sleep: Callable[[float], None] = time.sleep,
+    rng: random.Random | None = None,
+    issue_fn: IssueFn | None = None,
+    ari_fetcher: AriFetcher = fetch_ari,
+) -> RenewReport:
+    """Renew every due lineage (all of them, or ``names``).
+
+    Args:
+        store: the state directory.
+        names: lineages to consider; empty means every lineage.
+        force: renew even when not due.
+        dry_run: only report what is due and why; nothing is written.
+        jitter: sleep a random time up to ``jitter_max`` seconds first, but
+            only when some lineage is due or needs an ARI check (no CA is
+            contacted otherwise, so there is no load to spread).
+        concurrency: at most this many lineages renew at the same time.
+        echo: progress lines from the issue pipeline (prefixed with the lineage).
+        report_line: the one-line summary per lineage, printed as each finishes.
+        clock, sleep, rng: injected so tests neither wait nor depend on today.
+        issue_fn: the issue pipeline (default :func:`certkit.issuing.issue`).
+        ari_fetcher: asks the CA for a renewal window (default :func:`fetch_ari`).
+
+    Raises:
+        NotFoundError: a named lineage does not exist (exit 2).
+        LockError: another certkit process held the lock for too long (exit 1).
+    """
+    if issue_fn is None:
+        from certkit.issuing import issue as issue_fn
+    wanted = list(dict.fromkeys(names)) or store.names()
+    for name in wanted:
+        store.require(name)
+    out_lock = threading.Lock()
+
+    def say(line: str) -> None:
+        with out_lock:
+            echo(line)
+
+    def summary(result: LineageResult) -> None:
+        if report_line is not None:
+            with out_lock:
+                report_line(summary_line(result))
+
+    if jitter and not dry_run and jitter_max > 0:
+        now = clock()
+        if any(decide(store, n, now, force).due or needs_ari_check(store, n, now) for n in wanted):
+            delay = (rng or random.Random()).uniform(0, jitter_max)  # noqa: S311 - spreading load, not secrecy
+            say(f"waiting {delay:.0f} s before contacting the CA (--jitter)")
+            sleep(delay)
+
+    report = RenewReport(dry_run=dry_run)
+    lock = contextlib.nullcontext() if dry_run else store.lock()
+    with lock:
+        now = clock()
+        decisions: dict[str, Decision] = {}
+        for name in wanted:
+            if not dry_run and not force and needs_ari_check(store, name, now):
+                refresh_ari(store, name, now, ari_fetcher, say)
+            decisions[name] = decide(store, name, now, force)
+        results: dict[str, LineageResult] = {}
+        todo: list[str] = []
+        for name in wanted:
+            d = decisions[name]
+            if not d.due:
+                results[name] = LineageResult(name, "not_due", d.reason,
+                                              renew_after=due.iso(d.renew_after) if d.renew_after else None)
+                summary(results[name])
+            elif dry_run:
+                results[name] = LineageResult(name, "due", d.reason)
+                summary(results[name])
+            else:
+                todo.append(name)
+        locks = _ResourceLocks()
+
+        def work(name: str) -> LineageResult:
+            result = renew_one(store, decisions[name], issue_fn, locks, clock, say)
+            summary(result)
+            return result
+
+        if todo:
+            workers = max(1, min(concurrency, len(todo)))
+            if workers == 1:
+                for name in todo:
+                    results[name] = work(name)
+            else:
+                with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="certkit-renew") as pool:
+                    for name, result in zip(todo, pool.map(work, todo)):
+                        results[name] = result
+    report.results = [results[n] for n in wanted]
+    return report
+
+
+def renew_one(
+    store: Store,
+    decision: Decision,
+    issue_fn: IssueFn,
+    locks: _ResourceLocks,
+    clock: Clock,
+    say: Echo,
+) -> LineageResult:
+    """Renew one due lineage and record the outcome in its ``last_renewal`` (never raises CertkitError)."""
+    name = decision.name
+    started = time.monotonic()
+
+    def echo(line: str) -> None:
+        for part in str(line).splitlines() or [""]:
+            say(f"{name}: {part}")
+
+    version: int | None = None
+    error: str | None = None
+    try:
+        settings = store.load_settings(name)
+        with store.lock(), locks.hold(shared_resources(settings)):
+            live = store.live_version(name)
+            if decision.resume_from is not None and live is not None and live != decision.resume_from:
+                # The new version went live before the interruption: only its deploy is unfinished.
+                from certkit.issuing import run_deploy
+
+                run_deploy(store, name, decision.resume_from, [], [], echo)
+                version = live
+            else:
+                store.update_state(name, renewing={"time": due.iso(clock()), "from_version": live})
+                outcome = issue_fn(store, settings, echo=echo)
+                version = outcome.version
+    except CertkitError as exc:
+        error = str(exc)
+    except Exception as exc:  # a bug; one lineage's bug must not stop the others' renewals
+        error = f"unexpected {type(exc).__name__}: {exc}"
+        say(f"{name}: " + "".join(traceback.format_exception(exc)).rstrip())
+    elapsed = time.monotonic() - started
+    record = {"time": due.iso(clock()), "ok": error is None, "error": error,
+              "version": version if error is None else store.live_version(name)}
+    try:
+        with store.lock():
+            store.update_state(name, renewing=None, last_renewal=record)
+    except (CertkitError, OSError) as exc:
+        error = error or f"cannot record the renewal: {exc}"
+    if error is not None:
+        return LineageResult(name, "failed", decision.reason, record["version"], error, elapsed=elapsed)
+    not_after = renew_after = None
+    with contextlib.suppress(Exception):
+        cert = cx.load_chain(store.live_paths(name).cert.read_bytes())[0]
+        not_after = due.iso(cx.not_after(cert))
+        ari = store.load_state(name).get("ari")
+        renew_after = due.iso(due.renew_after(cx.not_before(cert), cx.not_after(cert),
+                                              ari if isinstance(ari, dict) else None))
+    return LineageResult(name, "renewed", decision.reason, version, None, not_after, renew_after, elapsed)
+
+
+def summary_line(result: LineageResult) -> str:
+    """The one line per lineage a timer's journal shows."""
+    if result.status == "renewed":
+        until = f", valid until {result.not_after[:10]}" if result.not_after else ""
+        return f"renewed   {result.name}: version {result.version}{until} ({result.reason})"
+    if result.status == "not_due":
+        return f"not due   {result.name}: {result.reason}"
+    if result.status == "due":
+        return f"due       {result.name}: {result.reason} (dry run: nothing changed)"
+    return (f"FAILED    {result.name}: {result.error} "
+            f"(version {result.version} stays live)" if result.version else
+            f"FAILED    {result.name}: {result.error}")
