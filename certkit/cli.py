@@ -126,13 +126,21 @@ def issue_command(ctx: click.Context, **opts: Any) -> None:
 @cli.command("selfssl", context_settings={"ignore_unknown_options": True})
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 @click.option("--allow-weak", is_flag=True, help="Permit /K:1024 (not recommended).")
+@click.option("--trust-store-dir", type=click.Path(file_okay=False), default=None,
+              help="Where /T puts the certificate (default: the system trust store).")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
-def selfssl_command(ctx: click.Context, args: tuple[str, ...], allow_weak: bool, as_json: bool) -> None:
-    """SelfSSL-compatible: certkit selfssl /T /N:CN=host /K:2048 /V:365 [/S:site] [/P:port] [/Q]."""
+def selfssl_command(ctx: click.Context, args: tuple[str, ...], allow_weak: bool, trust_store_dir: str | None,
+                    as_json: bool) -> None:
+    """SelfSSL-compatible: certkit selfssl /T /N:CN=host /K:2048 /V:365 [/S:site] [/P:port] [/Q].
+
+    The IIS 6 Resource Kit line works as pasted, except that /K:1024 is
+    refused (use /K:2048). /T trusts the certificate, /S and /P deploy to an
+    IIS site on Windows.
+    """
     from certkit.commands import issue as commands_issue
 
-    commands_issue.run_selfssl(store_from(ctx), args, allow_weak, as_json)
+    commands_issue.run_selfssl(store_from(ctx), args, allow_weak, as_json, trust_store_dir)
 
 
 @cli.command("export")

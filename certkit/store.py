@@ -413,15 +413,15 @@ class Store:
 
     # ----- free-form files (backups, deploy bookkeeping) ---------------
     def _safe_path(self, relpath: str) -> Path:
-        path = (self.home / relpath).absolute()
+        path = Path(os.path.normpath(self.home / relpath))
         if self.home not in path.parents:
             raise UsageError(f"path {relpath!r} is outside the state directory")
         return path
 
     def write_file(self, relpath: str, data: bytes, private: bool = True) -> Path:
         """Write a file under the state directory (e.g. ``lineages/x/backups/...``)."""
-        self._require_lock()
         path = self._safe_path(relpath)
+        self._require_lock()
         self._ensure_dir(path.parent)
         atomic_write(path, data, 0o600 if private else 0o644)
         return path

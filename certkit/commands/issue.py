@@ -193,7 +193,8 @@ def _int_switch(parsed: dict[str, str | bool], switch: str, default: int, what: 
         raise UsageError(f"/{switch}:{raw} is not a number of {what}", SELFSSL_HELP) from None
 
 
-def run_selfssl(store: Store, args: tuple[str, ...], allow_weak: bool, as_json: bool) -> None:
+def run_selfssl(store: Store, args: tuple[str, ...], allow_weak: bool, as_json: bool,
+                trust_store_dir: str | None = None) -> None:
     parsed = parse_selfssl(args)
     cn = _selfssl_cn(str(parsed["N"])) if "N" in parsed else socket.getfqdn()
     bits = _int_switch(parsed, "K", 2048, "bits")
@@ -208,7 +209,8 @@ def run_selfssl(store: Store, args: tuple[str, ...], allow_weak: bool, as_json: 
     if bits not in (1024, 1536, 2048, 3072, 4096):
         raise UsageError(f"/K:{bits} is not a supported RSA size", "use /K:2048, /K:3072 or /K:4096")
     opts: dict[str, Any] = {"cn": cn, "key_type": f"rsa{bits}", "days": days, "allow_weak": allow_weak,
-                            "trust": bool(parsed.get("T")), "as_json": as_json}
+                            "trust": bool(parsed.get("T")), "trust_store_dir": trust_store_dir,
+                            "as_json": as_json}
     if platform.system() == "Windows" and ("S" in parsed or "P" in parsed):
         spec = f"iis:site={parsed.get('S', '1')},port={parsed.get('P', '443')}"
         opts["deploy_targets"] = (spec,)
