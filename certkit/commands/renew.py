@@ -25,11 +25,12 @@ def _err(line: str) -> None:
               help="Longest --jitter wait (default 480).")
 @click.option("--concurrency", type=click.IntRange(1, 256), default=None,
               help="Lineages renewed at the same time (default 8).")
+@click.option("--quiet", "-q", is_flag=True, help="Print only renewals and failures (for cron, which mails output).")
 @click.option("--json", "as_json", is_flag=True,
               help='Print {"renewed": [...], "not_due": [...], "failed": [{"name", "error"}]}.')
 @click.pass_context
 def renew_command(ctx: click.Context, lineages: tuple[str, ...], force: bool, dry_run: bool, jitter: bool,
-                  jitter_max: float | None, concurrency: int | None, as_json: bool) -> None:
+                  jitter_max: float | None, concurrency: int | None, quiet: bool, as_json: bool) -> None:
     """Renew due lineages (all, or LINEAGE...), deploy, verify, roll back on failure.
 
     Due when under 1/3 of the certificate's lifetime is left (1/2 for
@@ -48,10 +49,16 @@ def renew_command(ctx: click.Context, lineages: tuple[str, ...], force: bool, dr
     if concurrency is not None:
         kwargs["concurrency"] = concurrency
     # Progress from the pipeline goes to stderr, the summary lines to stdout (or JSON only).
+    def line(text: str) -> None:
+        if not (quiet and text.startswith("not due")):
+            click.echo(text)
+
     report = renew.run(store, lineages, force=force, dry_run=dry_run, jitter=jitter, echo=_err,
-                       report_line=None if as_json else click.echo, **kwargs)
+                       report_line=None if as_json else line, **kwargs)
     if as_json:
         click.echo(json.dumps(report.to_json(), indent=2))
+    elif quiet:
+        pass
     elif not report.results:
         click.echo(f"No certificates in {store.home} yet - run `certkit issue --cn HOST`.")
     else:

@@ -2,12 +2,60 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
-from certkit.errors import NotBuiltError
+
+def _home(ctx: click.Context) -> Path:
+    from certkit.store import default_home
+
+    home = ctx.find_root().params.get("home")
+    return Path(home) if home else default_home()
 
 
-@click.group("timer", invoke_without_command=True)
+@click.group("timer")
 def timer_command() -> None:
     """Schedule `certkit renew --jitter` twice a day (systemd, cron, Windows)."""
-    raise NotBuiltError("`certkit timer` is not built yet")
+
+
+@timer_command.command("install")
+@click.option("--kind", type=click.Choice(["systemd", "cron", "windows"]), default=None,
+              help="Default: windows on Windows, systemd when it runs, else cron.")
+@click.option("--print", "print_only", is_flag=True, help="Show what would be installed; write nothing.")
+@click.option("--unit-dir", type=click.Path(file_okay=False), default=None,
+              help="systemd: unit folder (default /etc/systemd/system); windows: where the task XML goes "
+                   "(default: the state directory).")
+@click.option("--cron-file", type=click.Path(dir_okay=False), default=None,
+              help="cron: the file to write (default /etc/cron.d/certkit).")
+@click.pass_context
+def install_command(ctx: click.Context, kind: str | None, print_only: bool, unit_dir: str | None,
+                    cron_file: str | None) -> None:
+    """Install the renewal schedule (twice a day, random delay, --home baked in)."""
+    from certkit import timer
+
+    plan = timer.plan(kind or timer.default_kind(), _home(ctx),
+                      unit_dir=Path(unit_dir) if unit_dir else None,
+                      cron_file=Path(cron_file) if cron_file else None)
+    if print_only:
+        click.echo(timer.show(plan))
+        return
+    for line in timer.install(plan):
+        click.echo(line)
+    click.echo(f"certkit renew will run twice a day as: {' '.join(plan.command)}")
+
+
+@timer_command.command("remove")
+@click.option("--kind", type=click.Choice(["systemd", "cron", "windows"]), default=None,
+              help="Default: remove every kind found.")
+@click.option("--unit-dir", type=click.Path(file_okay=False), default=None)
+@click.option("--cron-file", type=click.Path(dir_okay=False), default=None)
+@click.pass_context
+def remove_command(ctx: click.Context, kind: str | None, unit_dir: str | None, cron_file: str | None) -> None:
+    """Disable and delete the renewal schedule."""
+    from certkit import timer
+
+    lines = timer.remove(kind=kind, unit_dir=Path(unit_dir) if unit_dir else None,
+                         cron_file=Path(cron_file) if cron_file else None, home=_home(ctx))
+    for line in lines or ["no certkit renewal schedule found"]:
+        click.echo(line)
