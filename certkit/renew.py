@@ -19,9 +19,10 @@ Safety, in the order things can go wrong:
 
 Lineages are renewed concurrently by a bounded thread pool. The store lock
 is re-entrant within the process and each lineage is handled by one thread,
-so threads never write the same files; what lineages do share - a standalone
-http-01 listener port, a server config edited by a deploy target - is
-guarded by a per-resource lock (:func:`shared_resources`).
+so threads never write the same files; ACME orders are thread-safe (one
+shared account and http-01 responder); what lineages do share - a server
+config edited by a deploy target - is guarded by a per-resource lock
+(:func:`shared_resources`).
 """
 
 from __future__ import annotations
@@ -158,16 +159,14 @@ def needs_ari_check(store: Store, name: str, now: dt.datetime) -> bool:
 def fetch_ari(store: Store, settings: LineageSettings, cert: Any) -> dict[str, Any] | None:
     """Ask the lineage's CA for its renewal window (RFC 9773), or None when it has no ARI.
 
-    Uses ``certkit.acme.renewal_info`` when the ACME package provides it.
+    Raises:
+        AcmeError: the CA could not be asked.
     """
-    try:
-        from certkit import acme
-    except ImportError:
+    from certkit import acme
+
+    if settings.acme is None:
         return None
-    fetch = getattr(acme, "renewal_info", None)
-    if fetch is None:
-        return None
-    window = fetch(store, settings.acme, cert)
+    window = acme.renewal_info(settings.acme, cx.to_pem(cert), settings.source)
     return dict(window) if window else None
 
 
@@ -196,20 +195,14 @@ def refresh_ari(store: Store, name: str, now: dt.datetime, fetcher: AriFetcher, 
 # ----- running -------------------------------------------------------------
 
 def shared_resources(settings: LineageSettings) -> list[str]:
-    """Things this lineage's renewal uses that another lineage's may use too.
+    """Things this lineage's renewal changes that another lineage's may change too.
 
-    A standalone http-01 listener binds one address and port; a deploy target
-    in SERIAL_TARGETS edits one server's configuration. Sorted, so locks are
-    always taken in the same order (no deadlock).
+    A deploy target in SERIAL_TARGETS edits one server's configuration and
+    reloads it. (ACME needs no entry: ``certkit.acme.obtain`` is thread-safe
+    and shares one http-01 responder per address and port.) Sorted, so locks
+    are always taken in the same order (no deadlock).
     """
-    keys: set[str] = set()
-    acme = settings.acme
-    if settings.is_acme and acme is not None and acme.challenge == "http-01" and not acme.webroot:
-        keys.add(f"http-01:{acme.http_address}:{acme.http_port}")
-    for target in settings.deploy:
-        if target.target in SERIAL_TARGETS:
-            keys.add(f"deploy:{target.target}")
-    return sorted(keys)
+    return sorted({f"deploy:{t.target}" for t in settings.deploy if t.target in SERIAL_TARGETS})
 
 
 class _ResourceLocks:
@@ -284,7 +277,7 @@ def run(
     if jitter and not dry_run and jitter_max > 0:
         now = clock()
         if any(decide(store, n, now, force).due or needs_ari_check(store, n, now) for n in wanted):
-            delay = (rng or random.Random()).uniform(0, jitter_max)  # noqa: S311 - spreading load, not secrecy
+            delay = (rng or random.Random()).uniform(0, jitter_max)
             say(f"waiting {delay:.0f} s before contacting the CA (--jitter)")
             sleep(delay)
 
