@@ -71,7 +71,8 @@ class LineageSettings:
 
     @property
     def is_acme(self) -> bool:
-        return self.source != SELF_SIGNED
+        # A new ACME lineage has acme settings but its source (the directory URL) is only known after issuance.
+        return self.acme is not None or self.source != SELF_SIGNED
 
     def to_dict(self) -> dict[str, Any]:
         return _drop_none(asdict(self))
