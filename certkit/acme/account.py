@@ -1,0 +1,204 @@
+"""ACME accounts: one per directory URL + e-mail, stored under ``accounts/``, shared by threads.
+
+Files (written through Store.save_account, all 0600): ``key.json`` (the
+account's EC P-256 JWK; ES256 signs far faster than RSA) and
+``account.json`` (the account URL, directory, contact, when it was made).
+A stored account is used without any request to the CA (the account URL
+goes into every JWS ``kid``); a CA that no longer knows it answers
+``accountDoesNotExist`` and the order code registers the same key again.
+
+The in-process caches (directory documents and loaded accounts) exist so that
+many concurrent renewals do not each fetch the directory and parse the key;
+they are keyed by state directory + URL + e-mail and guarded by locks.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import josepy as jose
+from acme import messages
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from certkit.acme.net import Network
+from certkit.errors import UsageError
+from certkit.settings import AcmeSettings
+from certkit.store import Store
+
+DIRECTORY_TTL = 600.0
+
+_lock = threading.Lock()
+_key_locks: dict[tuple[str, ...], threading.Lock] = {}
+_accounts: dict[tuple[str, ...], Account] = {}
+_directories: dict[tuple[str, str], tuple[float, messages.Directory]] = {}
+
+
+@dataclass(frozen=True)
+class Account:
+    """A usable account: its key, signing algorithm and URL, plus the directory it belongs to."""
+
+    jwk: jose.JWK
+    alg: jose.JWASignature
+    uri: str
+    directory_url: str
+    directory: messages.Directory
+
+    def network(self, ca_bundle: str | None, echo: Callable[[str], None], deadline: float | None) -> Network:
+        """A fresh Network signing with this account (one per order and thread)."""
+        return Network(self.jwk, alg=self.alg, account_uri=self.uri, ca_bundle=ca_bundle,
+                       new_nonce_url=self.directory["newNonce"], echo=echo, deadline=deadline)
+
+
+def _key_lock(key: tuple[str, ...]) -> threading.Lock:
+    with _lock:
+        return _key_locks.setdefault(key, threading.Lock())
+
+
+def get_directory(url: str, ca_bundle: str | None, *, refresh: bool = False) -> messages.Directory:
+    """The directory document at ``url`` (cached for a few minutes per process)."""
+    cache_key = (url, ca_bundle or "")
+    with _key_lock(("dir", *cache_key)):
+        cached = _directories.get(cache_key)
+        if cached and not refresh and time.monotonic() - cached[0] < DIRECTORY_TTL:
+            return cached[1]
+        net = Network(ca_bundle=ca_bundle)
+        try:
+            directory = messages.Directory.from_json(net.get(url).json())
+        finally:
+            net.close()
+        for needed in ("newNonce", "newAccount", "newOrder"):
+            if needed not in directory._jobj:  # noqa: SLF001 - Directory offers no key listing
+                from certkit.errors import AcmeError
+
+                raise AcmeError(f"{url} is not an ACME (RFC 8555) directory: it has no {needed!r}",
+                                "check --server: it must be the CA's directory URL")
+        _directories[cache_key] = (time.monotonic(), directory)
+        return directory
+
+
+def account_for(store: Store, settings: AcmeSettings, directory_url: str,
+                echo: Callable[[str], None] = print, *, fresh: bool = False) -> Account:
+    """The account for ``directory_url`` + ``settings.email``: cached, stored, or registered now.
+
+    Args:
+        fresh: forget the cached/stored account URL and register the stored key
+            again (after the CA answered accountDoesNotExist).
+
+    Raises:
+        UsageError: terms of service not accepted, EAB needed but missing, EAB key file unreadable.
+        CertkitError: from the network (through the caller's translate()).
+    """
+    email = settings.email or ""
+    cache_key = (str(store.home), directory_url, email)
+    with _key_lock(("acct", *cache_key)):
+        if not fresh and cache_key in _accounts:
+            return _accounts[cache_key]
+        directory = get_directory(directory_url, settings.ca_bundle)
+        files = store.load_account(directory_url, settings.email)
+        jwk: jose.JWK | None = None
+        if files:
+            jwk = jose.JWK.json_loads(files["key.json"].decode())
+            if not fresh and "account.json" in files:
+                info = json.loads(files["account.json"].decode())
+                account = Account(jwk, _alg_for(jwk), str(info["uri"]), directory_url, directory)
+                _accounts[cache_key] = account
+                return account
+        account = _register(store, settings, directory_url, directory, jwk, echo)
+        _accounts[cache_key] = account
+        return account
+
+
+def forget(store: Store, directory_url: str, email: str | None) -> None:
+    """Drop the cached account so the next account_for() reads or registers it again."""
+    with _lock:
+        _accounts.pop((str(store.home), directory_url, email or ""), None)
+
+
+def _alg_for(jwk: jose.JWK) -> jose.JWASignature:
+    if isinstance(jwk, jose.JWKEC):
+        size = jwk.key.curve.key_size
+        return {256: jose.ES256, 384: jose.ES384, 521: jose.ES512}[size]
+    return jose.RS256
+
+
+def _accept_terms(settings: AcmeSettings, directory: messages.Directory, directory_url: str) -> None:
+    """Terms of service: --agree-tos, or a yes/no prompt on a terminal showing the terms URL."""
+    meta = directory._jobj.get("meta") or {}  # noqa: SLF001
+    terms = meta.get("termsOfService")
+    if settings.agree_tos or not terms:
+        return
+    if sys.stdin.isatty():
+        import click
+
+        if click.confirm(f"The CA at {directory_url} asks you to accept its terms of service:\n  {terms}\n"
+                         "Do you accept them?", default=False, err=True):
+            settings.agree_tos = True  # remembered with the lineage, renewals run unattended
+            return
+        raise UsageError("the CA's terms of service were not accepted", "no account was created")
+    raise UsageError(f"the CA requires accepting its terms of service ({terms})",
+                     "read them and add --agree-tos")
+
+
+def _eab(settings: AcmeSettings, directory: messages.Directory, directory_url: str,
+         jwk: jose.JWK) -> dict[str, object] | None:
+    meta = directory._jobj.get("meta") or {}  # noqa: SLF001
+    if not settings.eab_kid:
+        if meta.get("externalAccountRequired"):
+            raise UsageError(f"the CA at {directory_url} requires external account binding (EAB)",
+                             "pass --eab-kid and --eab-hmac-key-file with the values from the CA's portal")
+        return None
+    if not settings.eab_hmac_key_file:
+        raise UsageError("--eab-kid needs --eab-hmac-key-file", "put the HMAC key from the CA in a file (0600)")
+    from certkit.issuing import read_secret_file
+
+    hmac_key = read_secret_file(settings.eab_hmac_key_file, "EAB HMAC key").strip()
+    try:
+        jose.b64.b64decode(hmac_key)
+    except (ValueError, TypeError) as exc:
+        raise UsageError(f"the EAB HMAC key in {settings.eab_hmac_key_file} is not base64url",
+                         "copy the key exactly as the CA shows it") from exc
+    return messages.ExternalAccountBinding.from_data(jwk.public_key(), settings.eab_kid, hmac_key, directory)
+
+
+def _register(store: Store, settings: AcmeSettings, directory_url: str, directory: messages.Directory,
+              jwk: jose.JWK | None, echo: Callable[[str], None]) -> Account:
+    _accept_terms(settings, directory, directory_url)
+    if jwk is None:
+        jwk = jose.JWKEC(key=ec.generate_private_key(ec.SECP256R1()))
+    alg = _alg_for(jwk)
+    eab = _eab(settings, directory, directory_url, jwk)
+    registration = messages.NewRegistration.from_data(
+        email=settings.email, terms_of_service_agreed=True if settings.agree_tos else None,
+        external_account_binding=eab)
+    net = Network(jwk, alg=alg, ca_bundle=settings.ca_bundle, new_nonce_url=directory["newNonce"], echo=echo)
+    try:
+        response = net.post(directory["newAccount"], registration)
+    finally:
+        net.close()
+    uri = response.headers.get("Location")
+    if not uri:
+        from certkit.errors import AcmeError
+
+        raise AcmeError(f"the ACME server {directory_url} created an account but sent no account URL",
+                        "the server does not follow RFC 8555 section 7.3")
+    info = {
+        "uri": uri,
+        "directory": directory_url,
+        "email": settings.email,
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "terms_of_service": (directory._jobj.get("meta") or {}).get("termsOfService"),  # noqa: SLF001
+        "eab_kid": settings.eab_kid,
+    }
+    with store.lock():
+        # key.json first: a crash before account.json leaves a key that is registered again next time.
+        store.save_account(directory_url, settings.email, {
+            "key.json": jwk.json_dumps().encode(),
+            "account.json": (json.dumps(info, indent=2) + "\n").encode(),
+        })
+    return Account(jwk, alg, uri, directory_url, directory)

@@ -1,0 +1,154 @@
+"""dns-01 (RFC 8555 section 8.4) through the user's hook, with optional resolver polling.
+
+The hook runs once per TXT record, with the contract's environment:
+``CERTKIT_DNS_ACTION`` (present/cleanup), ``CERTKIT_DNS_NAME``
+(``_acme-challenge.example.com``), ``CERTKIT_DNS_VALUE`` and
+``CERTKIT_DOMAIN``. A wildcard and its base name share one record name with
+two values, so a hook must add records, not replace them. Hooks for
+different records run in parallel; cleanup always runs, and its failures
+are reported, not fatal.
+"""
+
+from __future__ import annotations
+
+import shlex
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from certkit import runner
+from certkit.errors import AcmeError, HookError, OperationError, UsageError
+
+HOOK_TIMEOUT = 120.0
+PROPAGATION_TIMEOUT = 180.0
+
+
+@dataclass(frozen=True)
+class TxtRecord:
+    """One TXT record to publish for one authorization."""
+
+    domain: str  # the identifier (base name for a wildcard)
+    name: str  # _acme-challenge.<domain>
+    value: str
+
+
+def hook_argv(command: str) -> list[str]:
+    """The hook command as argv (shell-like quoting, never run through a shell)."""
+    try:
+        argv = shlex.split(command)
+    except ValueError as exc:
+        raise UsageError(f"--dns-hook {command!r} cannot be parsed: {exc}", "check the quotes") from exc
+    if not argv:
+        raise UsageError("--dns-hook is empty", "pass the command that adds and removes TXT records")
+    return argv
+
+
+def _run_hook(argv: list[str], action: str, record: TxtRecord) -> runner.Result:
+    env = runner.child_env({
+        "CERTKIT_DNS_ACTION": action,
+        "CERTKIT_DNS_NAME": record.name,
+        "CERTKIT_DNS_VALUE": record.value,
+        "CERTKIT_DOMAIN": record.domain,
+    })
+    try:
+        return runner.run(argv, env=env, timeout=HOOK_TIMEOUT, what=f"the DNS hook ({action} {record.name})")
+    except HookError:
+        raise
+    except OperationError as exc:  # the program could not be started
+        raise HookError(exc.message, "check --dns-hook: the program must exist and be executable") from exc
+
+
+def present(command: str, records: Sequence[TxtRecord]) -> None:
+    """Run the hook with ``present`` for every record (in parallel); HookError when one fails."""
+    argv = hook_argv(command)
+    with ThreadPoolExecutor(max_workers=min(8, max(1, len(records)))) as pool:
+        results = list(pool.map(lambda r: (r, _run_hook(argv, "present", r)), records))
+    for record, result in results:
+        if not result.ok:
+            raise HookError(f"the DNS hook failed to add the TXT record {record.name} (exit {result.returncode})"
+                            + (f":\n{result.output_tail()}" if result.output_tail() else ""),
+                            "fix the hook; it runs with CERTKIT_DNS_ACTION=present, CERTKIT_DNS_NAME, "
+                            "CERTKIT_DNS_VALUE and CERTKIT_DOMAIN")
+
+
+def cleanup(command: str, records: Sequence[TxtRecord], echo: Callable[[str], None]) -> None:
+    """Run the hook with ``cleanup`` for every record; failures become warnings."""
+    if not records:
+        return
+    argv = hook_argv(command)
+
+    def one(record: TxtRecord) -> str | None:
+        try:
+            result = _run_hook(argv, "cleanup", record)
+        except Exception as exc:  # noqa: BLE001 - cleanup must not hide the real outcome
+            return f"{record.name}: {exc}"
+        return None if result.ok else f"{record.name}: exit {result.returncode} {result.output_tail(3)}"
+
+    with ThreadPoolExecutor(max_workers=min(8, len(records))) as pool:
+        problems = [p for p in pool.map(one, records) if p]
+    for problem in problems:
+        echo(f"warning: the DNS hook could not remove a TXT record ({problem}); remove it by hand")
+
+
+def parse_resolver(spec: str) -> tuple[str, int]:
+    """``HOST[:PORT]`` / ``[v6]:PORT`` -> (host, port), default port 53."""
+    spec = spec.strip()
+    if spec.startswith("["):
+        host, _, rest = spec[1:].partition("]")
+        port = rest.lstrip(":") or "53"
+    elif spec.count(":") == 1:
+        host, port = spec.split(":")
+    else:
+        host, port = spec, "53"
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise UsageError(f"--dns-resolver {spec!r} is not HOST[:PORT]", "e.g. --dns-resolver 8.8.8.8:53")
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        import socket
+
+        try:
+            host = socket.getaddrinfo(host, None)[0][4][0]
+        except OSError as exc:
+            raise UsageError(f"--dns-resolver host {host!r} does not resolve", "use the resolver's IP") from exc
+    return host, int(port)
+
+
+def wait_visible(resolver: str, records: Sequence[TxtRecord], timeout: float = PROPAGATION_TIMEOUT,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+    """Poll ``resolver`` until every record's value is served; AcmeError at the deadline."""
+    import dns.exception
+    import dns.message
+    import dns.query
+    import dns.rdatatype
+
+    host, port = parse_resolver(resolver)
+    wanted: dict[str, set[str]] = {}
+    for record in records:
+        wanted.setdefault(record.name.rstrip(".") + ".", set()).add(record.value)
+    deadline = time.monotonic() + timeout
+    interval = 0.05
+    while True:
+        missing: list[str] = []
+        for name, values in wanted.items():
+            seen: set[str] = set()
+            try:
+                answer = dns.query.udp(dns.message.make_query(name, dns.rdatatype.TXT), host, port=port, timeout=2)
+                for rrset in answer.answer:
+                    for rdata in rrset:
+                        seen.add(b"".join(rdata.strings).decode("ascii", "replace"))
+            except (dns.exception.DNSException, OSError):
+                pass
+            if not values <= seen:
+                missing.append(name.rstrip("."))
+        if not missing:
+            return
+        if time.monotonic() + interval > deadline:
+            raise AcmeError(f"the TXT records {', '.join(missing)} did not appear at {resolver} "
+                            f"within {timeout:.0f} s",
+                            "check that the DNS hook really publishes them (and on which DNS servers)")
+        sleep(interval)
+        interval = min(interval * 1.6, 5.0)
