@@ -1,14 +1,91 @@
-"""`certkit smtpd` (click group; the server lives in certkit.smtpd)."""
+"""`certkit smtpd` (click group; the server lives in certkit.smtpd).
+
+Without a subcommand the group runs the server; `certkit smtpd adduser`
+manages its users file.
+"""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import click
 
-from certkit.errors import NotBuiltError
+from certkit.errors import UsageError
 
 
 @click.group("smtpd", invoke_without_command=True)
+@click.option("--listen", default=None, metavar="HOST:PORT",
+              help="Submission listener (STARTTLS required), e.g. 0.0.0.0:587.")
+@click.option("--cert", "lineage", default=None, metavar="LINEAGE", help="Lineage whose live certificate is served.")
+@click.option("--users", "users_file", default=None, type=click.Path(dir_okay=False),
+              help="Users file (create it with `certkit smtpd adduser FILE USER`).")
+@click.option("--maildir", default=None, type=click.Path(file_okay=False), help="Deliver into this Maildir.")
+@click.option("--relay", default=None, metavar="HOST:PORT", help="Forward accepted mail to this smarthost.")
+@click.option("--smtps-listen", default=None, metavar="HOST:PORT", help="Also listen with implicit TLS, e.g. :465.")
+@click.option("--pid-file", default=None, type=click.Path(dir_okay=False),
+              help="Write the pid here (and PID-FILE.status after reloads) for `certkit deploy --to aiosmtpd`.")
+@click.option("--hostname", default=None, help="Name in the banner and EHLO reply (default: the lineage's first name).")
 @click.pass_context
-def smtpd_command(ctx: click.Context) -> None:
-    """Reference submission server on aiosmtpd (587, STARTTLS + AUTH)."""
-    raise NotBuiltError("`certkit smtpd` is not built yet")
+def smtpd_command(ctx: click.Context, listen: str | None, lineage: str | None, users_file: str | None,
+                  maildir: str | None, relay: str | None, smtps_listen: str | None, pid_file: str | None,
+                  hostname: str | None) -> None:
+    """Reference submission server on aiosmtpd (587, STARTTLS + AUTH).
+
+    STARTTLS is required, AUTH PLAIN/LOGIN is offered only after TLS and
+    required for MAIL; mail goes to --maildir or --relay. SIGHUP (or
+    `certkit deploy LINEAGE --to aiosmtpd --pid-file F`) loads the lineage's
+    new certificate for new connections without a restart; SIGTERM stops.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    from certkit.cli import store_from
+
+    missing = [flag for flag, value in (("--listen", listen), ("--cert", lineage), ("--users", users_file))
+               if not value]
+    if missing:
+        raise UsageError(f"certkit smtpd needs {', '.join(missing)}",
+                         "e.g. certkit smtpd --listen 0.0.0.0:587 --cert mail.example.com "
+                         "--users /etc/certkit/smtpd-users --maildir /var/mail/certkit")
+    if bool(maildir) == bool(relay):
+        raise UsageError("say where accepted mail goes: exactly one of --maildir DIR or --relay HOST:PORT",
+                         "e.g. --maildir /var/mail/certkit")
+    from certkit import smtpd, tlsreload
+
+    assert listen and lineage and users_file
+    store = store_from(ctx)
+    tls = tlsreload.ReloadableTLS.from_lineage(store.home, lineage)
+    cfg = smtpd.ServerConfig(
+        listen=smtpd.parse_hostport(listen, "--listen"),
+        users_file=Path(users_file),
+        tls=tls,
+        maildir=Path(maildir) if maildir else None,
+        relay=smtpd.parse_hostport(relay, "--relay") if relay else None,
+        smtps_listen=smtpd.parse_hostport(smtps_listen, "--smtps-listen") if smtps_listen else None,
+        pid_file=Path(pid_file) if pid_file else None,
+        hostname=hostname or (store.load_settings(lineage).domains[0]),
+    )
+    smtpd.run(cfg)
+
+
+@smtpd_command.command("adduser")
+@click.argument("users_file", metavar="FILE", type=click.Path(dir_okay=False))
+@click.argument("user")
+@click.option("--password-file", type=click.Path(dir_okay=False), default=None,
+              help="Read the password from the first line of this file (else a hidden prompt).")
+def adduser_command(users_file: str, user: str, password_file: str | None) -> None:
+    """Add USER to the users FILE (or change the password), stored as a salted scrypt hash."""
+    from certkit import smtpd_users
+    from certkit.issuing import read_secret_file
+
+    smtpd_users.check_username(user)
+    if password_file:
+        password = read_secret_file(password_file, "password")
+    elif sys.stdin.isatty():
+        password = click.prompt(f"Password for {user}", hide_input=True, confirmation_prompt=True)
+    else:
+        raise UsageError("no password given and no terminal to ask on",
+                         "pass --password-file FILE (the password on its first line)")
+    new = smtpd_users.add_user(users_file, user, password)
+    click.echo(f"{'Added' if new else 'Changed the password of'} {user} in {users_file} (scrypt, mode 0600). "
+               f"A running certkit smtpd picks it up on SIGHUP.")
