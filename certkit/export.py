@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import platform
 import secrets
 import sys
 from collections.abc import Sequence
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.serialization import pkcs12
 
 from certkit.errors import UsageError
 from certkit.keys import PrivateKey
@@ -28,7 +26,10 @@ def resolve_pfx_encryption(choice: str, system: str | None = None, windows_build
         raise UsageError(f"unknown PFX encryption {choice!r}", "use auto, legacy or modern")
     if choice != "auto":
         return choice
-    system = system or platform.system()
+    if system is None:
+        import platform
+
+        system = platform.system()
     if system == "Windows":
         if windows_build is None:
             windows_build = sys.getwindowsversion().build if hasattr(sys, "getwindowsversion") else 0
@@ -51,6 +52,8 @@ def pfx_bytes(
     on Windows Server 2003-2016). ``modern``: PBES2 AES-256-CBC with a
     SHA-256 MAC (Windows 10 1709+/Server 2019+, OpenSSL 3 default).
     """
+    from cryptography.hazmat.primitives.serialization import pkcs12
+
     if encryption == "legacy":
         algorithm = serialization.PrivateFormat.PKCS12.encryption_builder().kdf_rounds(PFX_KDF_ROUNDS)
         algorithm = algorithm.key_cert_algorithm(pkcs12.PBES.PBESv1SHA1And3KeyTripleDESCBC)

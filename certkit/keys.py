@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Union
-
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from certkit.errors import UsageError, WeakKeyError
 
-PrivateKey = Union[rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey]
+PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
+_CURVES = {"ec256": ec.SECP256R1, "ec384": ec.SECP384R1}
+
 
 DEFAULT_KEY_TYPE = "rsa2048"
 KEY_TYPES = ("rsa2048", "rsa3072", "rsa4096", "ec256", "ec384")
 _WEAK_RSA = ("rsa1024", "rsa1536")
-_CURVES = {"ec256": ec.SECP256R1, "ec384": ec.SECP384R1}
 
 WEAK_KEY_HINT = (
     "1024-bit RSA is within reach of attackers (NIST disallowed it after 2013) and CAs and modern clients refuse it; "

@@ -47,11 +47,6 @@ from urllib.parse import urlsplit
 from certkit.errors import LockError, NotFoundError, OperationError, UsageError
 from certkit.settings import LineageSettings
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
-
 VERSION_FILES = ("cert.pem", "chain.pem", "fullchain.pem", "privkey.pem", "combined.pem")
 PRIVATE_FILES = {"privkey.pem", "combined.pem", "cert.pfx", "pfx-password.txt"}
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
@@ -271,6 +266,11 @@ class Store:
 
     def load_settings(self, name: str) -> LineageSettings:
         self.require(name)
+        if sys.version_info >= (3, 11):
+            import tomllib
+        else:  # pragma: no cover - Python 3.10
+            import tomli as tomllib
+
         path = self.lineage_dir(name) / "settings.toml"
         try:
             data = tomllib.loads(path.read_text(encoding="utf-8"))

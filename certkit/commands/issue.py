@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
-import socket
 import sys
 from pathlib import Path
 from typing import Any
@@ -152,6 +150,7 @@ def report(store: Store, outcome: IssueOutcome, as_json: bool) -> None:
 
 # ----- selfssl -----------------------------------------------------------------
 
+SELFSSL_EXAMPLES = {"N": "CN=host", "K": "2048", "V": "365", "S": "1", "P": "443"}
 SELFSSL_HELP = "usage: certkit selfssl /N:CN=host [/K:2048] [/V:365] [/T] [/S:site] [/P:port] [/Q]"
 
 
@@ -167,7 +166,7 @@ def parse_selfssl(args: tuple[str, ...] | list[str]) -> dict[str, str | bool]:
             parsed[switch] = True
         elif switch in ("N", "K", "V", "S", "P"):
             if not value:
-                raise UsageError(f"/{switch} needs a value, like /{switch}:{ {'N': 'CN=host', 'K': '2048', 'V': '365', 'S': '1', 'P': '443'}[switch]}", SELFSSL_HELP)
+                raise UsageError(f"/{switch} needs a value, like /{switch}:{SELFSSL_EXAMPLES[switch]}", SELFSSL_HELP)
             parsed[switch] = value
         else:
             raise UsageError(f"unknown SelfSSL switch /{switch}", SELFSSL_HELP)
@@ -196,22 +195,28 @@ def _int_switch(parsed: dict[str, str | bool], switch: str, default: int, what: 
 def run_selfssl(store: Store, args: tuple[str, ...], allow_weak: bool, as_json: bool,
                 trust_store_dir: str | None = None) -> None:
     parsed = parse_selfssl(args)
-    cn = _selfssl_cn(str(parsed["N"])) if "N" in parsed else socket.getfqdn()
+    if "N" in parsed:
+        cn = _selfssl_cn(str(parsed["N"]))
+    else:  # SelfSSL's default: this computer's name
+        import socket
+
+        cn = socket.getfqdn()
     bits = _int_switch(parsed, "K", 2048, "bits")
     days = _int_switch(parsed, "V", 365, "days")
     if days < 1:
         raise UsageError(f"/V:{days} must be at least 1 day", SELFSSL_HELP)
     if bits < 2048 and not allow_weak:
+        fixed = [a for a in args if not a.upper().startswith(("/K", "-K"))] + ["/K:2048"]
         raise UsageError(
             f"/K:{bits} asks for a {bits}-bit RSA key, which is refused: {keys.WEAK_KEY_HINT}",
-            f"use /K:2048, e.g. certkit selfssl {' '.join(a for a in args if not a.upper().startswith(('/K', '-K')))} /K:2048",
+            f"use /K:2048, e.g. certkit selfssl {' '.join(fixed)}",
         )
     if bits not in (1024, 1536, 2048, 3072, 4096):
         raise UsageError(f"/K:{bits} is not a supported RSA size", "use /K:2048, /K:3072 or /K:4096")
     opts: dict[str, Any] = {"cn": cn, "key_type": f"rsa{bits}", "days": days, "allow_weak": allow_weak,
                             "trust": bool(parsed.get("T")), "trust_store_dir": trust_store_dir,
                             "as_json": as_json}
-    if platform.system() == "Windows" and ("S" in parsed or "P" in parsed):
+    if sys.platform == "win32" and ("S" in parsed or "P" in parsed):
         spec = f"iis:site={parsed.get('S', '1')},port={parsed.get('P', '443')}"
         opts["deploy_targets"] = (spec,)
         opts["pfx"] = True
