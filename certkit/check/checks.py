@@ -1,0 +1,559 @@
+"""The checklist: one audit of one endpoint.
+
+The main session follows what a careful telnet user would type (banner,
+EHLO, plaintext probes, STARTTLS, a verified handshake, EHLO again, a relay
+attempt, AUTH, a test message) and records it as the transcript. The TLS
+version, weak-suite and STARTTLS-injection probes run on their own
+connections in parallel threads. Every check has a stable id (docs/check.md).
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from certkit.check import certinfo, probes
+from certkit.check.certinfo import CertFacts
+from certkit.check.report import FAIL, PASS, SKIP, WARN, CheckReport, CheckResult
+from certkit.check.session import REDACTED, Reply, SessionError, SmtpSession, peer_chain_der
+from certkit.check.target import Target
+
+ORDER = [
+    "connect", "banner", "ehlo", "starttls-offered", "auth-before-tls", "plaintext-auth-refused",
+    "plaintext-mail-refused", "starttls", "tls-handshake", "chain-trust", "name-match", "expected-cert",
+    "tls10-refused", "tls11-refused", "weak-ciphers-refused", "starttls-injection", "key-strength",
+    "signature-hash", "eku-server-auth", "time-left", "ehlo-after-tls", "relay-refused", "auth", "send-test",
+]
+# Checks that need the main session to have reached TLS.
+AFTER_TLS = ["tls-handshake", "chain-trust", "name-match", "expected-cert", "key-strength", "signature-hash",
+             "eku-server-auth", "time-left", "ehlo-after-tls", "relay-refused", "auth", "send-test"]
+
+FIX = {
+    "connect": "check the host, port and firewall; is the service listening (ss -ltnp)?",
+    "banner": "the server must greet with 220 (RFC 5321 4.3.1); check the service is an SMTP server and not overloaded",
+    "ehlo": "the server must accept EHLO (RFC 5321 4.1.1.1)",
+    "starttls-offered": "enable STARTTLS: Postfix smtpd_tls_cert_file/smtpd_tls_key_file + smtpd_tls_security_level "
+                        "(may on 25, encrypt on 587); Exchange: Enable-ExchangeCertificate -Services SMTP; "
+                        "aiosmtpd: SMTP(..., tls_context=ctx, require_starttls=True)",
+    "auth-before-tls": "offer AUTH only after TLS: Postfix smtpd_tls_auth_only = yes; Exchange receive connector "
+                       "-AuthMechanism Tls,BasicAuthRequireTLS; aiosmtpd: auth_require_tls=True",
+    "plaintext-auth-refused": "refuse AUTH before TLS: Postfix smtpd_tls_auth_only = yes; Exchange "
+                              "BasicAuthRequireTLS; aiosmtpd: auth_require_tls=True",
+    "plaintext-mail-refused": "require TLS on submission: Postfix master.cf submission -o smtpd_tls_security_level="
+                              "encrypt; Exchange RequireTLS $true; aiosmtpd: require_starttls=True",
+    "starttls": "STARTTLS must answer 220 (RFC 3207); check the certificate and key files load (server log)",
+    "tls-handshake": "check the server's certificate/key files and TLS settings in its log; "
+                     "Postfix: smtpd_tls_loglevel = 1",
+    "chain-trust": "serve the full chain (Postfix smtpd_tls_chain_files = privkey.pem, fullchain.pem), use a CA "
+                   "clients trust, or check with --cafile/--expect for a private or self-signed certificate",
+    "name-match": "issue the certificate with the host name clients use as a SAN: certkit issue --cn HOST "
+                  "(--name sets the name certkit checks)",
+    "expected-cert": "deploy the certificate: certkit deploy LINEAGE --to postfix|iis|exchange|aiosmtpd, "
+                     "then reload the server",
+    "key-strength": "re-issue with a stronger key: certkit issue --cn HOST --key rsa3072 (or ec256)",
+    "signature-hash": "re-issue: certkit signs with SHA-256 (certkit issue --cn HOST)",
+    "eku-server-auth": "re-issue with the serverAuth extended key usage (certkit issue adds it)",
+    "time-left": "renew now: certkit renew LINEAGE --force (and certkit timer install)",
+    "ehlo-after-tls": "after TLS offer AUTH and not STARTTLS again (RFC 3207 4.2): Postfix smtpd_sasl_auth_enable"
+                      " = yes on submission; aiosmtpd: an authenticator and auth_require_tls=True",
+    "relay-refused": "refuse relaying without AUTH: Postfix smtpd_relay_restrictions = permit_sasl_authenticated, "
+                     "reject_unauth_destination (submission: smtpd_client_restrictions = permit_sasl_authenticated,"
+                     "reject); Exchange: remove anonymous relay permissions; aiosmtpd: auth_required=True",
+    "auth": "check the user name and password, and that the SASL backend runs (Postfix: Dovecot auth socket)",
+    "send-test": "read the server's reply above; the message was not accepted",
+}
+
+PROBE_FROM = "certkit-probe@example.com"  # RFC 2606 reserved names: never a real mailbox
+RELAY_RCPT = "certkit-relay-probe@example.net"
+
+
+@dataclass
+class CheckOptions:
+    """What to check and how.
+
+    Attributes:
+        name: expected host name (default: the URL host).
+        cafile: trust anchors file instead of the system store.
+        expected_pem: the pinned certificate (PEM, leaf first): trust anchor and equality check.
+        auth_user / password: credentials for the AUTH check (password never shown).
+        send_test, mail_from, rcpt_to: send one test message.
+        timeout: seconds for each step.
+        strict: RSA 2048 becomes a WARN.
+        quick: only the main session up to EHLO after TLS (deploy verification, fleet sweeps).
+        helo: the EHLO name certkit uses.
+        parallel_probes: run side probes in threads (off in fleet workers).
+        now: the clock (tests).
+    """
+
+    name: str | None = None
+    cafile: str | None = None
+    expected_pem: bytes | None = None
+    auth_user: str | None = None
+    password: str | None = None
+    send_test: bool = False
+    mail_from: str | None = None
+    rcpt_to: str | None = None
+    timeout: float = 10.0
+    strict: bool = False
+    quick: bool = False
+    helo: str = ""
+    parallel_probes: bool = True
+    now: Callable[[], dt.datetime] | None = None
+    _ctx: ssl.SSLContext | None = field(default=None, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def helo_name(self) -> str:
+        if not self.helo:
+            host = socket.gethostname()
+            self.helo = host if "." in host else "certkit-check.localdomain"
+        return self.helo
+
+    def expected_der(self) -> bytes | None:
+        """DER of the pinned leaf (the first certificate of ``expected_pem``)."""
+        if not self.expected_pem:
+            return None
+        first = self.expected_pem.decode("ascii", "replace").split("-----END CERTIFICATE-----")[0]
+        first = first[first.find("-----BEGIN CERTIFICATE-----"):]
+        return ssl.PEM_cert_to_DER_cert(first.strip() + "\n-----END CERTIFICATE-----\n")
+
+    def trust_label(self) -> str:
+        if self.cafile:
+            return f"--cafile {self.cafile}"
+        if self.expected_pem:
+            return "the pinned certificate"
+        return "the system trust store"
+
+    def verify_context(self) -> ssl.SSLContext:
+        """The strict context: chain verification (names are matched by certkit, SAN only). Built once."""
+        with self._lock:
+            if self._ctx is None:
+                ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # TLS >= 1.2, CERT_REQUIRED
+                ctx.check_hostname = False  # certinfo.name_matches: SAN only, never the CN
+                if self.cafile:
+                    ctx.load_verify_locations(cafile=self.cafile)
+                elif self.expected_pem:
+                    ctx.load_verify_locations(cadata=self.expected_pem.decode("ascii", "replace"))
+                    # The pinned leaf itself is the trust anchor, CA-issued or self-signed.
+                    ctx.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
+                else:
+                    ctx.load_default_certs()
+                self._ctx = ctx
+            return self._ctx
+
+
+class _Stop(Exception):
+    """The main session cannot go on (its FAIL is already recorded)."""
+
+
+def _fail_step(report: CheckReport, check_id: str, exc: SessionError) -> _Stop:
+    report.add(check_id, FAIL, exc.message, FIX.get(check_id, ""))
+    return _Stop(check_id)
+
+
+def audit(target: Target, opts: CheckOptions) -> CheckReport:
+    """Run every check on one endpoint and return the report (never raises for server behaviour)."""
+    started = time.perf_counter()
+    report = CheckReport(target.url)
+    helo = opts.helo_name()
+    side: list[CheckResult] = []
+    threads: list[threading.Thread] = []
+    if not opts.quick:
+        jobs: list[Callable[[], CheckResult]] = [
+            lambda: probes.probe_old_tls(target, opts.timeout, helo, ssl.TLSVersion.TLSv1, "tls10-refused",
+                                         "TLS 1.0"),
+            lambda: probes.probe_old_tls(target, opts.timeout, helo, ssl.TLSVersion.TLSv1_1, "tls11-refused",
+                                         "TLS 1.1"),
+            lambda: probes.probe_weak_ciphers(target, opts.timeout, helo),
+            lambda: probes.probe_injection(target, opts.timeout, helo),
+        ]
+        if opts.parallel_probes:
+            for job in jobs:
+                t = threading.Thread(target=lambda j=job: side.append(j()), daemon=True)
+                t.start()
+                threads.append(t)
+        else:
+            threads = []
+            side_jobs = jobs
+    try:
+        _main_session(target, opts, report)
+    except _Stop as stop:
+        report.skip(applicable(target, opts), f"{stop.args[0]} failed")
+    if not opts.quick:
+        if opts.parallel_probes:
+            for t in threads:
+                t.join()
+        else:
+            side.extend(job() for job in side_jobs)
+        for result in side:
+            report.checks.append(result)
+    rank = {cid: i for i, cid in enumerate(ORDER)}
+    report.checks.sort(key=lambda c: rank.get(c.id, len(ORDER)))
+    report.elapsed_ms = round((time.perf_counter() - started) * 1000)
+    return report
+
+
+def applicable(target: Target, opts: CheckOptions) -> list[str]:
+    """The main-session check ids this run would report (SKIP candidates after a failure)."""
+    ids = ["connect", "banner"]
+    if not target.implicit_tls:
+        ids += ["ehlo", "starttls-offered", "auth-before-tls"]
+        if not opts.quick:
+            ids += ["plaintext-auth-refused"] + (["plaintext-mail-refused"] if target.submission else [])
+        ids.append("starttls")
+    ids += ["tls-handshake", "chain-trust", "name-match"]
+    if opts.expected_pem:
+        ids.append("expected-cert")
+    if not opts.quick:
+        ids += ["key-strength", "signature-hash", "eku-server-auth"]
+    ids += ["time-left", "ehlo-after-tls"]
+    if not opts.quick:
+        ids.append("relay-refused")
+        if opts.auth_user is not None and opts.password is not None:
+            ids.append("auth")
+        if opts.send_test:
+            ids.append("send-test")
+    return ids
+
+
+def _main_session(target: Target, opts: CheckOptions, report: CheckReport) -> None:
+    session = SmtpSession(target.host, target.port, opts.timeout, report.transcript)
+    try:
+        tls = _open(target, opts, report, session, verified=True)
+        if tls is None:  # certificate refused: look at it over an unverified connection
+            session.close()
+            session.note("*  certificate not accepted; reconnecting without verification to inspect it")
+            session = SmtpSession(target.host, target.port, opts.timeout, report.transcript)
+            tls = _open(target, opts, report, session, verified=False)
+            assert tls is not None
+        if opts.quick and report.get("chain-trust") and report.get("chain-trust").status == PASS:  # type: ignore[union-attr]
+            facts = certinfo.from_ssl_dict(tls.getpeercert(True) or b"", tls.getpeercert() or {})
+        else:
+            chain = peer_chain_der(tls)
+            facts = certinfo.from_der(chain[0], len(chain))
+        session.note(f"*  TLS {tls.version()} {(tls.cipher() or ('?',))[0]}")
+        for line in facts.summary_lines():
+            session.note(f"*  {line}")
+        report.certificate = facts.to_json()
+        _certificate_checks(target, opts, report, facts)
+        _after_tls(target, opts, report, session)
+        session.quit()
+    finally:
+        session.close()
+
+
+def _open(target: Target, opts: CheckOptions, report: CheckReport, session: SmtpSession,
+          verified: bool) -> ssl.SSLSocket | None:
+    """Connect, greet, STARTTLS (or implicit TLS), handshake. None: the certificate was refused."""
+    first = verified  # on the unverified reconnect, the plaintext checks are already recorded
+    try:
+        session.connect()
+    except SessionError as exc:
+        raise _fail_step(report, "connect", exc) from exc
+    if first:
+        report.add("connect", PASS, f"TCP connection to {target.host} port {target.port}")
+    if target.implicit_tls:
+        tls = _handshake(target, opts, report, session, verified)
+        if tls is None:
+            return None
+        _banner(report, session, first)
+        return tls
+    _banner(report, session, first)
+    try:
+        ehlo = session.command(f"EHLO {opts.helo_name()}")
+    except SessionError as exc:
+        raise _fail_step(report, "ehlo", exc) from exc
+    if ehlo.code != 250:
+        report.add("ehlo", FAIL, f"EHLO refused: {ehlo.first}", FIX["ehlo"])
+        raise _Stop("ehlo")
+    kw = ehlo.ehlo_keywords()
+    if first:
+        report.add("ehlo", PASS, f"EHLO accepted ({len(kw)} extensions)")
+        if "STARTTLS" in kw:
+            report.add("starttls-offered", PASS, "STARTTLS offered")
+        else:
+            report.add("starttls-offered", FAIL, "STARTTLS is not offered: everything, passwords included, "
+                       "would cross the network in clear", FIX["starttls-offered"])
+            report.skip(["auth-before-tls", "plaintext-auth-refused", "plaintext-mail-refused"], "no STARTTLS")
+            raise _Stop("starttls-offered")
+        if "AUTH" in kw:
+            status = FAIL if target.submission else WARN
+            report.add("auth-before-tls", status, f"AUTH {kw['AUTH']} offered before TLS: clients may send "
+                       "passwords in clear", FIX["auth-before-tls"])
+        else:
+            report.add("auth-before-tls", PASS, "AUTH not offered before TLS")
+        if not opts.quick:
+            _plaintext_probes(target, report, session)
+    try:
+        reply = session.command("STARTTLS")
+    except SessionError as exc:
+        raise _fail_step(report, "starttls", exc) from exc
+    if reply.code != 220:
+        report.add("starttls", FAIL, f"STARTTLS answered {reply.first}", FIX["starttls"])
+        raise _Stop("starttls")
+    if first:
+        report.add("starttls", PASS, f"STARTTLS accepted ({reply.first})")
+    return _handshake(target, opts, report, session, verified)
+
+
+def _banner(report: CheckReport, session: SmtpSession, record: bool) -> None:
+    try:
+        banner = session.read_reply("banner")
+    except SessionError as exc:
+        raise _fail_step(report, "banner", exc) from exc
+    if banner.code != 220:
+        report.add("banner", FAIL, f"greeting is {banner.first}, not 220", FIX["banner"])
+        raise _Stop("banner")
+    if record:
+        report.add("banner", PASS, f"220 greeting: {banner.text[:80]}")
+
+
+def _handshake(target: Target, opts: CheckOptions, report: CheckReport, session: SmtpSession,
+               verified: bool) -> ssl.SSLSocket | None:
+    name = opts.name or target.host
+    sni = None if target.host_is_ip and not opts.name else certinfo.normalise_name(name)
+    if sni is not None and _is_ip(sni):
+        sni = None  # RFC 6066 3: no IP literals in SNI
+    ctx = opts.verify_context() if verified else probes.probe_context(None)
+    if not verified:
+        ctx.maximum_version = ssl.TLSVersion.MAXIMUM_SUPPORTED
+    try:
+        tls = session.start_tls(ctx, sni)
+    except SessionError as exc:
+        if exc.kind == "verify" and verified:
+            if opts.expected_pem and not opts.cafile:
+                detail = f"the served certificate is not the pinned one ({exc.verify_message})"
+            else:
+                detail = f"not trusted by {opts.trust_label()}: {exc.verify_message}"
+            report.add("chain-trust", FAIL, detail, FIX["chain-trust"])
+            return None
+        raise _fail_step(report, "tls-handshake", exc) from exc
+    version, cipher = tls.version() or "?", (tls.cipher() or ("?",))[0]
+    if version in ("TLSv1", "TLSv1.1", "SSLv3"):
+        report.add("tls-handshake", FAIL, f"negotiated {version} {cipher}", probes.FIX_OLD_TLS)
+    else:
+        report.add("tls-handshake", PASS, f"{version} {cipher}")
+    if verified:
+        report.add("chain-trust", PASS, f"certificate chain verified against {opts.trust_label()}")
+    return tls
+
+
+def _is_ip(text: str) -> bool:
+    return text.replace(".", "").isdigit() or ":" in text
+
+
+def _plaintext_probes(target: Target, report: CheckReport, session: SmtpSession) -> None:
+    """Before TLS: dummy AUTH PLAIN and (submission) MAIL FROM must be refused."""
+    dummy = base64.b64encode(b"\0certkit-probe\0not-a-password").decode()
+    try:
+        reply = session.command(f"AUTH PLAIN {dummy}", shown=f"AUTH PLAIN {REDACTED}")
+        if reply.code == 334:  # no initial-response support: cancel (RFC 4954 4)
+            reply = session.command("*")
+    except SessionError as exc:
+        raise _fail_step(report, "plaintext-auth-refused", exc) from exc
+    if reply.code == 235:
+        report.add("plaintext-auth-refused", FAIL, "dummy credentials were ACCEPTED without TLS",
+                   FIX["plaintext-auth-refused"])
+    elif reply.code == 535:
+        report.add("plaintext-auth-refused", FAIL, f"credentials are checked without TLS ({reply.first}): a real "
+                   "password would have crossed the network in clear", FIX["plaintext-auth-refused"])
+    elif 400 <= reply.code < 500:
+        report.add("plaintext-auth-refused", WARN, f"temporary answer to AUTH before TLS: {reply.first}",
+                   FIX["plaintext-auth-refused"])
+    else:
+        report.add("plaintext-auth-refused", PASS, f"AUTH before TLS refused: {reply.first}")
+    if not target.submission:
+        return
+    try:
+        reply = session.command(f"MAIL FROM:<{PROBE_FROM}>")
+        if reply.code == 250:
+            session.command("RSET")
+    except SessionError as exc:
+        raise _fail_step(report, "plaintext-mail-refused", exc) from exc
+    if reply.code == 250:
+        report.add("plaintext-mail-refused", FAIL, "MAIL FROM accepted before TLS on the submission port",
+                   FIX["plaintext-mail-refused"])
+    else:
+        report.add("plaintext-mail-refused", PASS, f"MAIL before TLS refused: {reply.first}")
+
+
+def _certificate_checks(target: Target, opts: CheckOptions, report: CheckReport, facts: CertFacts) -> None:
+    name = opts.name or target.host
+    served = ", ".join(facts.names) or "none"
+    if certinfo.name_matches(name, facts.dns_names, facts.ip_names):
+        report.add("name-match", PASS, f"{name} matches the certificate's SAN ({served})")
+    else:
+        report.add("name-match", FAIL, f"{name} is not among the certificate's SAN names ({served}); the subject "
+                   "CN is not used (RFC 6125)", FIX["name-match"])
+    expected = opts.expected_der()
+    if expected is not None:
+        import hashlib
+
+        want = hashlib.sha256(expected).hexdigest()
+        if expected == facts.der:
+            report.add("expected-cert", PASS, f"served the expected certificate (sha256 {want[:16]}...)")
+        else:
+            report.add("expected-cert", FAIL, f"served sha256 {facts.sha256[:16]}... ({facts.subject}, until "
+                       f"{facts.not_after:%Y-%m-%d}), expected sha256 {want[:16]}...", FIX["expected-cert"])
+    if facts.detailed:
+        _key_checks(opts, report, facts)
+    now = opts.now() if opts.now else dt.datetime.now(dt.timezone.utc)
+    lifetime = (facts.not_after - facts.not_before).total_seconds()
+    left = (facts.not_after - now).total_seconds()
+    days = left / 86400
+    until = f"{facts.not_after:%Y-%m-%d %H:%M} UTC"
+    if now < facts.not_before:
+        report.add("time-left", FAIL, f"not valid before {facts.not_before:%Y-%m-%d %H:%M} UTC", FIX["time-left"])
+    elif left <= 0:
+        report.add("time-left", FAIL, f"EXPIRED on {until}", FIX["time-left"])
+    elif left < 48 * 3600:
+        report.add("time-left", FAIL, f"expires in {left / 3600:.0f} hours ({until})", FIX["time-left"])
+    elif lifetime > 0 and left < lifetime / 3:
+        report.add("time-left", WARN, f"{days:.0f} days left, under a third of its lifetime (until {until})",
+                   FIX["time-left"])
+    else:
+        share = f", {100 * left / lifetime:.0f}% of its lifetime" if lifetime > 0 else ""
+        report.add("time-left", PASS, f"{days:.0f} days left (until {until}{share})")
+
+
+def _key_checks(opts: CheckOptions, report: CheckReport, facts: CertFacts) -> None:
+    bits, kind = facts.key_bits or 0, facts.key_kind
+    if kind == "rsa" and bits < 2048:
+        report.add("key-strength", FAIL, f"RSA {bits} bits: breakable, refused by current clients",
+                   FIX["key-strength"])
+    elif kind == "rsa" and bits == 2048 and opts.strict:
+        report.add("key-strength", WARN, "RSA 2048 bits (--strict asks for 3072+ or ECDSA)", FIX["key-strength"])
+    elif kind == "dsa" or (kind == "ec" and bits < 256):
+        report.add("key-strength", FAIL, f"{facts.key}: too weak", FIX["key-strength"])
+    else:
+        report.add("key-strength", PASS, f"{facts.key}")
+    sig = (facts.signature_hash or "").lower()
+    if sig in ("sha1", "md5", "md2", "md4") or "sha1" in sig or "md5" in sig:
+        report.add("signature-hash", FAIL, f"signed with {sig.upper()}: forgeable, refused by current clients",
+                   FIX["signature-hash"])
+    else:
+        report.add("signature-hash", PASS, f"signed with {sig.upper() or facts.key}")
+    if facts.eku is None:
+        report.add("eku-server-auth", PASS, "no extended key usage (valid for any purpose)")
+    elif "serverAuth" in facts.eku or "anyExtendedKeyUsage" in facts.eku:
+        report.add("eku-server-auth", PASS, "serverAuth extended key usage present")
+    else:
+        report.add("eku-server-auth", FAIL, f"extended key usage {', '.join(facts.eku)} lacks serverAuth",
+                   FIX["eku-server-auth"])
+
+
+def _after_tls(target: Target, opts: CheckOptions, report: CheckReport, session: SmtpSession) -> None:
+    step = "ehlo-after-tls"
+    try:
+        ehlo = session.command(f"EHLO {opts.helo_name()}")
+        _ehlo_after_tls(target, opts, report, ehlo)
+        if opts.quick:
+            return
+        step = "relay-refused"
+        _relay_probe(report, session)
+        authenticated = False
+        if opts.auth_user is not None and opts.password is not None:
+            step = "auth"
+            mechs = ehlo.ehlo_keywords().get("AUTH", "").upper().split()
+            authenticated = _auth(opts, report, session, mechs)
+        if opts.send_test:
+            step = "send-test"
+            _send_test(opts, report, session, authenticated)
+    except SessionError as exc:  # a late step failed; earlier results stand
+        raise _fail_step(report, step, exc) from exc
+
+
+def _ehlo_after_tls(target: Target, opts: CheckOptions, report: CheckReport, ehlo: Reply) -> None:
+    if ehlo.code != 250:
+        report.add("ehlo-after-tls", FAIL, f"EHLO after TLS refused: {ehlo.first}", FIX["ehlo-after-tls"])
+        raise _Stop("ehlo-after-tls")
+    kw = ehlo.ehlo_keywords()
+    problems = []
+    if "STARTTLS" in kw:
+        problems.append("STARTTLS offered again (RFC 3207 4.2 forbids it)")
+    if target.submission and "AUTH" not in kw:
+        problems.append("AUTH not offered: clients cannot log in to submit")
+    if problems:
+        report.add("ehlo-after-tls", FAIL, "; ".join(problems), FIX["ehlo-after-tls"])
+    else:
+        auth = f"AUTH {kw['AUTH']}" if "AUTH" in kw else "no AUTH"
+        report.add("ehlo-after-tls", PASS, f"{auth}, no STARTTLS")
+
+
+def _relay_probe(report: CheckReport, session: SmtpSession) -> None:
+    mail = session.command(f"MAIL FROM:<{PROBE_FROM}>")
+    if mail.code >= 500:
+        report.add("relay-refused", PASS, f"MAIL without AUTH refused: {mail.first}")
+        return
+    if mail.code != 250:
+        report.add("relay-refused", WARN, f"MAIL without AUTH answered {mail.first}; relay not tested",
+                   FIX["relay-refused"])
+        session.command("RSET")
+        return
+    rcpt = session.command(f"RCPT TO:<{RELAY_RCPT}>")
+    session.command("RSET")
+    if rcpt.code >= 500:
+        report.add("relay-refused", PASS, f"relay to {RELAY_RCPT} without AUTH refused: {rcpt.first}")
+    elif rcpt.code >= 400:
+        report.add("relay-refused", WARN, f"relay without AUTH answered {rcpt.first} (temporary, not a clear "
+                   "refusal)", FIX["relay-refused"])
+    else:
+        report.add("relay-refused", FAIL, f"OPEN RELAY: RCPT TO:<{RELAY_RCPT}> accepted without AUTH "
+                   f"({rcpt.first})", FIX["relay-refused"])
+
+
+def _auth(opts: CheckOptions, report: CheckReport, session: SmtpSession, mechs: list[str]) -> bool:
+    user, password = opts.auth_user or "", opts.password or ""
+    if "PLAIN" in mechs or not mechs:
+        token = base64.b64encode(f"\0{user}\0{password}".encode()).decode()
+        reply = session.command(f"AUTH PLAIN {token}", shown=f"AUTH PLAIN {REDACTED}")
+        if reply.code == 334:
+            reply = session.command(token, shown=REDACTED)
+    elif "LOGIN" in mechs:
+        reply = session.command("AUTH LOGIN")
+        if reply.code == 334:
+            reply = session.command(base64.b64encode(user.encode()).decode(), shown=REDACTED)
+        if reply.code == 334:
+            reply = session.command(base64.b64encode(password.encode()).decode(), shown=REDACTED)
+    else:
+        report.add("auth", FAIL, f"no PLAIN or LOGIN among AUTH mechanisms {' '.join(mechs)}", FIX["auth"])
+        return False
+    if reply.code == 235:
+        report.add("auth", PASS, f"logged in as {user}")
+        return True
+    report.add("auth", FAIL, f"AUTH as {user} refused: {reply.first}", FIX["auth"])
+    return False
+
+
+def _send_test(opts: CheckOptions, report: CheckReport, session: SmtpSession, authenticated: bool) -> None:
+    from email.utils import formatdate, make_msgid
+
+    sender, rcpt = opts.mail_from or "", opts.rcpt_to or ""
+    domain = sender.rpartition("@")[2] or "certkit.invalid"
+    for cmd in (f"MAIL FROM:<{sender}>", f"RCPT TO:<{rcpt}>", "DATA"):
+        reply = session.command(cmd)
+        if reply.code not in (250, 251, 354):
+            session.command("RSET")
+            why = "" if authenticated else " (not authenticated: pass --auth-user and --password-file)"
+            report.add("send-test", FAIL, f"{cmd.split(':')[0]} refused: {reply.first}{why}", FIX["send-test"])
+            return
+    body = (
+        f"From: <{sender}>\r\nTo: <{rcpt}>\r\nSubject: certkit check test message\r\n"
+        f"Date: {formatdate(usegmt=True)}\r\nMessage-ID: {make_msgid('certkit', domain=domain)}\r\n"
+        "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"
+        f"Test message from certkit check: submission to {session.host} port {session.port} works.\r\n"
+    )
+    session.send_raw(body.encode() + b".\r\n", f"<message: {len(body)} bytes>\n.")
+    reply = session.read_reply("reply to the message")
+    if reply.code == 250:
+        report.add("send-test", PASS, f"message queued: {reply.first}")
+    else:
+        report.add("send-test", FAIL, f"message refused: {reply.first}", FIX["send-test"])
+
+
+__all__ = ["ORDER", "SKIP", "CheckOptions", "audit"]

@@ -1,0 +1,174 @@
+"""Side probes on their own connections: old TLS versions, weak suites, STARTTLS injection.
+
+Each probe opens a fresh connection (no transcript), gets to the point where
+TLS starts and tries one thing. A probe that cannot run (the server drops
+the connection early, this OpenSSL cannot offer the protocol) gives a WARN
+saying so, never a false PASS.
+"""
+
+from __future__ import annotations
+
+import ssl
+import warnings
+
+from certkit.check.report import FAIL, PASS, WARN, CheckResult
+from certkit.check.session import SessionError, SmtpSession
+from certkit.check.target import Target
+
+# Suites this OpenSSL can still offer that no server should accept: anonymous
+# (no authentication, trivially MITMed), NULL (no encryption), plus the
+# classic weak families when the library still has them (RFC 7465 RC4,
+# RFC 8996 era 3DES/DES/EXPORT).
+WEAK_CIPHERS = "aNULL:eNULL:EXPORT:DES:3DES:RC4:MD5:SEED:IDEA:@SECLEVEL=0"
+_CLIENT_SIDE = ("NO_PROTOCOLS_AVAILABLE", "NO_CIPHERS_AVAILABLE", "NO_SUITABLE")
+
+FIX_OLD_TLS = (
+    "allow TLS 1.2+ only: Postfix smtpd_tls_protocols = >=TLSv1.2 (and smtpd_tls_mandatory_protocols); "
+    "Windows: disable TLS 1.0/1.1 under SCHANNEL\\Protocols (IISCrypto); aiosmtpd: "
+    "context.minimum_version = ssl.TLSVersion.TLSv1_2"
+)
+FIX_WEAK = (
+    "drop weak suites: Postfix smtpd_tls_exclude_ciphers = aNULL, eNULL, EXPORT, DES, RC4, MD5, 3DES "
+    "(tls_medium_cipherlist default); Windows: remove them from the SSL Cipher Suite Order policy; "
+    "aiosmtpd: context.set_ciphers('ECDHE+AESGCM:ECDHE+CHACHA20')"
+)
+FIX_INJECTION = (
+    "upgrade the server: it must discard input buffered before the TLS handshake (Postfix >= 2.8.4, "
+    "aiosmtpd >= 1.4.6); see CVE-2011-0411"
+)
+
+
+def probe_context(version: ssl.TLSVersion | None = None, ciphers: str = "DEFAULT:@SECLEVEL=0") -> ssl.SSLContext:
+    """An unverified client context able to offer old protocols and weak suites."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # TLSv1/TLSv1_1 are what we probe for
+        if version is not None:
+            ctx.minimum_version = version
+            ctx.maximum_version = version
+        else:
+            ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    ctx.set_ciphers(ciphers)
+    return ctx
+
+
+def reach_tls(target: Target, timeout: float, helo: str) -> SmtpSession | None:
+    """A connected session at the point where the TLS handshake starts.
+
+    Returns None when the server does not offer STARTTLS (the main session reports that).
+
+    Raises:
+        SessionError: the server failed before TLS could start.
+    """
+    session = SmtpSession(target.host, target.port, timeout)
+    try:
+        session.connect()
+        if target.implicit_tls:
+            return session
+        if session.read_reply("banner").code != 220:
+            raise SessionError("garbage", "banner", "no 220 greeting")
+        ehlo = session.command(f"EHLO {helo}")
+        if ehlo.code != 250 or "STARTTLS" not in ehlo.ehlo_keywords():
+            session.close()
+            return None
+        reply = session.command("STARTTLS")
+        if reply.code != 220:
+            session.close()
+            return None
+        return session
+    except SessionError:
+        session.close()
+        raise
+
+
+def _client_side(exc: BaseException) -> bool:
+    reason = str(getattr(exc, "reason", "") or exc).upper()
+    return any(word in reason for word in _CLIENT_SIDE)
+
+
+def probe_old_tls(target: Target, timeout: float, helo: str, version: ssl.TLSVersion, check_id: str,
+                  label: str) -> CheckResult:
+    """Does the server complete a handshake limited to ``version`` (TLS 1.0 or 1.1)?"""
+    try:
+        ctx = probe_context(version)
+    except (ssl.SSLError, ValueError) as exc:
+        return CheckResult(check_id, WARN, f"cannot probe {label}: this OpenSSL cannot offer it ({exc})")
+    return _try_handshake(target, timeout, helo, ctx, check_id, label, FIX_OLD_TLS)
+
+
+def probe_weak_ciphers(target: Target, timeout: float, helo: str) -> CheckResult:
+    """Does the server accept a handshake offering only weak suites (TLS <= 1.2)?"""
+    try:
+        ctx = probe_context(None, WEAK_CIPHERS)
+    except (ssl.SSLError, ValueError) as exc:
+        return CheckResult("weak-ciphers-refused", WARN, f"cannot probe weak suites: {exc}")
+    return _try_handshake(target, timeout, helo, ctx, "weak-ciphers-refused", "weak cipher suites", FIX_WEAK)
+
+
+def _try_handshake(target: Target, timeout: float, helo: str, ctx: ssl.SSLContext, check_id: str,
+                   label: str, fix: str) -> CheckResult:
+    try:
+        session = reach_tls(target, timeout, helo)
+    except SessionError as exc:
+        return CheckResult(check_id, WARN, f"could not probe {label}: {exc.message}")
+    if session is None:
+        return CheckResult(check_id, PASS, f"not probed: no STARTTLS to negotiate {label} on")
+    try:
+        sni = None if target.host_is_ip else target.host
+        tls = session.start_tls(ctx, sni)
+        version, cipher = tls.version(), (tls.cipher() or ("?",))[0]
+        return CheckResult(check_id, FAIL, f"the server accepted {label}: {version} {cipher}", fix)
+    except SessionError as exc:
+        if exc.kind == "timeout":
+            return CheckResult(check_id, WARN, f"could not probe {label}: {exc.message}")
+        if _client_side(exc.__cause__ or exc):
+            return CheckResult(check_id, WARN, f"cannot probe {label}: this OpenSSL cannot offer it")
+        return CheckResult(check_id, PASS, f"{label} refused ({exc.message.split(': ', 1)[-1]})")
+    finally:
+        session.close()
+
+
+def probe_injection(target: Target, timeout: float, helo: str) -> CheckResult:
+    """STARTTLS command injection (CVE-2011-0411): is a command pipelined after STARTTLS answered inside TLS?
+
+    ``STARTTLS\\r\\nNOOP\\r\\n`` goes out in one segment. After the handshake
+    certkit sends QUIT: a safe server's first TLS reply is QUIT's 221; a
+    vulnerable one first answers the plaintext NOOP.
+    """
+    check_id = "starttls-injection"
+    if target.implicit_tls:
+        return CheckResult(check_id, PASS, "not applicable: implicit TLS has no STARTTLS")
+    session = SmtpSession(target.host, target.port, timeout)
+    try:
+        session.connect()
+        if session.read_reply("banner").code != 220:
+            return CheckResult(check_id, WARN, "could not probe: no 220 greeting")
+        ehlo = session.command(f"EHLO {helo}")
+        if "STARTTLS" not in ehlo.ehlo_keywords():
+            return CheckResult(check_id, PASS, "not probed: STARTTLS not offered")
+        session.send_raw(b"STARTTLS\r\nNOOP\r\n", "STARTTLS\nNOOP")
+        reply = session.read_reply("reply to STARTTLS")
+        if reply.code != 220:
+            return CheckResult(check_id, PASS, f"pipelined STARTTLS refused: {reply.first}")
+        if session.pending():
+            return CheckResult(check_id, WARN, "the server answered the pipelined NOOP in plaintext after 220")
+        session.start_tls(probe_context(), None if target.host_is_ip else target.host)
+        try:
+            first = session.command("QUIT")
+        except SessionError as exc:
+            if exc.kind in ("closed", "tls"):
+                return CheckResult(check_id, PASS, "no reply inside TLS to the pipelined command")
+            raise
+        if first.code == 221:
+            return CheckResult(check_id, PASS, "the pipelined NOOP was discarded (first TLS reply is QUIT's 221)")
+        return CheckResult(
+            check_id, FAIL,
+            f"the server answered a command sent before TLS inside TLS ({first.first}): CVE-2011-0411 class",
+            FIX_INJECTION,
+        )
+    except SessionError as exc:
+        return CheckResult(check_id, WARN, f"could not probe: {exc.message}")
+    finally:
+        session.close()

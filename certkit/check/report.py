@@ -1,0 +1,118 @@
+"""What a check produces: one result per check id, a report per target, text and JSON forms.
+
+Check ids are stable (docs/check.md lists them); scripts match on them.
+Statuses: PASS, WARN, FAIL, and SKIP for a check that could not run because
+an earlier step failed (the earlier step carries the FAIL).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+PASS, WARN, FAIL, SKIP = "PASS", "WARN", "FAIL", "SKIP"
+
+
+@dataclass
+class CheckResult:
+    """One line of the checklist.
+
+    Attributes:
+        id: stable identifier, e.g. "starttls-offered".
+        status: PASS, WARN, FAIL or SKIP.
+        detail: one line saying what was seen.
+        fix: on FAIL/WARN, what to change (one line).
+    """
+
+    id: str
+    status: str
+    detail: str
+    fix: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"id": self.id, "status": self.status, "detail": self.detail}
+        if self.fix and self.status in (FAIL, WARN):
+            out["fix"] = self.fix
+        return out
+
+
+@dataclass
+class CheckReport:
+    """Everything `certkit check` found for one target.
+
+    Attributes:
+        target: the URL exactly as given.
+        checks: results in the order they ran.
+        certificate: facts about the served leaf certificate (empty if none was seen).
+        transcript: the telnet-style session, secrets redacted.
+        elapsed_ms: wall time of the whole check.
+    """
+
+    target: str
+    checks: list[CheckResult] = field(default_factory=list)
+    certificate: dict[str, Any] = field(default_factory=dict)
+    transcript: list[str] = field(default_factory=list)
+    elapsed_ms: int = 0
+
+    @property
+    def ok(self) -> bool:
+        """True when no check FAILed."""
+        return not any(c.status == FAIL for c in self.checks)
+
+    @property
+    def failed(self) -> list[str]:
+        """Ids of the FAILed checks, in order."""
+        return [c.id for c in self.checks if c.status == FAIL]
+
+    def get(self, check_id: str) -> CheckResult | None:
+        """The result with ``check_id``, or None when it was not part of this run."""
+        for c in self.checks:
+            if c.id == check_id:
+                return c
+        return None
+
+    def add(self, check_id: str, status: str, detail: str, fix: str = "") -> CheckResult:
+        """Append (or replace) the result for ``check_id``."""
+        result = CheckResult(check_id, status, detail, fix)
+        for i, c in enumerate(self.checks):
+            if c.id == check_id:
+                self.checks[i] = result
+                return result
+        self.checks.append(result)
+        return result
+
+    def skip(self, ids: Iterable[str], why: str) -> None:
+        """Mark checks that could not run because of an earlier FAIL."""
+        for check_id in ids:
+            if self.get(check_id) is None:
+                self.add(check_id, SKIP, f"not run: {why}")
+
+    def to_json(self) -> dict[str, Any]:
+        """The contract's JSON object for one target."""
+        return {
+            "target": self.target,
+            "ok": self.ok,
+            "checks": [c.to_json() for c in self.checks],
+            "certificate": self.certificate,
+            "transcript": list(self.transcript),
+            "elapsed_ms": self.elapsed_ms,
+        }
+
+
+def render_text(report: CheckReport, *, transcript: bool = True) -> str:
+    """The human form: the session, then one line per check (fix indented below a FAIL/WARN)."""
+    lines: list[str] = []
+    if transcript and report.transcript:
+        lines.extend(report.transcript)
+        lines.append("")
+    width = max((len(c.id) for c in report.checks), default=0)
+    for c in report.checks:
+        lines.append(f"{c.status:<4}  {c.id:<{width}}  {c.detail}")
+        if c.fix and c.status in (FAIL, WARN):
+            lines.append(f"{'':<4}  {'':<{width}}  fix: {c.fix}")
+    counts = {s: sum(1 for c in report.checks if c.status == s) for s in (PASS, WARN, FAIL, SKIP)}
+    verdict = "OK" if report.ok else "FAILED"
+    summary = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+    lines.append(f"{report.target}: {verdict} ({summary}) in {report.elapsed_ms} ms")
+    return "\n".join(lines)

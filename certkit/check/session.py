@@ -1,0 +1,277 @@
+"""A telnet-style SMTP client session with a transcript and a deadline on every step.
+
+Only the standard library (socket, ssl) is used, so `certkit check` starts
+fast. Every step - connect, banner, each reply, the TLS handshake - gets its
+own deadline of ``timeout`` seconds, enforced across partial reads, so a
+server that drips one byte a second cannot stretch a step. Replies are size
+limited so a server talking garbage cannot fill memory.
+
+Failures surface as :class:`SessionError` with a ``kind`` ("connect",
+"timeout", "closed", "garbage", "tls", "verify") that the checklist turns
+into FAIL lines.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import time
+from dataclasses import dataclass
+
+MAX_LINE = 4096  # RFC 5321 4.5.3.1.5 reply line limit is 512; be lenient, but bounded
+MAX_LINES = 200
+REDACTED = "<redacted>"
+
+
+class SessionError(Exception):
+    """A step of the SMTP session failed.
+
+    Attributes:
+        kind: connect, timeout, closed, garbage, tls or verify.
+        step: what was being done ("banner", "reply to EHLO", "TLS handshake").
+    """
+
+    def __init__(self, kind: str, step: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.step = step
+        self.message = message
+        self.verify_message = ""
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One SMTP reply: code and its text lines (without the code prefix)."""
+
+    code: int
+    lines: tuple[str, ...]
+
+    @property
+    def text(self) -> str:
+        return " ".join(self.lines)
+
+    @property
+    def first(self) -> str:
+        return f"{self.code} {self.lines[0] if self.lines else ''}".strip()
+
+    def ehlo_keywords(self) -> dict[str, str]:
+        """EHLO extensions (upper-case keyword -> parameters), greeting line excluded."""
+        out: dict[str, str] = {}
+        for line in self.lines[1:]:
+            word, _, params = line.strip().partition(" ")
+            if word:
+                out[word.upper()] = params
+        return out
+
+
+def _printable(data: bytes) -> str:
+    text = data.decode("utf-8", "replace")
+    return "".join(ch if ch.isprintable() else f"\\x{ord(ch):02x}" for ch in text)
+
+
+class SmtpSession:
+    """One TCP connection to an SMTP server, plain or TLS.
+
+    Args:
+        host: host name or IP.
+        port: TCP port.
+        timeout: seconds allowed for each step.
+        transcript: list the S:/C: lines are appended to (None: no transcript).
+    """
+
+    def __init__(self, host: str, port: int, timeout: float, transcript: list[str] | None = None) -> None:
+        self.host = host
+        self.port = port
+        self.timeout = timeout
+        self.transcript = transcript
+        self.sock: socket.socket | None = None
+        self.tls: ssl.SSLSocket | None = None
+        self._buf = bytearray()
+
+    # ----- transcript ----------------------------------------------------
+    def note(self, line: str) -> None:
+        """Add a line to the transcript (handshake summaries, remarks)."""
+        if self.transcript is not None:
+            self.transcript.append(line)
+
+    # ----- connection ------------------------------------------------------
+    def connect(self) -> None:
+        """Open the TCP connection within the timeout."""
+        try:
+            self.sock = socket.create_connection((self.host, self.port), timeout=self.timeout)
+        except TimeoutError as exc:
+            raise SessionError("timeout", "connect", f"no TCP connection within {self.timeout:g} s") from exc
+        except OSError as exc:
+            raise SessionError("connect", "connect", f"cannot connect: {exc.strerror or exc}") from exc
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.note(f"*  connected to {self.host} port {self.port}")
+
+    def close(self) -> None:
+        """Close without ceremony (QUIT is the caller's choice)."""
+        for s in (self.tls, self.sock):
+            if s is not None:
+                try:
+                    s.close()
+                except OSError:
+                    pass
+        self.tls = self.sock = None
+
+    def __enter__(self) -> SmtpSession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def _active(self) -> socket.socket:
+        s = self.tls or self.sock
+        if s is None:
+            raise SessionError("closed", "send", "not connected")
+        return s
+
+    # ----- I/O -------------------------------------------------------------
+    def send(self, line: str, shown: str | None = None) -> None:
+        """Send one command line (CRLF added); ``shown`` replaces it in the transcript (secrets)."""
+        self.send_raw((line + "\r\n").encode("utf-8"), shown if shown is not None else line)
+
+    def send_raw(self, data: bytes, shown: str) -> None:
+        """Send bytes as they are; the transcript shows ``shown`` (one C: line per text line)."""
+        for text in shown.split("\n"):
+            self.note(f"C: {text}")
+        s = self._active
+        try:
+            s.settimeout(self.timeout)
+            s.sendall(data)
+        except TimeoutError as exc:
+            raise SessionError("timeout", "send", f"could not send within {self.timeout:g} s") from exc
+        except (OSError, ssl.SSLError) as exc:
+            raise SessionError("closed", "send", f"connection lost while sending: {exc}") from exc
+
+    def _fill(self, deadline: float, step: str) -> None:
+        s = self._active
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise SessionError("timeout", step, f"no complete {step} within {self.timeout:g} s")
+        try:
+            s.settimeout(remaining)
+            chunk = s.recv(16384)
+        except TimeoutError as exc:
+            raise SessionError("timeout", step, f"no complete {step} within {self.timeout:g} s") from exc
+        except ssl.SSLError as exc:
+            raise SessionError("tls", step, f"TLS error while reading {step}: {exc.reason or exc}") from exc
+        except OSError as exc:
+            raise SessionError("closed", step, f"connection lost while reading {step}: {exc.strerror or exc}") from exc
+        if not chunk:
+            raise SessionError("closed", step, f"the server closed the connection instead of sending the {step}")
+        self._buf += chunk
+
+    def _readline(self, deadline: float, step: str) -> bytes:
+        while True:
+            end = self._buf.find(b"\n")
+            if end >= 0:
+                line = bytes(self._buf[: end + 1])
+                del self._buf[: end + 1]
+                return line.rstrip(b"\r\n")
+            if len(self._buf) > MAX_LINE:
+                raise SessionError("garbage", step, f"{step}: a line longer than {MAX_LINE} bytes")
+            self._fill(deadline, step)
+
+    def read_reply(self, step: str = "reply") -> Reply:
+        """Read one (possibly multi-line) reply within the timeout.
+
+        Raises:
+            SessionError: timeout, connection closed, or text that is not an SMTP reply.
+        """
+        deadline = time.monotonic() + self.timeout
+        code: int | None = None
+        texts: list[str] = []
+        while True:
+            raw = self._readline(deadline, step)
+            shown = _printable(raw)
+            self.note(f"S: {shown}")
+            if len(raw) < 3 or not raw[:3].isdigit() or (len(raw) > 3 and raw[3:4] not in (b" ", b"-")):
+                raise SessionError("garbage", step, f"{step} is not an SMTP reply: {shown[:80]!r}")
+            line_code = int(raw[:3])
+            if code is None:
+                code = line_code
+            elif line_code != code:
+                raise SessionError("garbage", step, f"{step} mixes reply codes {code} and {line_code}")
+            texts.append(shown[4:])
+            if len(raw) == 3 or raw[3:4] == b" ":
+                return Reply(code, tuple(texts))
+            if len(texts) >= MAX_LINES:
+                raise SessionError("garbage", step, f"{step} has more than {MAX_LINES} lines")
+
+    def command(self, line: str, shown: str | None = None, step: str | None = None) -> Reply:
+        """Send a command and read its reply."""
+        self.send(line, shown)
+        return self.read_reply(step or f"reply to {(shown or line).split(' ')[0]}")
+
+    def pending(self) -> bytes:
+        """Bytes already received but not consumed (must be empty before STARTTLS's handshake)."""
+        return bytes(self._buf)
+
+    # ----- TLS ---------------------------------------------------------------
+    def start_tls(self, context: ssl.SSLContext, server_hostname: str | None) -> ssl.SSLSocket:
+        """Run the TLS handshake on the connection within the timeout.
+
+        Raises:
+            SessionError: kind "verify" when the certificate was refused
+                (``verify_message`` says why), "tls" for other handshake failures.
+        """
+        if self.sock is None:
+            raise SessionError("closed", "TLS handshake", "not connected")
+        # Plaintext bytes received before the handshake would be mistaken for
+        # TLS records; RFC 3207 forbids the server to send any (CVE-2011-1575 class).
+        self._buf.clear()
+        try:
+            tls = context.wrap_socket(self.sock, server_hostname=server_hostname, do_handshake_on_connect=False)
+        except (ssl.SSLError, ValueError, OSError) as exc:
+            raise SessionError("tls", "TLS handshake", f"cannot start TLS: {exc}") from exc
+        self.sock = None
+        self.tls = tls
+        try:
+            tls.settimeout(self.timeout)
+            tls.do_handshake()
+        except ssl.SSLCertVerificationError as exc:
+            err = SessionError("verify", "TLS handshake", f"certificate refused: {exc.verify_message}")
+            err.verify_message = str(exc.verify_message or exc.reason or exc)
+            raise err from exc
+        except TimeoutError as exc:
+            raise SessionError("timeout", "TLS handshake", f"TLS handshake not done within {self.timeout:g} s") from exc
+        except ssl.SSLError as exc:
+            raise SessionError("tls", "TLS handshake", f"TLS handshake failed: {exc.reason or exc}") from exc
+        except OSError as exc:
+            raise SessionError("closed", "TLS handshake", f"connection lost during the TLS handshake: {exc}") from exc
+        return tls
+
+    def quit(self) -> None:
+        """Send QUIT and read the reply, ignoring failures (the audit is over)."""
+        try:
+            self.command("QUIT")
+        except SessionError:
+            pass
+
+
+def peer_chain_der(tls: ssl.SSLSocket) -> list[bytes]:
+    """The certificates the server sent, leaf first, DER (empty when unavailable).
+
+    Python 3.13 has ``get_unverified_chain()``; 3.10-3.12 have it on the
+    private ``_sslobj``. The leaf alone is always available.
+    """
+    getter = getattr(tls, "get_unverified_chain", None)
+    if getter is None:
+        getter = getattr(getattr(tls, "_sslobj", None), "get_unverified_chain", None)
+    if getter is not None:
+        try:
+            chain = getter() or []
+            out = []
+            for cert in chain:
+                data = cert.public_bytes(ssl._ssl.ENCODING_DER) if hasattr(cert, "public_bytes") else cert  # type: ignore[attr-defined]
+                out.append(bytes(data))
+            if out:
+                return out
+        except (ssl.SSLError, ValueError, AttributeError, TypeError):
+            pass
+    leaf = tls.getpeercert(binary_form=True)
+    return [leaf] if leaf else []

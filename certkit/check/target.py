@@ -1,0 +1,111 @@
+"""Check targets: `smtp://`, `submission://`, `smtps://` URLs and bare `host:port`."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+from certkit.errors import UsageError
+
+# scheme -> (default port, mode). Mode decides the policy checks:
+# "smtp" (STARTTLS, MX-style), "submission" (STARTTLS + RFC 6409 policy), "smtps" (RFC 8314 implicit TLS).
+SCHEMES = {
+    "smtp": (25, "smtp"),
+    "submission": (587, "submission"),
+    "smtps": (465, "smtps"),
+}
+
+
+@dataclass(frozen=True)
+class Target:
+    """One endpoint to check.
+
+    Attributes:
+        url: the text exactly as the user gave it (reports repeat it).
+        host: host name or IP address (no brackets).
+        port: TCP port.
+        mode: "smtp", "submission" or "smtps".
+    """
+
+    url: str
+    host: str
+    port: int
+    mode: str
+
+    @property
+    def implicit_tls(self) -> bool:
+        return self.mode == "smtps"
+
+    @property
+    def submission(self) -> bool:
+        """Submission policy applies: port 587 service or implicit-TLS submission (RFC 8314)."""
+        return self.mode in ("submission", "smtps")
+
+    @property
+    def host_is_ip(self) -> bool:
+        try:
+            ipaddress.ip_address(self.host)
+        except ValueError:
+            return False
+        return True
+
+
+def _bad(url: str, why: str) -> UsageError:
+    return UsageError(
+        f"invalid target {url!r}: {why}",
+        "use smtp://HOST[:25], submission://HOST[:587], smtps://HOST[:465] or HOST:PORT",
+    )
+
+
+def _split_host_port(url: str, rest: str) -> tuple[str, int | None]:
+    rest = rest.rstrip("/")
+    if rest.startswith("["):  # [IPv6]:port
+        end = rest.find("]")
+        if end < 0:
+            raise _bad(url, "unclosed '['")
+        host, tail = rest[1:end], rest[end + 1 :]
+        if tail and not tail.startswith(":"):
+            raise _bad(url, "expected ':PORT' after ']'")
+        port_text = tail[1:] if tail else None
+    elif rest.count(":") > 1:  # bare IPv6 without port
+        host, port_text = rest, None
+    elif ":" in rest:
+        host, port_text = rest.rsplit(":", 1)
+    else:
+        host, port_text = rest, None
+    if not host:
+        raise _bad(url, "no host")
+    if "/" in host or "@" in host or " " in host:
+        raise _bad(url, "a host name cannot contain '/', '@' or spaces")
+    if port_text is None:
+        return host, None
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise _bad(url, f"port {port_text!r} is not a number from 1 to 65535")
+    return host, int(port_text)
+
+
+def parse_target(url: str) -> Target:
+    """Parse a target URL.
+
+    A bare ``host:port`` means implicit TLS for port 465 and STARTTLS
+    otherwise; port 587 also gets the submission policy.
+
+    Raises:
+        UsageError: unknown scheme, missing host, bad port.
+    """
+    text = url.strip()
+    if not text:
+        raise _bad(url, "empty")
+    if "://" in text:
+        scheme, rest = text.split("://", 1)
+        scheme = scheme.lower()
+        if scheme not in SCHEMES:
+            raise _bad(url, f"unknown scheme {scheme!r}")
+        default_port, mode = SCHEMES[scheme]
+        host, port = _split_host_port(url, rest)
+        return Target(url, host, port or default_port, mode)
+    host, port = _split_host_port(url, text)
+    if port is None:
+        raise _bad(url, "a target without a scheme needs a port (HOST:PORT)")
+    mode = "smtps" if port == 465 else "submission" if port == 587 else "smtp"
+    return Target(url, host, port, mode)
