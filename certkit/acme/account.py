@@ -21,6 +21,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import josepy as jose
 from acme import messages
@@ -55,6 +56,20 @@ class Account:
                        new_nonce_url=self.directory["newNonce"], echo=echo, deadline=deadline)
 
 
+def meta_of(directory: messages.Directory) -> dict[str, Any]:
+    """The directory's ``meta`` object as plain JSON (termsOfService, externalAccountRequired, profiles)."""
+    meta = directory._jobj.get("meta")  # noqa: SLF001 - Directory offers no key listing
+    if hasattr(meta, "to_partial_json"):
+        meta = meta.to_partial_json()
+    return dict(meta) if isinstance(meta, dict) else {}
+
+
+def resource(directory: messages.Directory, name: str) -> str | None:
+    """The URL of a directory resource (``renewalInfo``...), None when the CA does not offer it."""
+    value = directory._jobj.get(name)  # noqa: SLF001
+    return value if isinstance(value, str) and value else None
+
+
 def _key_lock(key: tuple[str, ...]) -> threading.Lock:
     with _lock:
         return _key_locks.setdefault(key, threading.Lock())
@@ -73,7 +88,7 @@ def get_directory(url: str, ca_bundle: str | None, *, refresh: bool = False) -> 
         finally:
             net.close()
         for needed in ("newNonce", "newAccount", "newOrder"):
-            if needed not in directory._jobj:  # noqa: SLF001 - Directory offers no key listing
+            if resource(directory, needed) is None:
                 from certkit.errors import AcmeError
 
                 raise AcmeError(f"{url} is not an ACME (RFC 8555) directory: it has no {needed!r}",
@@ -129,7 +144,7 @@ def _alg_for(jwk: jose.JWK) -> jose.JWASignature:
 
 def _accept_terms(settings: AcmeSettings, directory: messages.Directory, directory_url: str) -> None:
     """Terms of service: --agree-tos, or a yes/no prompt on a terminal showing the terms URL."""
-    meta = directory._jobj.get("meta") or {}  # noqa: SLF001
+    meta = meta_of(directory)
     terms = meta.get("termsOfService")
     if settings.agree_tos or not terms:
         return
@@ -147,7 +162,7 @@ def _accept_terms(settings: AcmeSettings, directory: messages.Directory, directo
 
 def _eab(settings: AcmeSettings, directory: messages.Directory, directory_url: str,
          jwk: jose.JWK) -> dict[str, object] | None:
-    meta = directory._jobj.get("meta") or {}  # noqa: SLF001
+    meta = meta_of(directory)
     if not settings.eab_kid:
         if meta.get("externalAccountRequired"):
             raise UsageError(f"the CA at {directory_url} requires external account binding (EAB)",
@@ -192,7 +207,7 @@ def _register(store: Store, settings: AcmeSettings, directory_url: str, director
         "directory": directory_url,
         "email": settings.email,
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "terms_of_service": (directory._jobj.get("meta") or {}).get("termsOfService"),  # noqa: SLF001
+        "terms_of_service": meta_of(directory).get("termsOfService"),
         "eab_kid": settings.eab_kid,
     }
     with store.lock():

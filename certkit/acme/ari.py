@@ -102,7 +102,7 @@ def fetch(get: Any, base_url: str, cert: x509.Certificate) -> dict[str, Any]:
 def fetch_for(settings: Any, cert_pem: bytes, directory_url: str | None = None) -> dict[str, Any] | None:
     """ARI for a stored certificate using a lineage's ACME settings (no account needed)."""
     from certkit.acme import resolve_server
-    from certkit.acme.account import get_directory
+    from certkit.acme.account import get_directory, resource
     from certkit.acme.net import Network
     from certkit.acme.problems import translate
 
@@ -110,7 +110,7 @@ def fetch_for(settings: Any, cert_pem: bytes, directory_url: str | None = None) 
     cert = x509.load_pem_x509_certificate(cert_pem)
     with translate(url, "give renewal information"):
         directory = get_directory(url, settings.ca_bundle)
-        base = directory._jobj.get("renewalInfo")  # noqa: SLF001
+        base = resource(directory, "renewalInfo")
         if not base:
             return None
         net = Network(ca_bundle=settings.ca_bundle)

@@ -26,7 +26,7 @@ from cryptography import x509
 
 from certkit import x509 as cx
 from certkit.acme import AcmeResult, ari, dns01, http01, resolve_server
-from certkit.acme.account import Account, account_for, forget
+from certkit.acme.account import Account, account_for, forget, meta_of, resource
 from certkit.acme.net import Network, links, retry_after_of
 from certkit.acme.polling import Backoff
 from certkit.acme.problems import acme_error, describe_problem, problem_type, translate
@@ -158,7 +158,7 @@ def _run_order(store: Store, settings: AcmeSettings, account: Account, identitie
         raise AcmeError(f"the certificate from {url} does not match the key certkit sent",
                         "the CA misbehaved; nothing was stored - try again")
     ari_window = None
-    if account.directory._jobj.get("renewalInfo"):  # noqa: SLF001
+    if resource(account.directory, "renewalInfo"):
         try:
             with translate(url, "give renewal information"):
                 ari_net = Network(ca_bundle=settings.ca_bundle)
@@ -174,7 +174,7 @@ def _run_order(store: Store, settings: AcmeSettings, account: Account, identitie
 def _new_order(net: Network, account: Account, settings: AcmeSettings, identities: Sequence[Identity],
                previous_cert: x509.Certificate | None) -> tuple[str, messages.Order]:
     directory = account.directory
-    meta = directory._jobj.get("meta") or {}  # noqa: SLF001
+    meta = meta_of(directory)
     if settings.profile:
         profiles = meta.get("profiles")
         if not isinstance(profiles, dict):
@@ -184,7 +184,7 @@ def _new_order(net: Network, account: Account, settings: AcmeSettings, identitie
             raise UsageError(f"the CA offers no profile {settings.profile!r}",
                              f"choose one of: {', '.join(sorted(profiles))}")
     replaces = None
-    if previous_cert is not None and directory._jobj.get("renewalInfo"):  # noqa: SLF001
+    if previous_cert is not None and resource(directory, "renewalInfo"):
         with contextlib.suppress(ValueError):
             replaces = ari.cert_id(previous_cert)
     idents = [messages.Identifier(typ=messages.IDENTIFIER_IP if i.is_ip else messages.IDENTIFIER_FQDN,

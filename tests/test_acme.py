@@ -1,0 +1,392 @@
+"""ACME issuance against a real Pebble (Debian package), on loopback ports.
+
+Every issued chain is checked with `openssl verify` against the roots that
+Pebble's management API serves; failures must exit 1 with a clear message
+and leave no lineage behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import stat
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from cryptography import x509
+
+from certkit import keys, names
+from certkit.cli import cli
+from certkit.errors import AcmeError, UsageError
+from certkit.settings import AcmeSettings
+from certkit.store import Store
+from tests.conftest import free_port
+from tests.servers.pebble import PebbleServer
+
+pytestmark = pytest.mark.pebble
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def acme_args(server: PebbleServer, *extra: str) -> list[str]:
+    return ["--acme", "--server", server.directory_url, "--ca-bundle", str(server.ca_bundle),
+            "--http-port", str(server.http_port), "--http-address", "127.0.0.1", "--agree-tos", *extra]
+
+
+def settings_for(server: PebbleServer, **kw: Any) -> AcmeSettings:
+    base: dict[str, Any] = dict(server=server.directory_url, agree_tos=True, ca_bundle=str(server.ca_bundle),
+                                http_port=server.http_port, http_address="127.0.0.1")
+    base.update(kw)
+    return AcmeSettings(**base)
+
+
+def issue_cli(home: Path, *args: str) -> Any:
+    result = CliRunner().invoke(cli, ["--home", str(home), "issue", *args], catch_exceptions=False)
+    return result
+
+
+def openssl_verify(server: PebbleServer, tmp: Path, cert_pem: bytes, chain_pem: bytes, root_index: int = 0) -> None:
+    (tmp / "root.pem").write_bytes(server.roots_pem(root_index))
+    (tmp / "leaf.pem").write_bytes(cert_pem)
+    (tmp / "chain.pem").write_bytes(chain_pem)
+    proc = subprocess.run(["openssl", "verify", "-CAfile", str(tmp / "root.pem"), "-untrusted",
+                           str(tmp / "chain.pem"), str(tmp / "leaf.pem")], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def sans(cert_pem: bytes) -> set[str]:
+    cert = x509.load_pem_x509_certificate(cert_pem)
+    return set(cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
+        x509.DNSName))
+
+
+def port_is_free(port: int) -> bool:
+    """Nothing listens on the port any more (connections are refused)."""
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except ConnectionRefusedError:
+        return True
+    return False
+
+
+# ----- http-01 through the CLI ------------------------------------------------------------------
+
+
+def test_issue_http01_cli_multi_name_chain_verifies(pebble: PebbleServer, home: Path, tmp_path: Path) -> None:
+    result = issue_cli(home, "--cn", "mail.example.com", "--san", "smtp.example.com", "--san", "mx.example.com",
+                       *acme_args(pebble), "--json")
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.output)  # --json output is JSON only: nothing else on stdout
+    assert record["source"] == pebble.directory_url
+    assert record["domains"] == ["mail.example.com", "smtp.example.com", "mx.example.com"]
+    live = Path(record["paths"]["cert"]).parent
+    cert_pem = (live / "cert.pem").read_bytes()
+    assert sans(cert_pem) == {"mail.example.com", "smtp.example.com", "mx.example.com"}
+    openssl_verify(pebble, tmp_path, cert_pem, (live / "chain.pem").read_bytes())
+    assert (live / "fullchain.pem").read_bytes() == cert_pem + (live / "chain.pem").read_bytes()
+    settings = Store(home).load_settings("mail.example.com")
+    assert settings.acme is not None and settings.acme.http_port == pebble.http_port
+    assert settings.acme.agree_tos and settings.acme.ca_bundle == str(pebble.ca_bundle)
+    assert port_is_free(pebble.http_port)  # the standalone responder stopped
+
+
+def test_account_reused_and_private(pebble: PebbleServer, home: Path) -> None:
+    for cn in ("a.example.com", "b.example.com", "a.example.com"):
+        result = issue_cli(home, "--cn", cn, *acme_args(pebble, "--email", "admin@example.com"))
+        assert result.exit_code == 0, result.output
+    accounts = list((home / "accounts").iterdir())
+    assert len(accounts) == 1
+    for f in accounts[0].iterdir():
+        assert stat.S_IMODE(f.stat().st_mode) == 0o600
+    info = json.loads((accounts[0] / "account.json").read_text())
+    assert info["uri"].startswith("https://127.0.0.1:") and info["email"] == "admin@example.com"
+    assert "Issued version 2" in result.output
+    assert Store(home).versions("a.example.com") == [1, 2]
+
+
+def test_renewal_reissues_from_stored_settings(pebble: PebbleServer, home: Path, tmp_path: Path) -> None:
+    from certkit.issuing import issue
+
+    assert issue_cli(home, "--cn", "re.example.com", "--key", "ec256", *acme_args(pebble)).exit_code == 0
+    store = Store(home)
+    settings = store.load_settings("re.example.com")
+    issue(store, settings, echo=lambda s: None)
+    assert store.live_version("re.example.com") == 2
+    files = store.read_version("re.example.com", 2)
+    openssl_verify(pebble, tmp_path, files.cert_pem, files.chain_pem)
+
+
+def test_reuse_key_keeps_the_key(pebble: PebbleServer, home: Path) -> None:
+    args = ["--cn", "dane.example.com", *acme_args(pebble, "--reuse-key")]
+    assert issue_cli(home, *args).exit_code == 0
+    assert issue_cli(home, *args).exit_code == 0
+    store = Store(home)
+    assert store.read_version("dane.example.com", 1).key_pem == store.read_version("dane.example.com", 2).key_pem
+
+
+def test_subprocess_end_to_end(pebble: PebbleServer, home: Path) -> None:
+    env = {**os.environ, "CERTKIT_HOME": str(home), "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-m", "certkit", "issue", "--cn", "e2e.example.com",
+                           *acme_args(pebble)], capture_output=True, text=True, env=env, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "certificate from " + pebble.directory_url in proc.stdout
+    assert "e2e.example.com" in proc.stdout
+
+
+def test_subprocess_unreachable_server_exit_1(home: Path) -> None:
+    port = free_port()
+    env = {**os.environ, "CERTKIT_HOME": str(home), "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-m", "certkit", "issue", "--cn", "x.example.com", "--acme",
+                           "--server", f"https://127.0.0.1:{port}/dir", "--agree-tos"],
+                          capture_output=True, text=True, env=env, timeout=60)
+    assert proc.returncode == 1
+    assert "cannot reach the ACME server" in proc.stderr and "Traceback" not in proc.stderr
+    assert Store(home).names() == []
+
+
+# ----- failures: clear messages, nothing half-written -----------------------------------------------
+
+
+def test_refused_authorization_exit_1_nothing_stored(pebble: PebbleServer, home: Path) -> None:
+    # certkit listens on another port than the one Pebble's VA connects to: validation fails.
+    args = acme_args(pebble)
+    args[args.index("--http-port") + 1] = str(free_port())
+    result = CliRunner().invoke(cli, ["--home", str(home), "issue", "--cn", "bad.example.com",
+                                      "--san", "bad2.example.com", *args])
+    assert result.exit_code == 1, result.output
+    assert "could not validate these names" in result.output
+    assert "bad.example.com: connection" in result.output and "bad2.example.com: connection" in result.output
+    assert "Traceback" not in result.output
+    store = Store(home)
+    assert store.names() == [] and not (home / "lineages" / "bad.example.com").exists()
+
+
+def test_unreachable_server_library_error(home: Path) -> None:
+    from certkit.acme import obtain
+
+    store = Store(home)
+    settings = AcmeSettings(server=f"https://127.0.0.1:{free_port()}/dir", agree_tos=True)
+    with pytest.raises(AcmeError, match="cannot reach the ACME server"), store.lock():
+        obtain(store, settings, [names.parse_name("x.example.com")], keys.generate("ec256"))
+
+
+def test_wrong_ca_bundle_says_so(pebble: PebbleServer, home: Path) -> None:
+    args = [a for a in acme_args(pebble) if a not in ("--ca-bundle", str(pebble.ca_bundle))]
+    result = CliRunner().invoke(cli, ["--home", str(home), "issue", "--cn", "tls.example.com", *args])
+    assert result.exit_code == 1
+    assert "cannot verify the HTTPS certificate" in result.output and "--ca-bundle" in result.output
+
+
+def test_terms_not_accepted_exit_2(pebble: PebbleServer, home: Path) -> None:
+    args = [a for a in acme_args(pebble) if a != "--agree-tos"]
+    result = CliRunner().invoke(cli, ["--home", str(home), "issue", "--cn", "tos.example.com", *args])
+    assert result.exit_code == 2, result.output
+    assert "terms of service" in result.output and "--agree-tos" in result.output
+    assert not (home / "accounts").exists() or not any((home / "accounts").iterdir())
+
+
+def test_wildcard_needs_dns01_exit_2(pebble: PebbleServer, home: Path) -> None:
+    result = CliRunner().invoke(cli, ["--home", str(home), "issue", "--cn", "*.example.com", *acme_args(pebble)])
+    assert result.exit_code == 2
+    assert "dns-01" in result.output
+
+
+def test_http_port_in_use_exit_1(pebble: PebbleServer, home: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        args = acme_args(pebble)
+        args[args.index("--http-port") + 1] = str(port)
+        result = CliRunner().invoke(cli, ["--home", str(home), "issue", "--cn", "busy.example.com", *args])
+    assert result.exit_code == 1
+    assert "another program uses the port" in result.output and "--webroot" in result.output
+    assert Store(home).names() == []
+
+
+# ----- webroot and dns-01 -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def web_server(pebble: PebbleServer, tmp_path: Path) -> Iterator[Path]:
+    """A plain static web server on Pebble's http-01 port, serving tmp_path/www."""
+    root = tmp_path / "www"
+    root.mkdir()
+    handler = partial(SimpleHTTPRequestHandler, directory=str(root))
+    handler.log_message = lambda *a, **k: None  # type: ignore[attr-defined]
+    server = ThreadingHTTPServer(("127.0.0.1", pebble.http_port), handler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield root
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_webroot(pebble: PebbleServer, home: Path, web_server: Path, tmp_path: Path) -> None:
+    result = issue_cli(home, "--cn", "web.example.com", *acme_args(pebble, "--webroot", str(web_server)))
+    assert result.exit_code == 0, result.output
+    assert not (web_server / ".well-known").exists()  # tokens and the folders certkit made are gone
+    files = Store(home).read_version("web.example.com", 1)
+    openssl_verify(pebble, tmp_path, files.cert_pem, files.chain_pem)
+    assert Store(home).load_settings("web.example.com").acme.webroot == str(web_server)  # type: ignore[union-attr]
+
+
+def write_dns_hook(tmp_path: Path, server: PebbleServer) -> tuple[str, Path]:
+    log = tmp_path / "hook.log"
+    hook = tmp_path / "dns_hook.py"
+    hook.write_text(f"""
+import json, os, urllib.request
+action, name, value = os.environ["CERTKIT_DNS_ACTION"], os.environ["CERTKIT_DNS_NAME"], os.environ["CERTKIT_DNS_VALUE"]
+with open({str(log)!r}, "a") as fh:
+    fh.write(f"{{action}} {{name}} {{os.environ['CERTKIT_DOMAIN']}}\\n")
+path, body = ("/set-txt", {{"host": name + ".", "value": value}}) if action == "present" else ("/clear-txt", {{"host": name + "."}})
+req = urllib.request.Request({server.challtest_url!r} + path, data=json.dumps(body).encode(), method="POST")
+urllib.request.urlopen(req).read()
+""")
+    return f"{sys.executable} {hook}", log
+
+
+def test_dns01_wildcard_with_resolver(pebble: PebbleServer, home: Path, tmp_path: Path) -> None:
+    hook, log = write_dns_hook(tmp_path, pebble)
+    result = issue_cli(home, "--cn", "*.wild.example", "--san", "wild.example",
+                       *acme_args(pebble, "--dns-hook", hook, "--dns-resolver", f"127.0.0.1:{pebble.dns_port}"))
+    assert result.exit_code == 0, result.output
+    store = Store(home)
+    assert store.names() == ["wildcard.wild.example"]
+    files = store.read_version("wildcard.wild.example", 1)
+    assert sans(files.cert_pem) == {"*.wild.example", "wild.example"}
+    openssl_verify(pebble, tmp_path, files.cert_pem, files.chain_pem)
+    lines = log.read_text().splitlines()
+    assert lines.count("present _acme-challenge.wild.example wild.example") == 2  # two values, one name
+    assert lines.count("cleanup _acme-challenge.wild.example wild.example") == 2
+    settings = store.load_settings("wildcard.wild.example")
+    assert settings.acme is not None and settings.acme.challenge == "dns-01" and settings.acme.dns_hook == hook
+
+
+def test_dns01_failing_hook_exit_1(pebble: PebbleServer, home: Path, tmp_path: Path) -> None:
+    hook = tmp_path / "fail.sh"
+    hook.write_text("#!/bin/sh\necho 'no API token' >&2\nexit 3\n")
+    hook.chmod(0o755)
+    result = CliRunner().invoke(cli, ["--home", str(home), "issue", "--cn", "hookfail.example.com",
+                                      *acme_args(pebble, "--dns-hook", str(hook))])
+    assert result.exit_code == 1
+    assert "the DNS hook failed" in result.output and "no API token" in result.output
+    assert Store(home).names() == []
+
+
+# ----- EAB, alternate chains, nonce rejection, concurrency ----------------------------------------
+
+
+def test_eab(pebble_eab: PebbleServer, home: Path, tmp_path: Path) -> None:
+    no_eab = CliRunner().invoke(cli, ["--home", str(home), "issue", "--cn", "eab.example.com",
+                                      *acme_args(pebble_eab)])
+    assert no_eab.exit_code == 2 and "external account binding" in no_eab.output
+    bad = tmp_path / "bad.key"
+    bad.write_text("c29tZXRoaW5nLWVsc2UtZW50aXJlbHktMzItYnl0ZXMhIQ\n")
+    wrong = CliRunner().invoke(cli, ["--home", str(home), "issue", "--cn", "eab.example.com",
+                                     *acme_args(pebble_eab, "--eab-kid", "kid-1", "--eab-hmac-key-file", str(bad))])
+    assert wrong.exit_code == 1 and "refused" in wrong.output
+    good = tmp_path / "eab.key"
+    good.write_text(pebble_eab.eab_keys["kid-1"] + "\n")
+    ok = issue_cli(home, "--cn", "eab.example.com",
+                   *acme_args(pebble_eab, "--eab-kid", "kid-1", "--eab-hmac-key-file", str(good)))
+    assert ok.exit_code == 0, ok.output
+    files = Store(home).read_version("eab.example.com", 1)
+    openssl_verify(pebble_eab, tmp_path, files.cert_pem, files.chain_pem)
+
+
+def test_preferred_chain(pebble_alt_roots: PebbleServer, home: Path, tmp_path: Path) -> None:
+    alt_root = x509.load_pem_x509_certificate(pebble_alt_roots.roots_pem(2))
+    alt_cn = alt_root.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)[0].value
+    result = issue_cli(home, "--cn", "chain.example.com",
+                       *acme_args(pebble_alt_roots, "--preferred-chain", str(alt_cn)))
+    assert result.exit_code == 0, result.output
+    files = Store(home).read_version("chain.example.com", 1)
+    top = x509.load_pem_x509_certificates(files.chain_pem)[-1]
+    assert top.issuer == alt_root.subject
+    openssl_verify(pebble_alt_roots, tmp_path, files.cert_pem, files.chain_pem, root_index=2)
+    # Without a preference: the default chain, to root 0.
+    assert issue_cli(home, "--cn", "plain.example.com", *acme_args(pebble_alt_roots)).exit_code == 0
+    plain = Store(home).read_version("plain.example.com", 1)
+    openssl_verify(pebble_alt_roots, tmp_path, plain.cert_pem, plain.chain_pem, root_index=0)
+
+
+def test_heavy_nonce_rejection(pebble_nonce50: PebbleServer, home: Path) -> None:
+    from certkit.acme import obtain
+
+    store = Store(home)
+    settings = settings_for(pebble_nonce50)
+    for i in range(4):
+        with store.lock():
+            result = obtain(store, settings, [names.parse_name(f"n{i}.example.com")], keys.generate("ec256"))
+        assert result.cert_pem.startswith(b"-----BEGIN CERTIFICATE-----")
+
+
+def test_concurrent_obtain_share_one_responder(pebble: PebbleServer, home: Path, tmp_path: Path) -> None:
+    from certkit.acme import obtain
+
+    store = Store(home)
+    settings = settings_for(pebble, email="many@example.com")
+    results: dict[int, Any] = {}
+    errors: list[BaseException] = []
+
+    def one(i: int) -> None:
+        try:
+            results[i] = obtain(store, settings, [names.parse_name(f"c{i}.example.com")], keys.generate("ec256"))
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    start = time.perf_counter()
+    with store.lock():
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(12)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    elapsed = time.perf_counter() - start
+    assert not errors, errors
+    assert len(results) == 12 and len({r.cert_pem for r in results.values()}) == 12
+    assert len(list((home / "accounts").iterdir())) == 1  # one account for all
+    assert port_is_free(pebble.http_port)
+    assert elapsed < 10, elapsed
+    openssl_verify(pebble, tmp_path, results[3].cert_pem, results[3].chain_pem)
+
+
+def test_obtain_is_fast(pebble: PebbleServer, home: Path) -> None:
+    """No fixed 1 s sleeps on the path: one issuance takes well under a second against Pebble."""
+    from certkit.acme import obtain
+
+    store = Store(home)
+    settings = settings_for(pebble)
+    with store.lock():
+        obtain(store, settings, [names.parse_name("warm.example.com")], keys.generate("ec256"))
+        start = time.perf_counter()
+        obtain(store, settings, [names.parse_name("fast.example.com")], keys.generate("ec256"))
+    assert time.perf_counter() - start < 0.9
+
+
+def test_usage_errors_before_any_request(home: Path) -> None:
+    from certkit.acme import obtain
+
+    store = Store(home)
+    bad_server = AcmeSettings(server="not a url", agree_tos=True)
+    with pytest.raises(UsageError, match="neither a URL"):
+        obtain(store, bad_server, [names.parse_name("x.example.com")], keys.generate("ec256"))
+    ip_dns = AcmeSettings(server="https://127.0.0.1:1/dir", challenge="dns-01", dns_hook="true")
+    with pytest.raises(UsageError, match="IP addresses"):
+        obtain(store, ip_dns, [names.parse_name("192.0.2.1")], keys.generate("ec256"))
+    no_hook = AcmeSettings(server="https://127.0.0.1:1/dir", challenge="dns-01")
+    with pytest.raises(UsageError, match="--dns-hook"):
+        obtain(store, no_hook, [names.parse_name("x.example.com")], keys.generate("ec256"))
