@@ -1,0 +1,219 @@
+"""The hook environment and the one way deploy hooks are run.
+
+Every deploy hook - a ``script:PATH`` target, a shipped script, every
+executable in ``$CERTKIT_HOME/hooks/deploy/`` - runs through
+:func:`run_hook`: an argv list, certkit's environment plus the contract's
+``CERTKIT_*`` variables (certkit's own ``os.environ`` is never modified,
+unlike certbot's ``_run_deploy_hook``), a timeout (default 120 s), and the
+captured output shown when it fails. A non-zero exit or a timeout fails the
+run - certbot only logs a failed deploy hook and exits 0 (certbot#8528),
+which leaves a broken server looking healthy.
+
+certbot compatibility: ``RENEWED_LINEAGE`` is a folder holding cert.pem,
+chain.pem, fullchain.pem and privkey.pem (certkit's ``live`` folder has
+exactly those names) and ``RENEWED_DOMAINS`` is space-separated, so an
+existing ``/etc/letsencrypt/renewal-hooks/deploy/*`` script runs unchanged.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from certkit import runner
+from certkit import x509 as cx
+from certkit.errors import HookError, UsageError
+from certkit.settings import LineageSettings
+from certkit.store import Store
+
+Echo = Callable[[str], None]
+Runner = Callable[..., runner.Result]
+
+DEFAULT_HOOK_TIMEOUT = runner.DEFAULT_TIMEOUT
+HOOK_TIMEOUT_ENV = "CERTKIT_HOOK_TIMEOUT"
+# Files in hooks/deploy/ that are never hooks (editor backups, package manager leftovers).
+_IGNORED_SUFFIXES = ("~", ".bak", ".orig", ".dpkg-old", ".dpkg-new", ".dpkg-dist", ".rpmnew", ".rpmsave", ".swp")
+
+
+def default_timeout() -> float:
+    """The hook timeout: env ``CERTKIT_HOOK_TIMEOUT`` (seconds) or 120 s."""
+    raw = os.environ.get(HOOK_TIMEOUT_ENV)
+    if not raw:
+        return DEFAULT_HOOK_TIMEOUT
+    try:
+        value = float(raw)
+    except ValueError:
+        raise UsageError(f"{HOOK_TIMEOUT_ENV}={raw!r} is not a number of seconds", "set it like 120") from None
+    if value <= 0:
+        raise UsageError(f"{HOOK_TIMEOUT_ENV} must be positive", "set it like 120")
+    return value
+
+
+def ensure_pfx(store: Store, settings: LineageSettings, version: int) -> None:
+    """Give ``version`` a PFX (and a password file) if it has none yet.
+
+    Targets that import into Windows (iis, exchange) need one even when the
+    lineage was issued without ``--pfx``. The password comes from the same
+    place as for ``issue --pfx`` (password file, ``CERTKIT_PFX_PASSWORD``,
+    else generated); it is written next to the PFX (0600) so that
+    ``CERTKIT_PFX_PASSWORD_FILE`` always names a readable file.
+    """
+    from certkit import export, keys
+    from certkit.issuing import default_friendly_name, pfx_password_for
+
+    paths = store.version_paths(settings.name, version)
+    if paths.pfx.is_file():
+        return
+    files = store.read_version(settings.name, version)
+    certs = cx.load_chain(files.cert_pem + files.chain_pem)
+    password, _generated = pfx_password_for(settings)
+    pfx = export.pfx_bytes(
+        keys.load_pem(files.key_pem),
+        certs[0],
+        certs[1:],
+        password,
+        export.resolve_pfx_encryption(settings.pfx.encryption),
+        settings.pfx.friendly_name or default_friendly_name(settings.name, certs[0]),
+    )
+    with store.lock():
+        store.add_pfx(settings.name, version, pfx, None if settings.pfx.password_file else password)
+
+
+def hook_env(
+    store: Store,
+    settings: LineageSettings,
+    version: int,
+    previous_version: int | None,
+) -> dict[str, str]:
+    """The contract's hook variables for ``version`` (only the CERTKIT_* / certbot ones).
+
+    File paths are the lineage's stable live paths (what servers should be
+    configured with), so ``version`` must be the live one when hooks run.
+    ``CERTKIT_PREVIOUS_CERT`` is the previous version's own cert.pem (it does
+    not move when the live link does); empty on the first issue.
+    """
+    name = settings.name
+    live = store.live_paths(name)
+    cert = cx.load_chain(store.version_paths(name, version).cert.read_bytes())[0]
+    pfx_password_file = ""
+    if live.pfx_password.is_file():
+        pfx_password_file = str(live.pfx_password)
+    elif settings.pfx.password_file:
+        pfx_password_file = settings.pfx.password_file
+    env = {
+        "CERTKIT_HOME": str(store.home),
+        "CERTKIT_NAME": name,
+        "CERTKIT_VERSION": str(version),
+        "CERTKIT_DOMAINS": " ".join(settings.domains),
+        "CERTKIT_CERT": str(live.cert),
+        "CERTKIT_KEY": str(live.key),
+        "CERTKIT_CHAIN": str(live.chain),
+        "CERTKIT_FULLCHAIN": str(live.fullchain),
+        "CERTKIT_COMBINED": str(live.combined),
+        "CERTKIT_PFX": str(live.pfx) if live.pfx.is_file() else "",
+        "CERTKIT_PFX_PASSWORD_FILE": pfx_password_file if live.pfx.is_file() else "",
+        "CERTKIT_THUMBPRINT": cx.thumbprint(cert),
+        "CERTKIT_SPKI_SHA256": cx.spki_sha256(cert),
+        "CERTKIT_SHA256": cx.sha256_fingerprint(cert),
+        "CERTKIT_NOT_AFTER": cx.not_after(cert).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "CERTKIT_PREVIOUS_CERT": "",
+        "CERTKIT_PREVIOUS_THUMBPRINT": "",
+        # certbot's deploy-hook variables (certbot/_internal/hooks.py)
+        "RENEWED_LINEAGE": str(live.dir),
+        "RENEWED_DOMAINS": " ".join(settings.domains),
+    }
+    if previous_version is not None:
+        prev = store.version_paths(name, previous_version).cert
+        if prev.is_file():
+            env["CERTKIT_PREVIOUS_CERT"] = str(prev)
+            env["CERTKIT_PREVIOUS_THUMBPRINT"] = cx.thumbprint(cx.load_chain(prev.read_bytes())[0])
+    return env
+
+
+def hook_dir(store: Store) -> Path:
+    """``$CERTKIT_HOME/hooks/deploy``: every executable in it runs after each deploy."""
+    return store.home / "hooks" / "deploy"
+
+
+def hook_dir_scripts(store: Store, echo: Echo | None = None) -> list[Path]:
+    """Executables in the hook folder, in name order (like run-parts).
+
+    Dotfiles and editor/package backups are skipped; a plain file that is
+    not executable is reported (a forgotten ``chmod +x`` is a classic) and
+    skipped.
+    """
+    folder = hook_dir(store)
+    if not folder.is_dir():
+        return []
+    out: list[Path] = []
+    for path in sorted(folder.iterdir(), key=lambda p: p.name):
+        if path.name.startswith(".") or path.name.endswith(_IGNORED_SUFFIXES) or not path.is_file():
+            continue
+        if os.name != "nt" and not os.access(path, os.X_OK):
+            if echo:
+                echo(f"  skipped {path}: not executable (chmod +x it to run it after each deploy)")
+            continue
+        out.append(path)
+    return out
+
+
+def check_script(path: str) -> str:
+    """An absolute path to an existing executable (exit 2 otherwise)."""
+    full = Path(path).expanduser().absolute()
+    if not full.is_file():
+        raise UsageError(f"deploy script {full} does not exist", "give the path of an executable file")
+    if os.name != "nt" and not os.access(full, os.X_OK):
+        raise UsageError(f"deploy script {full} is not executable", f"run: chmod +x {full}")
+    return str(full)
+
+
+def script_argv(path: str) -> list[str]:
+    """How to start a hook file: directly, except PowerShell/batch files on Windows."""
+    lower = path.lower()
+    if lower.endswith(".ps1"):
+        return ["powershell.exe", "-NoProfile", "-NonInteractive", "-ExecutionPolicy", "Bypass", "-File", path]
+    if os.name == "nt" and lower.endswith((".bat", ".cmd")):
+        return ["cmd.exe", "/c", path]
+    return [path]
+
+
+def run_hook(
+    argv: list[str],
+    variables: Mapping[str, str],
+    *,
+    what: str,
+    timeout: float | None = None,
+    run: Runner = runner.run,
+    echo: Echo | None = None,
+) -> runner.Result:
+    """Run one hook with certkit's environment plus ``variables``.
+
+    Args:
+        argv: the command (see :func:`script_argv`).
+        variables: the hook environment (:func:`hook_env`).
+        what: label for messages ("deploy hook /x/y").
+        timeout: seconds (default :func:`default_timeout`).
+        run: the subprocess runner (tests pass a recorder).
+        echo: prints the hook's output lines when it succeeds.
+
+    Raises:
+        HookError: non-zero exit (with the output's tail) or timeout.
+    """
+    limit = timeout if timeout is not None else default_timeout()
+    env = runner.child_env(variables)
+    result = run(argv, env=env, timeout=limit, what=what)
+    if not result.ok:
+        tail = result.output_tail()
+        raise HookError(
+            f"{what} exited with status {result.returncode}" + (f":\n{_indent(tail)}" if tail else ""),
+            "fix the hook and run the deploy again",
+        )
+    if echo:
+        for line in result.output_tail(10).splitlines():
+            echo(f"    | {line}")
+    return result
+
+
+def _indent(text: str) -> str:
+    return "\n".join(f"    | {line}" for line in text.splitlines())
