@@ -81,12 +81,13 @@ def explain(
 def ari_check_due(ari: dict[str, Any] | None, now: dt.datetime) -> bool:
     """Whether the stored ARI window should be fetched again (RFC 9773 section 4.3).
 
-    The server's Retry-After, stored as ``next_check``, says when; without
-    one, a window checked more than :data:`ARI_RECHECK` ago (or never) is stale.
+    The server's Retry-After, stored as ``retry_after`` (a moment), says
+    when; without one, a window checked more than :data:`ARI_RECHECK` ago
+    (or never) is stale.
     """
     if not ari:
         return True
-    next_check = parse_time(ari.get("next_check"))
+    next_check = parse_time(ari.get("retry_after"))
     if next_check is not None:
         return now >= next_check
     checked = parse_time(ari.get("checked"))

@@ -187,8 +187,8 @@ def refresh_ari(store: Store, name: str, now: dt.datetime, fetcher: AriFetcher, 
     if window:
         ari.update(window)
     ari["checked"] = due.iso(now)
-    if not (window or {}).get("next_check"):
-        ari["next_check"] = due.iso(now + due.ARI_RECHECK)
+    if not (window or {}).get("retry_after"):
+        ari["retry_after"] = due.iso(now + due.ARI_RECHECK)
     store.update_state(name, ari=ari)
 
 
@@ -352,9 +352,14 @@ def renew_one(
                 run_deploy(store, name, decision.resume_from, [], [], echo)
                 version = live
             else:
+                old_ari = store.load_state(name).get("ari")
                 store.update_state(name, renewing={"time": due.iso(clock()), "from_version": live})
                 outcome = issue_fn(store, settings, echo=echo)
                 version = outcome.version
+                if old_ari and store.load_state(name).get("ari") == old_ari:
+                    # The window belonged to the replaced certificate; the CA gave none for the new
+                    # one, so forget it (the next run asks again) rather than renew again at once.
+                    store.update_state(name, ari=None)
     except CertkitError as exc:
         error = str(exc)
     except Exception as exc:  # a bug; one lineage's bug must not stop the others' renewals

@@ -76,8 +76,8 @@ def test_ari_check_schedule() -> None:
     assert due.ari_check_due(None, NOW)
     assert due.ari_check_due({"checked": due.iso(NOW - dt.timedelta(hours=7))}, NOW)
     assert not due.ari_check_due({"checked": due.iso(NOW - dt.timedelta(hours=1))}, NOW)
-    assert not due.ari_check_due({"next_check": due.iso(NOW + dt.timedelta(minutes=5))}, NOW)
-    assert due.ari_check_due({"next_check": due.iso(NOW)}, NOW)
+    assert not due.ari_check_due({"retry_after": due.iso(NOW + dt.timedelta(minutes=5))}, NOW)
+    assert due.ari_check_due({"retry_after": due.iso(NOW)}, NOW)
 
 
 @given(
@@ -244,11 +244,21 @@ def test_ari_window_is_fetched_stored_and_decides(home: Path) -> None:
     report = renew.run(store, clock=lambda: now, ari_fetcher=fetcher, issue_fn=fake_issue, echo=quiet)
     assert calls == ["acme.example"] and renewed == ["acme.example"]
     assert "ARI" in report.results[0].reason
+    # The window was about the replaced certificate: forgotten after the renewal, asked again next run.
+    assert store.load_state("acme.example")["ari"] is None
+
+    def later_window(st: Store, s: LineageSettings, cert: Any) -> dict[str, Any]:
+        calls.append(s.name)
+        return {"start": due.iso(now + dt.timedelta(days=20)), "end": due.iso(now + dt.timedelta(days=21))}
+
+    report = renew.run(store, clock=lambda: now, ari_fetcher=later_window, issue_fn=fake_issue, echo=quiet)
+    assert calls == ["acme.example"] * 2 and report.names("not_due") == ["acme.example"]
     ari = store.load_state("acme.example")["ari"]
-    assert ari["checked"] == due.iso(now) and ari["next_check"] == due.iso(now + due.ARI_RECHECK)
-    renew.run(store, clock=lambda: now + dt.timedelta(hours=1), ari_fetcher=fetcher, issue_fn=fake_issue,
+    assert ari["checked"] == due.iso(now) and ari["retry_after"] == due.iso(now + due.ARI_RECHECK)
+    renew.run(store, clock=lambda: now + dt.timedelta(hours=1), ari_fetcher=later_window, issue_fn=fake_issue,
               echo=quiet)
-    assert calls == ["acme.example"]  # not asked again before next_check
+    assert calls == ["acme.example"] * 2  # not asked again before retry_after
+    assert renewed == ["acme.example"]
 
     def down(st: Store, s: LineageSettings, cert: Any) -> dict[str, Any]:
         raise AcmeError("renewalInfo unreachable")
