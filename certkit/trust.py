@@ -5,13 +5,12 @@ from __future__ import annotations
 import os
 import platform
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 from certkit import runner
-from collections.abc import Callable
-
-from certkit.runner import Result
 from certkit.errors import OperationError
+from certkit.runner import Result
 from certkit.store import atomic_write
 
 # Debian/Ubuntu; update-ca-certificates picks up *.crt files here.
