@@ -1,0 +1,101 @@
+"""Renewal runs the remembered deploy targets; a failing hook restores the previous version."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import stat
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from certkit import renew
+from certkit import x509 as cx
+from certkit.cli import cli
+from certkit.store import Store
+
+pytest.importorskip("certkit.deploy.pipeline")
+
+HOOK = """#!/bin/sh
+# Records which certificate it was given; fails while $FAIL_FLAG exists.
+printf '%s %s %s\\n' "$CERTKIT_NAME" "$(sha256sum < "$CERTKIT_CERT" | cut -c1-16)" "$RENEWED_LINEAGE" >> "$LOG"
+[ ! -e "$FAIL_FLAG" ]
+"""
+
+
+def quiet(_: str) -> None:
+    pass
+
+
+def sha16(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
+def test_failing_hook_rolls_back_and_next_run_succeeds(home: Path, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    hook = tmp_path / "hook.sh"
+    hook.write_text(HOOK)
+    hook.chmod(hook.stat().st_mode | stat.S_IXUSR)
+    log, flag = tmp_path / "hook.log", tmp_path / "fail"
+    monkeypatch.setenv("LOG", str(log))
+    monkeypatch.setenv("FAIL_FLAG", str(flag))
+    runner = CliRunner()
+    result = runner.invoke(cli, ["issue", "--cn", "mail.example.com", "--days", "2", "--key", "ec256",
+                                 "--deploy", f"script:{hook}"])
+    assert result.exit_code == 0, result.output
+    store = Store(home)
+    v1_cert = store.version_paths("mail.example.com", 1).cert
+    assert log.read_text().split()[:2] == ["mail.example.com", sha16(v1_cert)]
+    assert [t.target for t in store.load_settings("mail.example.com").deploy] == [f"script:{hook}"]
+    runner.invoke(cli, ["issue", "--cn", "fresh.example.com", "--days", "90", "--key", "ec256"])
+
+    flag.write_text("")
+    moment = dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=30)
+    report = renew.run(store, clock=lambda: moment, echo=quiet)
+    assert report.names("not_due") == ["fresh.example.com"]
+    assert [r.name for r in report.failed] == ["mail.example.com"]
+    assert "exited with status 1" in (report.failed[0].error or "")
+    # Rolled back: version 1 is live again and the hook was re-run with it.
+    assert store.live_version("mail.example.com") == 1
+    runs = [line.split() for line in log.read_text().splitlines()]
+    v2_cert = store.version_paths("mail.example.com", 2).cert
+    assert [r[1] for r in runs] == [sha16(v1_cert), sha16(v2_cert), sha16(v1_cert)]
+    last = store.load_state("mail.example.com")["last_renewal"]
+    assert last["ok"] is False and last["version"] == 1
+    listing = runner.invoke(cli, ["list"]).output
+    assert "last renewal FAILED" in listing
+
+    flag.unlink()
+    report = renew.run(store, clock=lambda: moment, echo=quiet)
+    assert report.names("renewed") == ["mail.example.com"]
+    live = store.live_version("mail.example.com")
+    assert live == 3 and log.read_text().splitlines()[-1].split()[1] == sha16(store.version_paths(
+        "mail.example.com", 3).cert)
+    assert Path(runs[0][2]).is_dir()  # certbot-style RENEWED_LINEAGE
+    cert = cx.load_chain(store.live_paths("mail.example.com").cert.read_bytes())[0]
+    assert cx.dns_names(cert) == ["mail.example.com"]
+
+
+def test_cli_reports_the_failed_deploy(home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    hook = tmp_path / "hook.sh"
+    hook.write_text("#!/bin/sh\necho 'postfix reload failed' >&2\nexit 3\n")
+    hook.chmod(0o755)
+    runner = CliRunner()
+    assert runner.invoke(cli, ["issue", "--cn", "a.example", "--key", "ec256"]).exit_code == 0
+    store = Store(home)
+    with store.lock():  # remember a target that will fail from now on
+        settings = store.load_settings("a.example")
+        from certkit.settings import DeployTarget
+
+        settings.deploy = [DeployTarget(f"script:{hook}")]
+        store.save_settings(settings)
+    result = runner.invoke(cli, ["renew", "--force", "--json"])
+    assert result.exit_code == 1
+    body = result.stdout if hasattr(result, "stdout") else result.output
+    data = json.loads(body[body.index("{"): body.rindex("}") + 1])
+    assert data["failed"][0]["name"] == "a.example" and "status 3" in data["failed"][0]["error"]
+    assert store.live_version("a.example") == 1
+    assert "Traceback" not in result.output
