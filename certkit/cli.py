@@ -116,7 +116,7 @@ def _acme_options(func: Any) -> Any:
 @click.option("--verify", "verify_urls", multiple=True, metavar="URL", help="Check URL after deploying.")
 @click.option("--json", "as_json", is_flag=True, help="Print the lineage record as JSON.")
 @click.pass_context
-def issue_command(ctx: click.Context, **opts: Any) -> None:
+def issue_command(ctx: click.Context, /, **opts: Any) -> None:
     """Issue a certificate for --cn (self-signed by default, or --acme)."""
     from certkit.commands import issue as commands_issue
 
@@ -152,7 +152,7 @@ def selfssl_command(ctx: click.Context, args: tuple[str, ...], allow_weak: bool,
 @click.option("--pfx-password-file", type=click.Path(dir_okay=False), default=None)
 @click.option("--friendly-name", default=None, help="PFX friendly name shown by Windows.")
 @click.pass_context
-def export_command(ctx: click.Context, **opts: Any) -> None:
+def export_command(ctx: click.Context, /, **opts: Any) -> None:
     """Write a lineage's live certificate as PEM files, a PFX or DER."""
     from certkit.commands import issue as commands_issue
 

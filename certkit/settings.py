@@ -75,7 +75,8 @@ class LineageSettings:
         return self.acme is not None or self.source != SELF_SIGNED
 
     def to_dict(self) -> dict[str, Any]:
-        return _drop_none(asdict(self))
+        data: dict[str, Any] = _drop_none(asdict(self))
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> LineageSettings:

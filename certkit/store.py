@@ -462,7 +462,7 @@ class Store:
 
 
 def _try_lock(fd: int) -> None:
-    if os.name == "nt":  # pragma: no cover - Windows
+    if sys.platform == "win32":  # pragma: no cover - Windows
         import msvcrt
 
         msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
@@ -473,7 +473,7 @@ def _try_lock(fd: int) -> None:
 
 
 def _unlock(fd: int) -> None:
-    if os.name == "nt":  # pragma: no cover - Windows
+    if sys.platform == "win32":  # pragma: no cover - Windows
         import msvcrt
 
         msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
