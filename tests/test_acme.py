@@ -43,9 +43,10 @@ def acme_args(server: PebbleServer, *extra: str) -> list[str]:
             "--http-port", str(server.http_port), "--http-address", "127.0.0.1", "--agree-tos", *extra]
 
 
-def settings_for(server: PebbleServer, **kw: Any) -> AcmeSettings:
-    base: dict[str, Any] = dict(server=server.directory_url, agree_tos=True, ca_bundle=str(server.ca_bundle),
-                                http_port=server.http_port, http_address="127.0.0.1")
+def settings_for(pebble_server: PebbleServer, **kw: Any) -> AcmeSettings:
+    base: dict[str, Any] = dict(server=pebble_server.directory_url, agree_tos=True,
+                                ca_bundle=str(pebble_server.ca_bundle), http_port=pebble_server.http_port,
+                                http_address="127.0.0.1")
     base.update(kw)
     return AcmeSettings(**base)
 
@@ -390,3 +391,68 @@ def test_usage_errors_before_any_request(home: Path) -> None:
     no_hook = AcmeSettings(server="https://127.0.0.1:1/dir", challenge="dns-01")
     with pytest.raises(UsageError, match="--dns-hook"):
         obtain(store, no_hook, [names.parse_name("x.example.com")], keys.generate("ec256"))
+
+
+# ----- ARI end to end: a directory that adds renewalInfo in front of Pebble 2.4 ---------------------
+
+
+def test_ari_window_stored_and_replaces_sent(pebble: PebbleServer, home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import ssl
+    import urllib.request
+
+    from certkit.acme import net as acme_net
+    from certkit.issuing import issue
+    from certkit.settings import LineageSettings
+
+    with urllib.request.urlopen(pebble.directory_url,  # noqa: S310
+                                context=ssl.create_default_context(cafile=str(pebble.ca_bundle))) as resp:
+        directory = json.loads(resp.read())
+    asked: list[str] = []
+
+    class Handler(SimpleHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            asked.append(self.path)
+            if self.path == "/dir":
+                body = {**directory, "renewalInfo": f"http://127.0.0.1:{self.server.server_address[1]}/ari"}
+            else:
+                body = {"suggestedWindow": {"start": "2030-01-01T00:00:00Z", "end": "2030-01-02T00:00:00Z"}}
+            data = json.dumps(body).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    front = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=front.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    payloads: list[Any] = []
+    real_post = acme_net.Network.post
+
+    def spy(self: Any, url: str, obj: Any, **kw: Any) -> Any:
+        payloads.append(obj.to_partial_json() if obj is not None else None)
+        return real_post(self, url, obj, **kw)
+
+    monkeypatch.setattr(acme_net.Network, "post", spy)
+    try:
+        url = f"http://127.0.0.1:{front.server_address[1]}/dir"
+        store = Store(home)
+        settings = LineageSettings(name="ari.example.com", domains=["ari.example.com"], key_type="ec256",
+                                   acme=settings_for(pebble, server=url))
+        issue(store, settings, echo=lambda s: None)
+        state = store.load_state("ari.example.com")
+        assert state["ari"]["start"] == "2030-01-01T00:00:00Z" and state["ari"]["end"] == "2030-01-02T00:00:00Z"
+        first_cert = x509.load_pem_x509_certificate(store.read_version("ari.example.com", 1).cert_pem)
+        assert not any(isinstance(p, dict) and "replaces" in p for p in payloads)
+        issue(store, store.load_settings("ari.example.com"), echo=lambda s: None)
+        from certkit.acme.ari import cert_id
+
+        orders = [p for p in payloads if isinstance(p, dict) and "identifiers" in p]
+        assert orders[-1]["replaces"] == cert_id(first_cert)  # Pebble 2.4 ignores the field and issues
+        assert store.live_version("ari.example.com") == 2
+        assert any(p.startswith("/ari/" + cert_id(first_cert)) for p in asked)
+    finally:
+        front.shutdown()
+        front.server_close()

@@ -1,0 +1,328 @@
+"""ACME building blocks without a CA: ARI, polling, problems, the http-01 responder, Link parsing.
+
+ARI (RFC 9773) is exercised against a tiny local HTTP server, since Debian's
+Pebble 2.4 predates it; the end-to-end ARI test puts a small directory in
+front of Pebble that adds ``renewalInfo``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import socket
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from hypothesis import given
+from hypothesis import strategies as st
+
+from certkit.acme import LETSENCRYPT, LETSENCRYPT_STAGING, resolve_server
+from certkit.acme import ari, http01
+from certkit.acme.polling import Backoff, parse_retry_after
+from certkit.errors import AcmeError, UsageError
+
+
+def make_cert(serial: int, aki: bytes | None = b"\x01\x02\x03\xfa\xfb") -> x509.Certificate:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ari.example.com")])
+    now = dt.datetime.now(dt.timezone.utc)
+    builder = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+               .serial_number(serial).not_valid_before(now).not_valid_after(now + dt.timedelta(days=90)))
+    if aki is not None:
+        builder = builder.add_extension(x509.AuthorityKeyIdentifier(aki, None, None), critical=False)
+    return builder.sign(key, hashes.SHA256())
+
+
+# ----- ARI ---------------------------------------------------------------------------------------
+
+
+def test_cert_id_rfc9773_example() -> None:
+    # RFC 9773 section 4.1: AKI 69:88:5B:6B:87:46:40:41:E1:B3:7B:84:7B:A0:AE:2C:DE:01:C8:D4,
+    # serial 00:87:65:43:21 -> "aYhba4dGQEHhs3uEe6CuLN4ByNQ.AIdlQyE"
+    cert = make_cert(0x87654321, bytes.fromhex("69885B6B87464041E1B37B847BA0AE2CDE01C8D4"))
+    assert ari.cert_id(cert) == "aYhba4dGQEHhs3uEe6CuLN4ByNQ.AIdlQyE"
+
+
+@given(st.integers(min_value=1, max_value=2**159 - 1))
+def test_serial_bytes_is_der_integer_content(serial: int) -> None:
+    encoded = ari.serial_bytes(serial)
+    assert int.from_bytes(encoded, "big", signed=True) == serial
+    assert encoded[0] < 0x80  # positive: no sign bit set
+    assert len(encoded) == 1 or not (encoded[0] == 0 and encoded[1] < 0x80)  # minimal
+
+
+def test_cert_id_without_aki() -> None:
+    with pytest.raises(ValueError, match="Authority Key Identifier"):
+        ari.cert_id(make_cert(5, aki=None))
+
+
+def test_parse_window_and_retry_after() -> None:
+    now = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+    body = {"suggestedWindow": {"start": "2026-02-01T00:00:00.123456789Z", "end": "2026-02-03T00:00:00Z"},
+            "explanationURL": "https://ca.example/incident"}
+    parsed = ari.parse(body, "3600", now=now)
+    assert parsed == {"start": "2026-02-01T00:00:00Z", "end": "2026-02-03T00:00:00Z",
+                      "explanation_url": "https://ca.example/incident", "checked": "2026-01-01T00:00:00Z",
+                      "retry_after": "2026-01-01T01:00:00Z"}
+    assert ari.parse(body, None, now=now)["retry_after"] == "2026-01-01T06:00:00Z"  # default 6 h
+    assert ari.parse(body, str(10 * 86400), now=now)["retry_after"] == "2026-01-02T00:00:00Z"  # clamped to 1 day
+
+
+@pytest.mark.parametrize("body", [
+    {}, {"suggestedWindow": {}}, {"suggestedWindow": {"start": "2026-02-03T00:00:00Z", "end": "2026-02-01T00:00:00Z"}},
+    {"suggestedWindow": {"start": "garbage", "end": "2026-02-01T00:00:00Z"}}, [],
+])
+def test_parse_rejects_bad_bodies(body: Any) -> None:
+    with pytest.raises(ValueError):
+        ari.parse(body)
+
+
+class _AriHandler(BaseHTTPRequestHandler):
+    paths: list[str] = []
+    directory: dict[str, Any] = {}
+
+    def do_GET(self) -> None:  # noqa: N802
+        self.paths.append(self.path)
+        if self.path == "/dir":
+            body, headers = self.directory, {}
+        elif self.path.startswith("/renewal-info/"):
+            body = {"suggestedWindow": {"start": "2026-03-01T00:00:00Z", "end": "2026-03-02T00:00:00Z"}}
+            headers = {"Retry-After": "120"}
+        else:
+            self.send_error(404)
+            return
+        data = json.dumps(body).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        for k, v in headers.items():
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def ari_server() -> Iterator[tuple[str, type[_AriHandler]]]:
+    handler = type("H", (_AriHandler,), {"paths": [], "directory": {}})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", handler
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_fetch_from_a_local_server(ari_server: tuple[str, type[_AriHandler]]) -> None:
+    import requests
+
+    base, handler = ari_server
+    cert = make_cert(0x87654321, bytes.fromhex("69885B6B87464041E1B37B847BA0AE2CDE01C8D4"))
+    window = ari.fetch(requests.get, base + "/renewal-info", cert)
+    assert handler.paths == ["/renewal-info/aYhba4dGQEHhs3uEe6CuLN4ByNQ.AIdlQyE"]
+    assert window["start"] == "2026-03-01T00:00:00Z" and window["end"] == "2026-03-02T00:00:00Z"
+    checked = dt.datetime.fromisoformat(window["checked"].replace("Z", "+00:00"))
+    retry = dt.datetime.fromisoformat(window["retry_after"].replace("Z", "+00:00"))
+    assert (retry - checked).total_seconds() == 120
+
+
+def test_renewal_info_public_api(ari_server: tuple[str, type[_AriHandler]]) -> None:
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from certkit.acme import renewal_info
+    from certkit.settings import AcmeSettings
+
+    base, handler = ari_server
+    handler.directory = {"newNonce": base + "/n", "newAccount": base + "/a", "newOrder": base + "/o",
+                         "renewalInfo": base + "/renewal-info"}
+    pem = make_cert(77).public_bytes(Encoding.PEM)
+    window = renewal_info(AcmeSettings(server=base + "/dir"), pem)
+    assert window is not None and window["start"] == "2026-03-01T00:00:00Z"
+    handler.directory = {"newNonce": base + "/n", "newAccount": base + "/a", "newOrder": base + "/o"}
+    assert renewal_info(AcmeSettings(server=base + "/dir"), pem, base + "/dir") is not None  # directory cached
+    from certkit.acme.account import get_directory
+
+    get_directory(base + "/dir", None, refresh=True)
+    assert renewal_info(AcmeSettings(server=base + "/dir"), pem) is None  # no renewalInfo offered
+
+
+def test_new_order_carries_replaces() -> None:
+    from acme import messages
+
+    from certkit.acme.order import NewOrder
+
+    ident = messages.Identifier(typ=messages.IDENTIFIER_FQDN, value="a.example.com")
+    with_replaces = NewOrder(identifiers=[ident], replaces="aYhba4dGQEHhs3uEe6CuLN4ByNQ.AIdlQyE").to_partial_json()
+    assert with_replaces["replaces"] == "aYhba4dGQEHhs3uEe6CuLN4ByNQ.AIdlQyE"
+    assert "replaces" not in NewOrder(identifiers=[ident]).to_partial_json()
+    assert NewOrder(identifiers=[ident], profile="tlsserver").to_partial_json()["profile"] == "tlsserver"
+
+
+# ----- polling -------------------------------------------------------------------------------------
+
+
+def test_backoff_grows_honours_retry_after_and_deadline() -> None:
+    clock = [0.0]
+    slept: list[float] = []
+
+    def sleep(s: float) -> None:
+        slept.append(s)
+        clock[0] += s
+
+    backoff = Backoff(deadline=10.0, sleep=sleep, clock=lambda: clock[0])
+    for _ in range(4):
+        assert backoff.wait()
+    assert slept[0] == pytest.approx(0.05) and slept[1] == pytest.approx(0.08) and slept[3] > slept[2]
+    assert backoff.wait(retry_after=2.0) and slept[-1] == 2.0
+    assert backoff.wait(retry_after=600.0) and slept[-1] < 10  # capped by the deadline
+    assert not backoff.wait()
+
+
+def test_parse_retry_after() -> None:
+    assert parse_retry_after("7") == 7.0
+    assert parse_retry_after(None) is None and parse_retry_after("soon") is None
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=lambda: 1445412470.0) == 10.0
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=lambda: 1445412490.0) == 0.0
+
+
+# ----- servers, problems, links --------------------------------------------------------------------
+
+
+def test_resolve_server() -> None:
+    assert resolve_server("letsencrypt") == LETSENCRYPT
+    assert resolve_server("LetsEncrypt-Staging") == LETSENCRYPT_STAGING
+    assert resolve_server("https://ca.example/dir") == "https://ca.example/dir"
+    with pytest.raises(UsageError):
+        resolve_server("ca.example")
+
+
+def test_problem_with_subproblems_is_readable() -> None:
+    from acme import messages
+
+    from certkit.acme.problems import translate
+
+    problem = messages.Error.from_json({
+        "type": "urn:ietf:params:acme:error:rejectedIdentifier", "detail": "some names are forbidden",
+        "subproblems": [
+            {"type": "urn:ietf:params:acme:error:rejectedIdentifier", "detail": "blocked by policy",
+             "identifier": {"type": "dns", "value": "bad.example"}},
+            {"type": "urn:ietf:params:acme:error:caa", "detail": "CAA forbids",
+             "identifier": {"type": "dns", "value": "caa.example"}},
+        ]})
+    with pytest.raises(AcmeError) as info, translate("https://ca.example/dir", "create the order"):
+        raise problem
+    text = str(info.value)
+    assert "refused to create the order: rejectedIdentifier: some names are forbidden" in text
+    assert "bad.example: rejectedIdentifier: blocked by policy" in text
+    assert "caa.example: caa: CAA forbids" in text
+    assert info.value.exit_code == 1
+
+
+def test_translate_network_errors() -> None:
+    import requests
+
+    from certkit.acme.problems import translate
+
+    with pytest.raises(AcmeError, match="cannot reach"), translate("https://ca.example/dir"):
+        raise requests.exceptions.ConnectionError("refused")
+    with pytest.raises(AcmeError, match="--ca-bundle"), translate("https://ca.example/dir"):
+        raise requests.exceptions.SSLError("bad cert")
+    with pytest.raises(UsageError), translate("https://ca.example/dir"):
+        raise UsageError("passes through")
+
+
+def test_link_parsing_keeps_every_alternate() -> None:
+    import requests
+    from urllib3 import HTTPHeaderDict  # type: ignore[attr-defined]
+
+    response = requests.Response()
+    headers = HTTPHeaderDict()
+    headers.add("Link", '<https://ca/cert/1/alt/1>;rel="alternate"')
+    headers.add("Link", '<https://ca/cert/1/alt/2>; rel="alternate", <https://ca/dir>;rel="index"')
+    response.raw = type("Raw", (), {"headers": headers})()
+    response.headers.update({"Link": ", ".join(headers.getlist("Link"))})
+    from certkit.acme.net import links
+
+    assert links(response, "alternate") == ["https://ca/cert/1/alt/1", "https://ca/cert/1/alt/2"]
+    assert links(response, "index") == ["https://ca/dir"]
+
+
+def _get(url: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:  # noqa: S310
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, b""
+
+
+def test_http01_responder_serves_tokens_only_is_shared_and_stops_instantly() -> None:
+    first = http01.acquire("127.0.0.1", 0)
+    port = first.bound_port
+    try:
+        first.add("tok-1", "tok-1.thumb")
+        base = f"http://127.0.0.1:{port}"
+        assert _get(base + "/.well-known/acme-challenge/tok-1") == (200, b"tok-1.thumb")
+        assert _get(base + "/.well-known/acme-challenge/other")[0] == 404
+        assert _get(base + "/etc/passwd")[0] == 404
+        second = http01.acquire("127.0.0.1", 0)
+        assert second is first and first.users == 2
+        http01.release(second)
+        assert _get(base + "/.well-known/acme-challenge/tok-1")[0] == 200  # still serving for the first user
+    finally:
+        start = time.perf_counter()
+        http01.release(first)
+        stop_time = time.perf_counter() - start
+    assert stop_time < 0.1, stop_time  # no 0.5 s socketserver poll
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+
+
+def test_webroot_writes_and_cleans(tmp_path: Path) -> None:
+    root = tmp_path / "www"
+    root.mkdir()
+    (root / ".well-known").mkdir()
+    (root / ".well-known" / "security.txt").write_text("keep me")
+    webroot = http01.Webroot(str(root))
+    webroot.add("abc", "abc.thumb")
+    token = root / ".well-known" / "acme-challenge" / "abc"
+    assert token.read_text() == "abc.thumb" and oct(token.stat().st_mode & 0o777) == "0o644"
+    webroot.cleanup()
+    assert not (root / ".well-known" / "acme-challenge").exists()
+    assert (root / ".well-known" / "security.txt").read_text() == "keep me"
+    with pytest.raises(UsageError, match="not a folder"):
+        http01.Webroot(str(tmp_path / "missing"))
+
+
+def test_dns_resolver_spec() -> None:
+    from certkit.acme.dns01 import parse_resolver
+
+    assert parse_resolver("127.0.0.1:5353") == ("127.0.0.1", 5353)
+    assert parse_resolver("8.8.8.8") == ("8.8.8.8", 53)
+    assert parse_resolver("[::1]:53") == ("::1", 53)
+    with pytest.raises(UsageError):
+        parse_resolver("1.2.3.4:notaport")
+
+
+def test_heavy_modules_stay_out_of_the_package_init() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, certkit.acme; print(any(m in sys.modules for m in ('acme', 'josepy', 'requests')))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[1]).stdout.strip()
+    assert out == "False"
