@@ -180,18 +180,26 @@ def audit(target: Target, opts: CheckOptions) -> CheckReport:
         else:
             threads = []
             side_jobs = jobs
+    stopped = ""
     try:
         _main_session(target, opts, report)
     except _Stop as stop:
-        report.skip(applicable(target, opts), f"{stop.args[0]} failed")
+        stopped = str(stop.args[0])
+        report.skip(applicable(target, opts), f"{stopped} failed")
+    reached_tls = report.get("tls-handshake") is not None and report.get("tls-handshake").status != SKIP  # type: ignore[union-attr]
     if not opts.quick:
         if opts.parallel_probes:
             for t in threads:
                 t.join()
-        else:
+        elif reached_tls:
             side.extend(job() for job in side_jobs)
         for result in side:
+            if not reached_tls:  # the main session already says why; probes would only repeat it
+                result = CheckResult(result.id, SKIP, f"not run: {stopped or 'TLS'} failed")
             report.checks.append(result)
+        if not reached_tls and not side:
+            report.skip(["tls10-refused", "tls11-refused", "weak-ciphers-refused", "starttls-injection"],
+                        f"{stopped or 'TLS'} failed")
     rank = {cid: i for i, cid in enumerate(ORDER)}
     report.checks.sort(key=lambda c: rank.get(c.id, len(ORDER)))
     report.elapsed_ms = round((time.perf_counter() - started) * 1000)

@@ -106,11 +106,16 @@ def render_text(report: CheckReport, *, transcript: bool = True) -> str:
     if transcript and report.transcript:
         lines.extend(report.transcript)
         lines.append("")
-    width = max((len(c.id) for c in report.checks), default=0)
-    for c in report.checks:
+    shown = [c for c in report.checks if c.status != SKIP]
+    skipped = [c for c in report.checks if c.status == SKIP]
+    width = max((len(c.id) for c in shown), default=0)
+    for c in shown:
         lines.append(f"{c.status:<4}  {c.id:<{width}}  {c.detail}")
         if c.fix and c.status in (FAIL, WARN):
             lines.append(f"{'':<4}  {'':<{width}}  fix: {c.fix}")
+    if skipped:  # one line: they all stand behind the same earlier FAIL
+        why = skipped[0].detail.removeprefix("not run: ")
+        lines.append(f"SKIP  {len(skipped)} checks not run ({why}): {', '.join(c.id for c in skipped)}")
     counts = {s: sum(1 for c in report.checks if c.status == s) for s in (PASS, WARN, FAIL, SKIP)}
     verdict = "OK" if report.ok else "FAILED"
     summary = ", ".join(f"{n} {s}" for s, n in counts.items() if n)

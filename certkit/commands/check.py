@@ -1,14 +1,224 @@
-"""`certkit check` (click command; the work lives in certkit.check)."""
+"""`certkit check` (click command; the work lives in certkit.check).
+
+Imports stay light: certkit.check uses only socket/ssl until a certificate
+must be parsed in depth, so a check starts about as fast as Python does.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
 import click
 
-from certkit.errors import NotBuiltError
+from certkit.errors import CheckFailed, LockError, NotFoundError, UsageError
 
 
-@click.command("check", context_settings={"ignore_unknown_options": True})
-@click.argument("args", nargs=-1, type=click.UNPROCESSED)
-def check_command(args: tuple[str, ...]) -> None:
-    """Audit an SMTP server: STARTTLS session, certificate, TLS, AUTH policy."""
-    raise NotBuiltError("`certkit check` is not built yet")
+@click.command("check")
+@click.argument("urls", nargs=-1, metavar="URL...")
+@click.option("--name", default=None, metavar="HOST",
+              help="Name the certificate must carry as a SAN (default: the URL host).")
+@click.option("--cafile", type=click.Path(dir_okay=False), default=None,
+              help="Trust anchors (PEM) instead of the system store, e.g. a private CA.")
+@click.option("--expect", default=None, metavar="LINEAGE|CERTFILE",
+              help="The certificate that must be served (a lineage's live one or a PEM/DER file); "
+                   "it is also the trust anchor unless --cafile is given.")
+@click.option("--auth-user", default=None, metavar="USER", help="Log in with AUTH as USER after TLS.")
+@click.option("--password-file", type=click.Path(dir_okay=False), default=None,
+              help="File whose first line is the AUTH password (else a prompt on a terminal).")
+@click.option("--send-test", is_flag=True, help="Send one small test message (needs --from and --to).")
+@click.option("--from", "mail_from", default=None, metavar="ADDR", help="Envelope and header sender of --send-test.")
+@click.option("--to", "rcpt_to", default=None, metavar="ADDR", help="Recipient of --send-test.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (an array for several targets).")
+@click.option("--timeout", type=click.FloatRange(0.05, 600), default=10.0, show_default=True,
+              help="Seconds allowed for each step (connect, banner, each reply, handshake).")
+@click.option("--targets", "targets_file", type=click.Path(dir_okay=False, allow_dash=True), default=None,
+              help="File with one URL a line ('-' for stdin; # comments allowed).")
+@click.option("--concurrency", type=click.IntRange(1, 1000), default=20, show_default=True,
+              help="Targets checked at the same time.")
+@click.option("--strict", is_flag=True, help="Also WARN on RSA 2048 keys.")
+@click.option("--quick", is_flag=True,
+              help="Only the session up to EHLO after TLS (certificate and STARTTLS), no side probes.")
+@click.option("--helo", default=None, metavar="NAME", help="Name certkit gives in EHLO.")
+@click.option("--transcript/--no-transcript", default=None,
+              help="Show the S:/C: session (default: on for one target, off for several).")
+@click.pass_context
+def check_command(ctx: click.Context, urls: tuple[str, ...], **opts: Any) -> None:
+    """Audit SMTP servers: the STARTTLS session, certificate, TLS versions, AUTH and relay policy.
+
+    URL is smtp://HOST[:25] (STARTTLS), submission://HOST[:587] (STARTTLS +
+    submission policy), smtps://HOST[:465] (implicit TLS) or HOST:PORT.
+    Exit status 1 when any check FAILs, 2 on bad usage.
+    """
+    run_check(ctx, urls, opts)
+
+
+def _read_password(path: str | None, user: str | None) -> str | None:
+    if user is None:
+        if path:
+            raise UsageError("--password-file needs --auth-user", "add --auth-user USER")
+        return None
+    if path:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise UsageError(f"cannot read --password-file {path}: {exc.strerror or exc}",
+                             "give a readable file whose first line is the password") from exc
+        lines = text.splitlines()
+        if not lines or not lines[0]:
+            raise UsageError(f"--password-file {path} is empty", "put the password on its first line")
+        return lines[0]
+    if sys.stdin.isatty():
+        return str(click.prompt(f"Password for {user}", hide_input=True))
+    raise UsageError("--auth-user needs a password", "pass --password-file FILE (never the password itself)")
+
+
+def _load_expected(ctx: click.Context, value: str) -> tuple[bytes, str | None, Any]:
+    """(PEM, lineage name or None, store or None) for --expect."""
+    import ssl
+
+    path = Path(value)
+    if path.is_file() or "/" in value or "\\" in value:
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise NotFoundError(f"cannot read --expect {value}: {exc.strerror or exc}",
+                                "give a lineage name or a certificate file") from exc
+        if b"-----BEGIN CERTIFICATE-----" in data:
+            return data, None, None
+        try:
+            return ssl.DER_cert_to_PEM_cert(data).encode(), None, None
+        except (ValueError, ssl.SSLError) as exc:
+            raise UsageError(f"--expect {value} holds no certificate", "give a PEM or DER certificate") from exc
+    from certkit.cli import store_from
+
+    store = store_from(ctx)
+    if not store.exists(value):
+        raise NotFoundError(f"--expect {value}: no such lineage in {store.home} and no such file",
+                            "run `certkit list` for lineage names, or give a certificate file")
+    paths = store.live_paths(value)
+    try:
+        return paths.cert.read_bytes(), value, store
+    except OSError as exc:
+        raise NotFoundError(f"lineage {value} has no live certificate", f"run `certkit issue --name {value} ...`") \
+            from exc
+
+
+def _iter_targets(urls: tuple[str, ...], targets_file: str | None) -> Iterator[str]:
+    yield from urls
+    if targets_file is None:
+        return
+    stream = sys.stdin if targets_file == "-" else open(targets_file, encoding="utf-8")  # noqa: SIM115
+    try:
+        for line in stream:
+            line = line.strip()
+            if line and not line.startswith("#"):
+                yield line
+    finally:
+        if stream is not sys.stdin:
+            stream.close()
+
+
+def run_check(ctx: click.Context, urls: tuple[str, ...], opts: dict[str, Any]) -> None:
+    """Validate options, run the checks, print, record, exit."""
+    from certkit.check import CheckOptions, parse_target, render_text
+
+    targets_file = opts["targets_file"]
+    if not urls and not targets_file:
+        raise UsageError("no target given", "certkit check submission://mail.example.com (or --targets FILE)")
+    if targets_file and targets_file != "-" and not Path(targets_file).is_file():
+        raise UsageError(f"--targets {targets_file}: no such file", "give a file with one URL a line")
+    if opts["send_test"] and not (opts["mail_from"] and opts["rcpt_to"]):
+        raise UsageError("--send-test needs --from ADDR and --to ADDR", "add both addresses")
+    if opts["cafile"] and not Path(opts["cafile"]).is_file():
+        raise UsageError(f"--cafile {opts['cafile']}: no such file", "give a PEM file of trusted CA certificates")
+    many = targets_file is not None or len(urls) > 1
+    if targets_file != "-":
+        for url in _iter_targets(urls, targets_file):  # every URL is checked before anything runs
+            parse_target(url)
+    else:
+        for url in urls:
+            parse_target(url)
+    password = _read_password(opts["password_file"], opts["auth_user"])
+    expected_pem, lineage, store = (None, None, None)
+    if opts["expect"]:
+        expected_pem, lineage, store = _load_expected(ctx, opts["expect"])
+    options = CheckOptions(
+        name=opts["name"], cafile=opts["cafile"], expected_pem=expected_pem, auth_user=opts["auth_user"],
+        password=password, send_test=opts["send_test"], mail_from=opts["mail_from"], rcpt_to=opts["rcpt_to"],
+        timeout=opts["timeout"], strict=opts["strict"], quick=opts["quick"], helo=opts["helo"] or "",
+    )
+    try:
+        options.verify_context()
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"cannot load trust anchors: {exc}", "check --cafile / --expect") from exc
+    show_transcript = opts["transcript"] if opts["transcript"] is not None else not many
+    as_json = opts["as_json"]
+    failures: list[tuple[str, list[str]]] = []
+    last: dict[str, Any] = {}
+
+    def emit(report: Any, index: int) -> None:
+        if as_json:
+            text = json.dumps(report.to_json(), indent=None if many else 2)
+            click.echo((("[\n" if index == 0 else ",\n") + text) if many else text, nl=not many)
+        elif many and not show_transcript:
+            lines = render_text(report, transcript=False).splitlines()
+            click.echo("\n".join([lines[-1]] + ["  " + ln for ln in lines[:-1] if ln.startswith(("FAIL", "WARN", " "))]))
+        else:
+            click.echo(render_text(report, transcript=bool(show_transcript)) + ("\n" if many else ""))
+        if not report.ok:
+            failures.append((report.target, report.failed))
+        # The lineage keeps the first failing result, else the last one.
+        if lineage and (not last or last["ok"]):
+            last.update(time=dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                        target=report.target, ok=report.ok, failed=report.failed)
+
+    if many:
+        from certkit.check.fleet import run_many
+
+        progress = sys.stderr.isatty()
+        counter = {"n": 0}
+
+        def emit_many(report: Any) -> None:
+            emit(report, counter["n"])
+            counter["n"] += 1
+            if progress:
+                click.echo(f"\r[{counter['n']} checked, {len(failures)} failed]", err=True, nl=False)
+
+        run_many(_iter_targets(urls, targets_file), options, opts["concurrency"], emit_many)
+        if progress:
+            click.echo("", err=True)
+        if as_json:
+            click.echo("[]" if counter["n"] == 0 else "\n]")
+    else:
+        from certkit.check import audit
+
+        emit(audit(parse_target(urls[0]), options), 0)
+    if lineage and store is not None:
+        _record(store, lineage, last)
+    if failures:
+        if not many:
+            target, ids = failures[0]
+            raise CheckFailed(f"{target}: {len(ids)} check(s) FAILED ({', '.join(ids)})",
+                              "see the fix under each FAIL line")
+        raise CheckFailed(f"{len(failures)} target(s) FAILED ({', '.join(t for t, _ in failures[:5])}"
+                          f"{', ...' if len(failures) > 5 else ''})", "see the FAIL lines above")
+
+
+def _record(store: Any, lineage: str, last: dict[str, Any]) -> None:
+    """Remember the result in the lineage (skipped when another certkit holds the lock)."""
+    if not last:
+        return
+    store.lock_wait = min(store.lock_wait, 1.0)
+    try:
+        with store.lock():
+            store.update_state(lineage, last_check=dict(last))
+    except LockError:
+        click.echo(f"note: another certkit process holds {store.home}; the result was not recorded in {lineage}",
+                   err=True)
+    except OSError as exc:
+        click.echo(f"note: could not record the result in {lineage}: {exc}", err=True)
