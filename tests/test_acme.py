@@ -249,10 +249,14 @@ def write_dns_hook(tmp_path: Path, server: PebbleServer) -> tuple[str, Path]:
     hook = tmp_path / "dns_hook.py"
     hook.write_text(f"""
 import json, os, urllib.request
-action, name, value = os.environ["CERTKIT_DNS_ACTION"], os.environ["CERTKIT_DNS_NAME"], os.environ["CERTKIT_DNS_VALUE"]
+env = os.environ
+action, name, value = env["CERTKIT_DNS_ACTION"], env["CERTKIT_DNS_NAME"], env["CERTKIT_DNS_VALUE"]
 with open({str(log)!r}, "a") as fh:
     fh.write(f"{{action}} {{name}} {{os.environ['CERTKIT_DOMAIN']}}\\n")
-path, body = ("/set-txt", {{"host": name + ".", "value": value}}) if action == "present" else ("/clear-txt", {{"host": name + "."}})
+if action == "present":
+    path, body = "/set-txt", {{"host": name + ".", "value": value}}
+else:
+    path, body = "/clear-txt", {{"host": name + "."}}
 req = urllib.request.Request({server.challtest_url!r} + path, data=json.dumps(body).encode(), method="POST")
 urllib.request.urlopen(req).read()
 """)
@@ -346,7 +350,7 @@ def test_concurrent_obtain_share_one_responder(pebble: PebbleServer, home: Path,
     def one(i: int) -> None:
         try:
             results[i] = obtain(store, settings, [names.parse_name(f"c{i}.example.com")], keys.generate("ec256"))
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:
             errors.append(exc)
 
     start = time.perf_counter()
@@ -404,13 +408,13 @@ def test_ari_window_stored_and_replaces_sent(pebble: PebbleServer, home: Path, m
     from certkit.issuing import issue
     from certkit.settings import LineageSettings
 
-    with urllib.request.urlopen(pebble.directory_url,  # noqa: S310
+    with urllib.request.urlopen(pebble.directory_url,
                                 context=ssl.create_default_context(cafile=str(pebble.ca_bundle))) as resp:
         directory = json.loads(resp.read())
     asked: list[str] = []
 
     class Handler(SimpleHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             asked.append(self.path)
             if self.path == "/dir":
                 body = {**directory, "renewalInfo": f"http://127.0.0.1:{self.server.server_address[1]}/ari"}

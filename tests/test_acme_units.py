@@ -27,8 +27,7 @@ from cryptography.x509.oid import NameOID
 from hypothesis import given
 from hypothesis import strategies as st
 
-from certkit.acme import LETSENCRYPT, LETSENCRYPT_STAGING, resolve_server
-from certkit.acme import ari, http01
+from certkit.acme import LETSENCRYPT, LETSENCRYPT_STAGING, ari, http01, resolve_server
 from certkit.acme.polling import Backoff, parse_retry_after
 from certkit.errors import AcmeError, UsageError
 
@@ -89,10 +88,10 @@ def test_parse_rejects_bad_bodies(body: Any) -> None:
 
 
 class _AriHandler(BaseHTTPRequestHandler):
-    paths: list[str] = []
-    directory: dict[str, Any] = {}
+    paths: list[str]
+    directory: dict[str, Any]
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         self.paths.append(self.path)
         if self.path == "/dir":
             body, headers = self.directory, {}
@@ -264,7 +263,7 @@ def test_link_parsing_keeps_every_alternate() -> None:
 
 def _get(url: str) -> tuple[int, bytes]:
     try:
-        with urllib.request.urlopen(url, timeout=5) as resp:  # noqa: S310
+        with urllib.request.urlopen(url, timeout=5) as resp:
             return resp.status, resp.read()
     except urllib.error.HTTPError as exc:
         return exc.code, b""

@@ -23,9 +23,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import josepy as jose
 from acme import messages
 from cryptography.hazmat.primitives.asymmetric import ec
+from josepy import b64
+from josepy.jwa import ES256, ES384, ES512, RS256, JWASignature
+from josepy.jwk import JWK, JWKEC
 
 from certkit.acme.net import Network
 from certkit.errors import UsageError
@@ -44,8 +46,8 @@ _directories: dict[tuple[str, str], tuple[float, messages.Directory]] = {}
 class Account:
     """A usable account: its key, signing algorithm and URL, plus the directory it belongs to."""
 
-    jwk: jose.JWK
-    alg: jose.JWASignature
+    jwk: JWK
+    alg: JWASignature
     uri: str
     directory_url: str
     directory: messages.Directory
@@ -58,15 +60,15 @@ class Account:
 
 def meta_of(directory: messages.Directory) -> dict[str, Any]:
     """The directory's ``meta`` object as plain JSON (termsOfService, externalAccountRequired, profiles)."""
-    meta = directory._jobj.get("meta")  # noqa: SLF001 - Directory offers no key listing
-    if hasattr(meta, "to_partial_json"):
+    meta = directory._jobj.get("meta")
+    if meta is not None and hasattr(meta, "to_partial_json"):
         meta = meta.to_partial_json()
     return dict(meta) if isinstance(meta, dict) else {}
 
 
 def resource(directory: messages.Directory, name: str) -> str | None:
     """The URL of a directory resource (``renewalInfo``...), None when the CA does not offer it."""
-    value = directory._jobj.get(name)  # noqa: SLF001
+    value = directory._jobj.get(name)
     return value if isinstance(value, str) and value else None
 
 
@@ -116,9 +118,9 @@ def account_for(store: Store, settings: AcmeSettings, directory_url: str,
             return _accounts[cache_key]
         directory = get_directory(directory_url, settings.ca_bundle)
         files = store.load_account(directory_url, settings.email)
-        jwk: jose.JWK | None = None
+        jwk: JWK | None = None
         if files:
-            jwk = jose.JWK.json_loads(files["key.json"].decode())
+            jwk = JWK.json_loads(files["key.json"].decode())
             if not fresh and "account.json" in files:
                 info = json.loads(files["account.json"].decode())
                 account = Account(jwk, _alg_for(jwk), str(info["uri"]), directory_url, directory)
@@ -135,11 +137,11 @@ def forget(store: Store, directory_url: str, email: str | None) -> None:
         _accounts.pop((str(store.home), directory_url, email or ""), None)
 
 
-def _alg_for(jwk: jose.JWK) -> jose.JWASignature:
-    if isinstance(jwk, jose.JWKEC):
+def _alg_for(jwk: JWK) -> JWASignature:
+    if isinstance(jwk, JWKEC):
         size = jwk.key.curve.key_size
-        return {256: jose.ES256, 384: jose.ES384, 521: jose.ES512}[size]
-    return jose.RS256
+        return {256: ES256, 384: ES384, 521: ES512}[size]
+    return RS256
 
 
 def _accept_terms(settings: AcmeSettings, directory: messages.Directory, directory_url: str) -> None:
@@ -161,7 +163,7 @@ def _accept_terms(settings: AcmeSettings, directory: messages.Directory, directo
 
 
 def _eab(settings: AcmeSettings, directory: messages.Directory, directory_url: str,
-         jwk: jose.JWK) -> dict[str, object] | None:
+         jwk: JWK) -> dict[str, object] | None:
     meta = meta_of(directory)
     if not settings.eab_kid:
         if meta.get("externalAccountRequired"):
@@ -174,7 +176,7 @@ def _eab(settings: AcmeSettings, directory: messages.Directory, directory_url: s
 
     hmac_key = read_secret_file(settings.eab_hmac_key_file, "EAB HMAC key").strip()
     try:
-        jose.b64.b64decode(hmac_key)
+        b64.b64decode(hmac_key)
     except (ValueError, TypeError) as exc:
         raise UsageError(f"the EAB HMAC key in {settings.eab_hmac_key_file} is not base64url",
                          "copy the key exactly as the CA shows it") from exc
@@ -182,10 +184,10 @@ def _eab(settings: AcmeSettings, directory: messages.Directory, directory_url: s
 
 
 def _register(store: Store, settings: AcmeSettings, directory_url: str, directory: messages.Directory,
-              jwk: jose.JWK | None, echo: Callable[[str], None]) -> Account:
+              jwk: JWK | None, echo: Callable[[str], None]) -> Account:
     _accept_terms(settings, directory, directory_url)
     if jwk is None:
-        jwk = jose.JWKEC(key=ec.generate_private_key(ec.SECP256R1()))
+        jwk = JWKEC(key=ec.generate_private_key(ec.SECP256R1()))
     alg = _alg_for(jwk)
     eab = _eab(settings, directory, directory_url, jwk)
     registration = messages.NewRegistration.from_data(

@@ -81,7 +81,7 @@ def cleanup(command: str, records: Sequence[TxtRecord], echo: Callable[[str], No
     def one(record: TxtRecord) -> str | None:
         try:
             result = _run_hook(argv, "cleanup", record)
-        except Exception as exc:  # noqa: BLE001 - cleanup must not hide the real outcome
+        except Exception as exc:
             return f"{record.name}: {exc}"
         return None if result.ok else f"{record.name}: exit {result.returncode} {result.output_tail(3)}"
 
@@ -94,13 +94,14 @@ def cleanup(command: str, records: Sequence[TxtRecord], echo: Callable[[str], No
 def parse_resolver(spec: str) -> tuple[str, int]:
     """``HOST[:PORT]`` / ``[v6]:PORT`` -> (host, port), default port 53."""
     spec = spec.strip()
+    port = "53"
     if spec.startswith("["):
         host, _, rest = spec[1:].partition("]")
-        port = rest.lstrip(":") or "53"
+        port = rest.lstrip(":") or port
     elif spec.count(":") == 1:
         host, port = spec.split(":")
     else:
-        host, port = spec, "53"
+        host = spec
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise UsageError(f"--dns-resolver {spec!r} is not HOST[:PORT]", "e.g. --dns-resolver 8.8.8.8:53")
     import ipaddress
@@ -111,7 +112,7 @@ def parse_resolver(spec: str) -> tuple[str, int]:
         import socket
 
         try:
-            host = socket.getaddrinfo(host, None)[0][4][0]
+            host = str(socket.getaddrinfo(host, None)[0][4][0])
         except OSError as exc:
             raise UsageError(f"--dns-resolver host {host!r} does not resolve", "use the resolver's IP") from exc
     return host, int(port)

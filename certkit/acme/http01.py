@@ -60,7 +60,7 @@ class _Handler(BaseHTTPRequestHandler):
     sys_version = ""
     timeout = 10  # a client that connects and says nothing must not hold a thread forever
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server naming
+    def do_GET(self) -> None:
         path = self.path.split("?", 1)[0]
         body = None
         if path.startswith(PREFIX):
@@ -75,10 +75,10 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def do_HEAD(self) -> None:  # noqa: N802
+    def do_HEAD(self) -> None:
         self.send_error(404)
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - base signature
+    def log_message(self, format: str, *args: Any) -> None:
         pass  # validation requests are not worth a line on the user's terminal
 
 
@@ -115,7 +115,8 @@ class Responder:
                 for sel_key, _ in sel.select():
                     if sel_key.data == "wake":
                         return
-                    self._server._handle_request_noblock()  # noqa: SLF001 - the one-request step of serve_forever
+                    # The one-request step of serve_forever (accept, then a handler thread).
+                    self._server._handle_request_noblock()  # type: ignore[attr-defined]
 
     def close(self) -> None:
         """Stop at once: wake the loop, join it, close the socket."""
@@ -200,7 +201,7 @@ class Webroot:
                 except OSError as exc:
                     raise UsageError(f"cannot create {folder}: {exc.strerror}",
                                      "run certkit as a user who may write the web root") from exc
-                os.chmod(folder, 0o755)  # the web server user must traverse it, whatever the umask
+                os.chmod(folder, 0o755)  # noqa: S103 - the web server user must traverse it, whatever the umask
                 self.created.append(folder)
         path = self.folder / token
         try:

@@ -22,10 +22,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import josepy as jose
 import requests
 from acme import client as acme_client
 from acme import messages
+from josepy.jwa import ES256, JWASignature
+from josepy.jwk import JWK
 
 from certkit import __version__
 from certkit.acme.polling import parse_retry_after
@@ -42,9 +43,9 @@ class Network(acme_client.ClientNetwork):
 
     def __init__(
         self,
-        key: jose.JWK | None = None,
+        key: JWK | None = None,
         *,
-        alg: jose.JWASignature = jose.ES256,
+        alg: JWASignature = ES256,
         account_uri: str | None = None,
         ca_bundle: str | None = None,
         new_nonce_url: str | None = None,
@@ -68,7 +69,7 @@ class Network(acme_client.ClientNetwork):
         self.last_response = response
         return response
 
-    def post(self, url: str, obj: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+    def post(self, url: str, obj: Any, **kwargs: Any) -> requests.Response:
         """POST ``obj`` (None: POST-as-GET) as JWS, retrying badNonce and Retry-After answers."""
         bad_nonces = rate_waits = 0
         while True:

@@ -20,9 +20,9 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import josepy as jose
 from acme import challenges, messages
 from cryptography import x509
+from josepy.json_util import field as jose_field
 
 from certkit import x509 as cx
 from certkit.acme import AcmeResult, ari, dns01, http01, resolve_server
@@ -43,7 +43,7 @@ Echo = Callable[[str], None]
 class NewOrder(messages.NewOrder):
     """newOrder payload with RFC 9773's ``replaces`` (the library's NewOrder lacks it)."""
 
-    replaces: str | None = jose.field("replaces", omitempty=True)
+    replaces: str | None = jose_field("replaces", omitempty=True)
 
 
 def check_settings(settings: AcmeSettings, identities: Sequence[Identity]) -> None:

@@ -136,7 +136,7 @@ class PebbleServer:
         return ssl.create_default_context(cafile=str(self.ca_bundle))
 
     def _mgmt_get(self, path: str) -> bytes:
-        with urllib.request.urlopen(self.mgmt_url + path, context=self._ssl(), timeout=10) as resp:  # noqa: S310
+        with urllib.request.urlopen(self.mgmt_url + path, context=self._ssl(), timeout=10) as resp:
             return bytes(resp.read())
 
     def roots_pem(self, index: int = 0) -> bytes:
@@ -149,7 +149,7 @@ class PebbleServer:
 
     def _challtest_post(self, path: str, body: Mapping[str, str]) -> None:
         req = urllib.request.Request(self.challtest_url + path, data=json.dumps(body).encode(), method="POST")
-        with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310
+        with urllib.request.urlopen(req, timeout=10) as resp:
             resp.read()
 
     def set_txt(self, name: str, value: str) -> None:
