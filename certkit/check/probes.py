@@ -119,7 +119,8 @@ def _try_handshake(target: Target, timeout: float, helo: str, ctx: ssl.SSLContex
         sni = None if target.host_is_ip else target.host
         tls = session.start_tls(ctx, sni)
         version, cipher = tls.version(), (tls.cipher() or ("?",))[0]
-        return CheckResult(check_id, FAIL, f"the server accepted {label}: {version} {cipher}", fix)
+        return CheckResult(check_id, FAIL, f"the server accepted {label}: {version} {cipher}{_why_weak(cipher)}",
+                           fix)
     except SessionError as exc:
         if exc.kind == "timeout":
             return CheckResult(check_id, WARN, f"could not probe {label}: {exc.message}")
@@ -128,6 +129,16 @@ def _try_handshake(target: Target, timeout: float, helo: str, ctx: ssl.SSLContex
         return CheckResult(check_id, PASS, f"{label} refused ({exc.message.split(': ', 1)[-1]})")
     finally:
         session.close()
+
+
+def _why_weak(cipher: str) -> str:
+    if cipher.startswith(("ADH", "AECDH")) or "-anon-" in cipher:
+        return " (anonymous: no server authentication, open to interception)"
+    if "NULL" in cipher:
+        return " (NULL: no encryption)"
+    if any(word in cipher for word in ("RC4", "DES", "EXP", "MD5")):
+        return " (broken cipher)"
+    return ""
 
 
 def probe_injection(target: Target, timeout: float, helo: str) -> CheckResult:
