@@ -259,7 +259,10 @@ def run(
         LockError: another certkit process held the lock for too long (exit 1).
     """
     if issue_fn is None:
-        from certkit.issuing import issue as issue_fn
+        from certkit.issuing import issue
+
+        issue_fn = issue
+    pipeline: IssueFn = issue_fn
     wanted = list(dict.fromkeys(names)) or store.names()
     for name in wanted:
         store.require(name)
@@ -306,7 +309,7 @@ def run(
         locks = _ResourceLocks()
 
         def work(name: str) -> LineageResult:
-            result = renew_one(store, decisions[name], issue_fn, locks, clock, say)
+            result = renew_one(store, decisions[name], pipeline, locks, clock, say)
             summary(result)
             return result
 
@@ -317,7 +320,7 @@ def run(
                     results[name] = work(name)
             else:
                 with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="certkit-renew") as pool:
-                    for name, result in zip(todo, pool.map(work, todo)):
+                    for name, result in zip(todo, pool.map(work, todo), strict=True):
                         results[name] = result
     report.results = [results[n] for n in wanted]
     return report
@@ -366,15 +369,16 @@ def renew_one(
         error = f"unexpected {type(exc).__name__}: {exc}"
         say(f"{name}: " + "".join(traceback.format_exception(exc)).rstrip())
     elapsed = time.monotonic() - started
-    record = {"time": due.iso(clock()), "ok": error is None, "error": error,
-              "version": version if error is None else store.live_version(name)}
+    if error is not None:
+        version = store.live_version(name)
+    record = {"time": due.iso(clock()), "ok": error is None, "error": error, "version": version}
     try:
         with store.lock():
             store.update_state(name, renewing=None, last_renewal=record)
     except (CertkitError, OSError) as exc:
         error = error or f"cannot record the renewal: {exc}"
     if error is not None:
-        return LineageResult(name, "failed", decision.reason, record["version"], error, elapsed=elapsed)
+        return LineageResult(name, "failed", decision.reason, version, error, elapsed=elapsed)
     not_after = renew_after = None
     with contextlib.suppress(Exception):
         cert = cx.load_chain(store.live_paths(name).cert.read_bytes())[0]

@@ -132,7 +132,7 @@ WantedBy=timers.target
 
 def cron_text(command: Sequence[str], rng: random.Random | None = None) -> str:
     """An /etc/cron.d file: twice a day at a minute and hours picked at install time."""
-    rng = rng or random.Random()  # noqa: S311 - spreading load, not secrecy
+    rng = rng or random.Random()
     minute, hour = rng.randrange(60), rng.randrange(12)
     # crontab(5): an unescaped % ends the command; cron runs /bin/sh, so shell-quote every word.
     line = " ".join(shlex.quote(a) for a in command).replace("%", "\\%")
@@ -264,8 +264,8 @@ def show(p: TimerPlan) -> str:
         parts.append(f"# ---- {f.path}\n{text.rstrip()}\n")
     for step in p.enable:
         parts.append(f"# then run: {subprocess.list2cmdline(step) if p.kind == 'windows' else shlex.join(step)}")
-    for step in p.manual:
-        parts.append(f"# then: {step}")
+    for note in p.manual:
+        parts.append(f"# then: {note}")
     return "\n".join(parts)
 
 
@@ -303,7 +303,7 @@ def install(p: TimerPlan, run: Runner = _default_runner) -> list[str]:
             raise OperationError(f"{' '.join(step)} exited with status {code}" + (f": {output}" if output else ""),
                                  f"the files are in place; fix the cause and run `{' '.join(step)}`")
         lines.append(f"ran {' '.join(step)}")
-    lines.extend(f"to finish: {step}" for step in p.manual)
+    lines.extend(f"to finish: {note}" for note in p.manual)
     return lines
 
 
@@ -330,13 +330,13 @@ def remove(
     if "cron" in kinds:
         lines += _delete([Path(cron_file or DEFAULT_CRON_FILE).absolute()])
     if "windows" in kinds:
-        folder = Path(unit_dir).absolute() if unit_dir else (Path(home).absolute() if home else None)
+        xml_dir = Path(unit_dir).absolute() if unit_dir else (Path(home).absolute() if home else None)
         if os.name == "nt":
             code, _ = run(["schtasks", "/Delete", "/TN", TASK_NAME, "/F"])
             if code == 0:
                 lines.append(f"removed the scheduled task {TASK_NAME}")
-        if folder is not None:
-            lines += _delete([folder / f"{TASK_NAME}.xml"])
+        if xml_dir is not None:
+            lines += _delete([xml_dir / f"{TASK_NAME}.xml"])
     return lines
 
 
