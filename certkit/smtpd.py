@@ -26,6 +26,7 @@ import smtplib
 import ssl
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -221,6 +222,21 @@ def _smtp_classes() -> tuple[type, type]:
             self._registry.discard(self)
             super().connection_lost(error)
 
+        async def check_auth_needed(self, caller_method: str) -> bool:
+            needed = bool(await super().check_auth_needed(caller_method))
+            if needed:
+                self._log(f"{_peer(self.session)} {caller_method} refused: not authenticated")
+            return needed
+
+        async def handle_exception(self, error: Exception) -> str:
+            # aiosmtpd's default logs a multi-line traceback for every failed
+            # handshake (e.g. a client offering only TLS 1.0); one line is enough.
+            cause = error.__cause__ or error
+            reason = getattr(cause, "reason", None) or f"{type(cause).__name__}: {cause}"
+            what = "STARTTLS failed" if type(error).__name__ == "TLSSetupException" else "session error"
+            self._log(f"{_peer(self.session)} {what}: {reason}")
+            return "451 4.3.0 Error: internal server error, try again later"
+
     class ImplicitTLSSMTP(SubmissionSMTP):
         """The SMTPS listener: TLS from the first byte (RFC 8314).
 
@@ -250,7 +266,10 @@ async def serve(cfg: ServerConfig, ready: Callable[[], None] | None = None) -> N
     import logging
 
     # aiosmtpd logs every command at INFO on "mail.log"; our own lines are enough.
-    logging.getLogger("mail.log").setLevel(logging.WARNING)
+    logging.getLogger("mail.log").setLevel(logging.CRITICAL)
+    # aiosmtpd itself sets the deprecated Session.login_data after each AUTH
+    # and warns about it on stderr; nothing for an operator to act on.
+    warnings.filterwarnings("ignore", message="Session.login_data is deprecated")
     submission_cls, implicit_cls = _smtp_classes()
     users = Users(cfg.users_file)
     delivery = Delivery(cfg)
