@@ -1,0 +1,208 @@
+"""`certkit deploy --to postfix` against a real private Postfix + Dovecot SASL.
+
+openssl, swaks and Python's smtplib confirm what is served; nothing here
+trusts certkit's own check module except the --verify tests.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import smtplib
+import ssl
+import subprocess
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from certkit.cli import cli
+from tests.servers.postfix import PostfixInstance
+
+pytestmark = pytest.mark.postfix
+
+NAME = "mail.certkit.test"
+
+
+def certkit(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
+    return result.exit_code, result.output
+
+
+def live_sha256(home: Path) -> str:
+    from certkit import x509 as cx
+
+    pem = (home / "lineages" / NAME / "live" / "cert.pem").read_bytes()
+    return cx.sha256_fingerprint(cx.load_chain(pem)[0])
+
+
+def _unverified() -> ssl.SSLContext:
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+def served_sha256(port: int) -> str:
+    """SHA-256 of the certificate served after STARTTLS (Python's smtplib)."""
+    with smtplib.SMTP("127.0.0.1", port, timeout=10) as smtp:
+        smtp.ehlo("client.test")
+        smtp.starttls(context=_unverified())
+        der = smtp.sock.getpeercert(binary_form=True)  # type: ignore[union-attr]
+    return hashlib.sha256(der).hexdigest()
+
+
+def openssl_sha256(port: int, *extra: str) -> tuple[int, str]:
+    """(status, sha256) from `openssl s_client -starttls smtp` (an independent TLS stack)."""
+    proc = subprocess.run(
+        ["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-starttls", "smtp", *extra],
+        input="", capture_output=True, text=True, timeout=20,
+    )
+    if proc.returncode != 0 or "BEGIN CERTIFICATE" not in proc.stdout:
+        return proc.returncode or 1, ""
+    pem = proc.stdout[proc.stdout.index("-----BEGIN CERTIFICATE"):]
+    pem = pem[: pem.index("-----END CERTIFICATE-----") + 25]
+    der = ssl.PEM_cert_to_DER_cert(pem)
+    return 0, hashlib.sha256(der).hexdigest()
+
+
+def swaks(port: int, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["swaks", "--server", f"127.0.0.1:{port}", "--helo", "client.test",
+                           "--from", "alice@mail.certkit.test", "--timeout", "10", *args],
+                          capture_output=True, text=True, timeout=60)
+
+
+def deploy_args(pf: PostfixInstance, *extra: str) -> list[str]:
+    return ["deploy", NAME, "--to", "postfix", "--postfix-config-dir", str(pf.config_dir),
+            "--setup-submission", "--submission-listen", pf.submission_listen, *extra]
+
+
+@pytest.fixture
+def issued(home: Path) -> Path:
+    code, out = certkit("issue", "--cn", NAME)
+    assert code == 0, out
+    return home
+
+
+@pytest.mark.filterwarnings("ignore:ssl.TLSVersion:DeprecationWarning")
+def test_deploy_serves_lineage_with_submission_policy(postfix: PostfixInstance, issued: Path) -> None:
+    # Debian ships smtpd_tls_cert_file/key_file (snakeoil); smtpd_tls_chain_files must win over them.
+    other = issued / "other"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=snakeoil",
+                    "-keyout", str(other) + ".key", "-out", str(other) + ".crt", "-days", "2"],
+                   check=True, capture_output=True)
+    postfix.postconf("-e", f"smtpd_tls_cert_file={other}.crt", f"smtpd_tls_key_file={other}.key")
+
+    code, out = certkit(*deploy_args(postfix))
+    assert code == 0, out + postfix.log()
+    assert "reloaded" in out
+    want = live_sha256(issued)
+    for port in (postfix.smtp_port, postfix.submission_port):
+        assert served_sha256(port) == want, postfix.log()
+        assert openssl_sha256(port) == (0, want)
+
+    main = postfix.postconf("-n")
+    assert f"smtpd_tls_chain_files = {issued}/lineages/{NAME}/live/combined.pem" in main
+    assert "smtpd_tls_security_level = may" in main
+    assert "smtpd_tls_protocols = >=TLSv1.2" in main
+    assert "smtpd_sasl_type = dovecot" in main  # SASL settings kept
+
+    # AUTH is not offered before TLS on submission, and plaintext MAIL is refused (encrypt level).
+    with smtplib.SMTP("127.0.0.1", postfix.submission_port, timeout=10) as smtp:
+        smtp.ehlo("client.test")
+        assert not smtp.has_extn("auth")
+        assert smtp.has_extn("starttls")
+        code_mail, _ = smtp.mail("alice@mail.certkit.test")
+        assert code_mail == 530
+    # After TLS: AUTH offered; relay refused without AUTH, accepted with it.
+    no_auth = swaks(postfix.submission_port, "-tls", "--to", "someone@example.com", "--quit-after", "RCPT")
+    assert "554 5.7.1" in no_auth.stdout or "Relay access denied" in no_auth.stdout, no_auth.stdout
+    assert "250-AUTH PLAIN LOGIN" in no_auth.stdout
+    user, password = "alice", postfix.users["alice"]
+    with_auth = swaks(postfix.submission_port, "-tls", "--to", "someone@example.com", "--auth", "PLAIN",
+                      "--auth-user", user, "--auth-password", password, "--quit-after", "RCPT")
+    assert with_auth.returncode == 0, with_auth.stdout + postfix.log()
+    assert "<~  235 " in with_auth.stdout and "250 2.1.5 Ok" in with_auth.stdout
+    # TLS 1.1 is refused on both services (Python client allowed to offer it).
+    for port in (postfix.smtp_port, postfix.submission_port):
+        legacy = _unverified()
+        legacy.set_ciphers("DEFAULT:@SECLEVEL=0")
+        legacy.minimum_version = ssl.TLSVersion.TLSv1_1
+        legacy.maximum_version = ssl.TLSVersion.TLSv1_1
+        with smtplib.SMTP("127.0.0.1", port, timeout=10) as smtp:
+            smtp.ehlo("client.test")
+            with pytest.raises((ssl.SSLError, smtplib.SMTPServerDisconnected, ConnectionError)):
+                smtp.starttls(context=legacy)
+
+
+def test_redeploy_is_idempotent(postfix: PostfixInstance, issued: Path) -> None:
+    assert certkit(*deploy_args(postfix))[0] == 0
+    before = {f: (postfix.config_dir / f).read_bytes() for f in ("main.cf", "master.cf")}
+    code, out = certkit(*deploy_args(postfix))
+    assert code == 0, out
+    assert "already has certkit's submission policy" in out
+    assert "main.cf smtpd_" not in out
+    assert {f: (postfix.config_dir / f).read_bytes() for f in ("main.cf", "master.cf")} == before
+    # The original files were backed up before the first change.
+    backup = issued / "lineages" / NAME / "backups" / "postfix"
+    originals = list(backup.glob("*/original/main.cf"))
+    assert len(originals) == 1 and b"\nsmtpd_tls_chain_files =" not in originals[0].read_bytes()
+
+
+def test_reissue_is_served_without_manual_steps(postfix: PostfixInstance, issued: Path) -> None:
+    assert certkit(*deploy_args(postfix))[0] == 0
+    first = live_sha256(issued)
+    code, out = certkit("issue", "--cn", NAME)  # remembered target runs again
+    assert code == 0, out
+    second = live_sha256(issued)
+    assert second != first
+    assert "Deploying" in out and "reloaded" in out
+    for port in (postfix.smtp_port, postfix.submission_port):
+        assert served_sha256(port) == second, postfix.log()
+
+
+def test_failing_hook_restores_previous_certificate(postfix: PostfixInstance, issued: Path, tmp_path: Path) -> None:
+    assert certkit(*deploy_args(postfix))[0] == 0
+    first = live_sha256(issued)
+    main_before = (postfix.config_dir / "main.cf").read_bytes()
+    hook = tmp_path / "fails.sh"
+    hook.write_text("#!/bin/sh\n[ \"$CERTKIT_VERSION\" = 1 ] && exit 0\necho 'cannot restart widget' >&2\nexit 3\n")
+    hook.chmod(0o755)
+    code, out = certkit("deploy", NAME, "--to", f"script:{hook}")  # remembers the hook (version 1 passes it)
+    assert code == 0, out
+    code, out = certkit("issue", "--cn", NAME)  # version 2: postfix deploys it, then the hook fails
+    assert code == 1, out
+    assert "cannot restart widget" in out
+    assert "version 1 is live again" in out
+    assert live_sha256(issued) == first
+    for port in (postfix.smtp_port, postfix.submission_port):
+        assert served_sha256(port) == first, postfix.log()
+    assert (postfix.config_dir / "main.cf").read_bytes() == main_before
+
+
+def test_failing_verification_restores_previous_certificate(
+        postfix: PostfixInstance, issued: Path) -> None:
+    pytest.importorskip("certkit.check")
+    good = f"smtp://127.0.0.1:{postfix.smtp_port}"
+    code, out = certkit(*deploy_args(postfix, "--verify", good,
+                                     "--verify", f"submission://127.0.0.1:{postfix.submission_port}"))
+    assert code == 0, out + postfix.log()
+    assert "ok:" in out
+    record = json.loads(certkit("show", NAME, "--json")[1])
+    assert record["last_check"]["ok"] is True
+    assert record["verify"] == [good, f"submission://127.0.0.1:{postfix.submission_port}"]
+    first = live_sha256(issued)
+
+    # Version 2 reaches Postfix, but one verification fails: version 1 comes back everywhere.
+    from tests.conftest import free_port
+
+    dead = f"smtp://127.0.0.1:{free_port()}"
+    code, out = certkit("issue", "--cn", NAME, "--verify", dead)
+    assert code == 1, out
+    assert dead in out and "version 1 is live again" in out
+    assert live_sha256(issued) == first
+    for port in (postfix.smtp_port, postfix.submission_port):
+        assert served_sha256(port) == first, postfix.log()
+    record = json.loads(certkit("show", NAME, "--json")[1])
+    assert record["last_check"]["ok"] is False
+    assert dead not in record["verify"]  # a failed deploy remembers nothing
