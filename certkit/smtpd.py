@@ -138,10 +138,12 @@ class Delivery:
                 smtp.sendmail(mail_from, rcpts, data)
         except smtplib.SMTPRecipientsRefused as exc:
             code, msg = next(iter(exc.recipients.values()))
-            return f"{code} {msg.decode(errors='replace')}" if code >= 500 else "451 4.4.0 relay refused recipients"
+            text = msg.decode(errors="replace") if isinstance(msg, bytes) else str(msg)
+            return f"{code} {text}" if code >= 500 else "451 4.4.0 relay refused recipients"
         except smtplib.SMTPResponseException as exc:
             if exc.smtp_code >= 500:
-                return f"{exc.smtp_code} {exc.smtp_error.decode(errors='replace')}"
+                error = exc.smtp_error
+                return f"{exc.smtp_code} {error.decode(errors='replace') if isinstance(error, bytes) else error}"
             return f"451 4.4.0 relay temporarily failed ({exc.smtp_code})"
         except (OSError, smtplib.SMTPException) as exc:
             self.cfg.log(f"relay to {host}:{port} failed: {exc}")
@@ -175,8 +177,8 @@ class Handler:
         return True
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
-        auth = getattr(session, "auth_data", None)
-        login = auth.login.decode(errors="replace") if getattr(auth, "login", None) else "?"
+        login_bytes = getattr(getattr(session, "auth_data", None), "login", None)
+        login = login_bytes.decode(errors="replace") if isinstance(login_bytes, bytes) else "?"
         received = (
             f"Received: from {_printable(session.host_name or 'unknown')} ({session.peer[0]})\r\n"
             f"\tby {self.cfg.hostname} (certkit smtpd) with ESMTPSA;\r\n"
@@ -204,7 +206,7 @@ def _smtp_classes() -> tuple[type, type]:
     """The two aiosmtpd SMTP subclasses (built lazily: aiosmtpd is imported here)."""
     from aiosmtpd.smtp import SMTP
 
-    class SubmissionSMTP(SMTP):  # type: ignore[misc]
+    class SubmissionSMTP(SMTP):
         """Tracks connections for a clean shutdown and logs them."""
 
         def __init__(self, *args: Any, registry: set[Any], log: Log, **kwargs: Any) -> None:
@@ -254,6 +256,7 @@ def _smtp_classes() -> tuple[type, type]:
                 transport.close()
                 return
             self._tls_protocol = getattr(transport, "_ssl_protocol", None) or transport
+            assert self.session is not None
             self.session.ssl = {"ssl_object": ssl_object, "cipher": ssl_object.cipher(),
                                 "peercert": None, "sslcontext": ssl_object.context}
             self._log(f"{_peer(self.session)} implicit TLS {ssl_object.version()} {ssl_object.cipher()[0]}")
@@ -322,9 +325,9 @@ async def serve(cfg: ServerConfig, ready: Callable[[], None] | None = None) -> N
             await server.wait_closed()
         if cfg.pid_file is not None:
             tlsreload.remove_pid_file(cfg.pid_file)
-        for signum in (signal.SIGTERM, signal.SIGINT, getattr(signal, "SIGHUP", None)):
-            if signum is not None:
-                loop.remove_signal_handler(signum)
+        for signame in ("SIGTERM", "SIGINT", "SIGHUP"):
+            if hasattr(signal, signame):
+                loop.remove_signal_handler(getattr(signal, signame))
         cfg.log(f"stopped ({open_connections} open connection(s) closed in {time.monotonic() - started:.3f} s)")
 
 

@@ -213,7 +213,8 @@ def test_swaks_and_openssl_agree(smtpd_server: SmtpdServer) -> None:
     assert old.returncode != 0
 
 
-def deploy_ctx(home: Path, name: str, pid_file: Path, echo: list[str] | None = None, **options: object) -> DeployContext:
+def deploy_ctx(home: Path, name: str, pid_file: Path, echo: list[str] | None = None,
+               **options: object) -> DeployContext:
     store = Store(home)
     lines = echo if echo is not None else []
     return DeployContext(target="aiosmtpd", store=store, name=name, settings=store.load_settings(name),
@@ -284,7 +285,7 @@ def test_failed_reload_keeps_serving_and_deploy_fails(smtpd_server: SmtpdServer)
 def test_deploy_refuses_wrong_lineage_missing_and_stale_pid_files(smtpd_server: SmtpdServer, tmp_path: Path) -> None:
     srv = smtpd_server
     issue_lineage(srv.home, "other.test")
-    with pytest.raises(VerificationError, match="not lineage other.test"):
+    with pytest.raises(VerificationError, match=r"not lineage other\.test"):
         deploy_aiosmtpd.deploy(deploy_ctx(srv.home, "other.test", srv.pid_file))
     with pytest.raises(UsageError, match="does not exist"):
         deploy_aiosmtpd.deploy(deploy_ctx(srv.home, "mail.test", tmp_path / "none.pid"))
@@ -327,7 +328,7 @@ class Sink:
     def __init__(self) -> None:
         self.messages: list[tuple[str, list[str], bytes]] = []
 
-    async def handle_DATA(self, server, session, envelope):  # noqa: N802
+    async def handle_DATA(self, server, session, envelope):
         self.messages.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.content))
         return "250 2.0.0 sink ok"
 

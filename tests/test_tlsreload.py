@@ -55,7 +55,7 @@ def tls11_client() -> ssl.SSLContext:
 
 
 class Sink:
-    async def handle_DATA(self, server, session, envelope):  # noqa: N802
+    async def handle_DATA(self, server, session, envelope):
         return "250 OK"
 
 
