@@ -205,6 +205,34 @@ def shared_resources(settings: LineageSettings) -> list[str]:
     return sorted({f"deploy:{t.target}" for t in settings.deploy if t.target in SERIAL_TARGETS})
 
 
+def hold_http01_listeners(store: Store, names: Sequence[str], stack: contextlib.ExitStack) -> None:
+    """Keep each standalone http-01 responder the due lineages use open for the whole run.
+
+    Orders share one responder per address and port (certkit.acme.http01),
+    which stops when its last user releases it; between two orders it would
+    otherwise close and re-bind, and a new order starting while the old
+    socket is still closing cannot bind the port. Holding one reference for
+    the run avoids both the race and the re-binding. A port that cannot be
+    bound is left alone: each lineage then reports the reason itself.
+    """
+    wanted: set[tuple[str, int]] = set()
+    for name in names:
+        with contextlib.suppress(CertkitError):
+            acme = store.load_settings(name).acme
+            if acme is not None and acme.challenge == "http-01" and not acme.webroot:
+                wanted.add((acme.http_address or "", int(acme.http_port)))
+    if not wanted:
+        return
+    from certkit.acme import http01
+
+    for address, port in sorted(wanted):
+        try:
+            responder = http01.acquire(address, port)
+        except CertkitError:
+            continue
+        stack.callback(http01.release, responder)
+
+
 class _ResourceLocks:
     def __init__(self) -> None:
         self._guard = threading.Lock()
@@ -315,13 +343,16 @@ def run(
 
         if todo:
             workers = max(1, min(concurrency, len(todo)))
-            if workers == 1:
-                for name in todo:
-                    results[name] = work(name)
-            else:
-                with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="certkit-renew") as pool:
-                    for name, result in zip(todo, pool.map(work, todo), strict=True):
-                        results[name] = result
+            with contextlib.ExitStack() as listeners:
+                if workers > 1:
+                    hold_http01_listeners(store, todo, listeners)
+                if workers == 1:
+                    for name in todo:
+                        results[name] = work(name)
+                else:
+                    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="certkit-renew") as pool:
+                        for name, result in zip(todo, pool.map(work, todo), strict=True):
+                            results[name] = result
     report.results = [results[n] for n in wanted]
     return report
 

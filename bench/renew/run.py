@@ -51,8 +51,14 @@ def certkit_setup(server: PebbleServer, home: Path, count: int) -> list[str]:
         issue(store, LineageSettings(name=name, domains=[name], key_type="ec256", source=server.directory_url,
                                      acme=acme), echo=lambda _: None)
 
-    with ThreadPoolExecutor(8) as pool:
-        list(pool.map(one, names))
+    from certkit.acme import http01
+
+    responder = http01.acquire("127.0.0.1", server.http_port)  # one listener for all setup orders
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(one, names))
+    finally:
+        http01.release(responder)
     return names
 
 
