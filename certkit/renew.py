@@ -181,7 +181,7 @@ def refresh_ari(store: Store, name: str, now: dt.datetime, fetcher: AriFetcher, 
     ari: dict[str, Any] = dict(old) if isinstance(old, dict) else {}
     try:
         window = fetcher(store, settings, cert)
-    except CertkitError as exc:
+    except Exception as exc:  # ARI is advisory: a bad answer or a bug must not stop renewals
         echo(f"{name}: could not fetch the renewal window (ARI): {exc}")
         window = None
     if window:
@@ -198,11 +198,14 @@ def shared_resources(settings: LineageSettings) -> list[str]:
     """Things this lineage's renewal changes that another lineage's may change too.
 
     A deploy target in SERIAL_TARGETS edits one server's configuration and
-    reloads it. (ACME needs no entry: ``certkit.acme.obtain`` is thread-safe
+    reloads it; ``--trust`` rewrites the OS trust store. (ACME needs no entry: ``certkit.acme.obtain`` is thread-safe
     and shares one http-01 responder per address and port.) Sorted, so locks
     are always taken in the same order (no deadlock).
     """
-    return sorted({f"deploy:{t.target}" for t in settings.deploy if t.target in SERIAL_TARGETS})
+    keys = {f"deploy:{t.target}" for t in settings.deploy if t.target in SERIAL_TARGETS}
+    if settings.trust and not settings.is_acme:
+        keys.add("trust-store")  # one OS trust store, rebuilt by one update-ca-certificates at a time
+    return sorted(keys)
 
 
 def hold_http01_listeners(store: Store, names: Sequence[str], stack: contextlib.ExitStack) -> None:
@@ -316,11 +319,11 @@ def run(
     lock = contextlib.nullcontext() if dry_run else store.lock()
     with lock:
         now = clock()
-        decisions: dict[str, Decision] = {}
-        for name in wanted:
-            if not dry_run and not force and needs_ari_check(store, name, now):
-                refresh_ari(store, name, now, ari_fetcher, say)
-            decisions[name] = decide(store, name, now, force)
+        stale = [] if dry_run or force else [n for n in wanted if needs_ari_check(store, n, now)]
+        if stale:  # one or two HTTPS requests each: ask in parallel
+            with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(stale)))) as pool:
+                list(pool.map(lambda n: refresh_ari(store, n, now, ari_fetcher, say), stale))
+        decisions = {name: decide(store, name, now, force) for name in wanted}
         results: dict[str, LineageResult] = {}
         todo: list[str] = []
         for name in wanted:
