@@ -114,6 +114,7 @@ CASES: list[tuple[str, dict[str, Any], set[str]]] = [
     ("silent", {"greeting": None}, {"banner"}),
     ("garbage", {"garbage": True}, {"banner"}),
     ("drops", {"drop": True}, {"banner"}),
+    ("drips", {"drip": True}, {"banner"}),
 ]
 
 

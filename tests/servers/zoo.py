@@ -22,6 +22,7 @@ import socket
 import ssl
 import subprocess
 import threading
+import time
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
@@ -173,6 +174,7 @@ class Behaviour:
     implicit_tls: bool = False
     greeting: bytes | None = b"220 zoo.example.test ESMTP ready\r\n"  # None: stay silent
     garbage: bool = False
+    drip: bool = False  # greeting one byte every 0.2 s (a per-read timeout alone would never fire)
     drop: bool = False
     offer_starttls: bool = True
     auth_before_tls: bool = False
@@ -263,6 +265,10 @@ class ZooServer:
             while c.sock.recv(4096):
                 pass
             return
+        if b.drip:
+            for byte in b.greeting:
+                c.sock.sendall(bytes([byte]))
+                time.sleep(0.2)
         if b.implicit_tls:
             assert b.tls is not None
             c.sock = b.tls.wrap_socket(c.sock, server_side=True)

@@ -1,0 +1,133 @@
+"""Pure parts of `certkit check`: target URLs, SAN-only name matching, reply parsing, reports."""
+
+from __future__ import annotations
+
+import socket
+import threading
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from certkit.check import CheckReport, parse_target, render_text
+from certkit.check.certinfo import name_matches
+from certkit.check.session import SessionError, SmtpSession
+from certkit.errors import UsageError
+
+
+@pytest.mark.parametrize(
+    ("url", "host", "port", "mode"),
+    [
+        ("smtp://mail.example.com", "mail.example.com", 25, "smtp"),
+        ("submission://mail.example.com", "mail.example.com", 587, "submission"),
+        ("smtps://mail.example.com", "mail.example.com", 465, "smtps"),
+        ("SMTPS://mail.example.com:4650/", "mail.example.com", 4650, "smtps"),
+        ("mail.example.com:465", "mail.example.com", 465, "smtps"),
+        ("mail.example.com:587", "mail.example.com", 587, "submission"),
+        ("mail.example.com:2525", "mail.example.com", 2525, "smtp"),
+        ("submission://[2001:db8::1]:587", "2001:db8::1", 587, "submission"),
+        ("[::1]:465", "::1", 465, "smtps"),
+        ("smtp://2001:db8::1", "2001:db8::1", 25, "smtp"),
+    ],
+)
+def test_parse_target(url: str, host: str, port: int, mode: str) -> None:
+    target = parse_target(url)
+    assert (target.url, target.host, target.port, target.mode) == (url, host, port, mode)
+
+
+@pytest.mark.parametrize("url", ["", "http://x", "mail.example.com", "x:0", "x:65536", "x:abc", "smtp://",
+                                 "smtp://[::1", "smtp://user@host", "smtp://a b"])
+def test_parse_target_rejects(url: str) -> None:
+    with pytest.raises(UsageError) as err:
+        parse_target(url)
+    assert err.value.exit_code == 2 and "HOST:PORT" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("name", "dns", "ips", "ok"),
+    [
+        ("mail.example.com", ["mail.example.com"], [], True),
+        ("MAIL.Example.COM.", ["mail.example.com"], [], True),
+        ("mail.example.com", ["*.example.com"], [], True),
+        ("example.com", ["*.example.com"], [], False),
+        ("a.b.example.com", ["*.example.com"], [], False),
+        ("mail.com", ["*.com"], [], False),
+        ("mail.example.com", ["m*.example.com"], [], False),
+        ("mail.example.com", [], [], False),
+        ("127.0.0.1", ["127.0.0.1"], [], False),  # an IP must be an iPAddress SAN
+        ("127.0.0.1", [], ["127.0.0.1"], True),
+        ("2001:db8::1", [], ["2001:db8:0:0:0:0:0:1"], True),
+        ("bücher.example", ["xn--bcher-kva.example"], [], True),
+    ],
+)
+def test_name_matches_san_only(name: str, dns: list[str], ips: list[str], ok: bool) -> None:
+    assert name_matches(name, dns, ips) is ok
+
+
+@given(st.from_regex(r"[a-z][a-z0-9-]{0,10}\.example\.com", fullmatch=True))
+def test_wildcard_matches_exactly_one_label(host: str) -> None:
+    assert name_matches(host, ["*.example.com"], [])
+    assert not name_matches("x." + host, ["*.example.com"], [])
+
+
+def _serve(payload: bytes) -> tuple[socket.socket, int]:
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+
+    def run() -> None:
+        conn, _ = listener.accept()
+        conn.sendall(payload)
+        try:
+            conn.recv(1024)
+        except OSError:
+            pass
+        conn.close()
+
+    threading.Thread(target=run, daemon=True).start()
+    return listener, int(listener.getsockname()[1])
+
+
+def test_multiline_reply_and_keywords() -> None:
+    listener, port = _serve(b"250-mx.example\r\n250-PIPELINING\r\n250-AUTH PLAIN LOGIN\r\n250 STARTTLS\r\n")
+    with listener, SmtpSession("127.0.0.1", port, 2, transcript=[]) as s:
+        s.connect()
+        reply = s.read_reply("reply to EHLO")
+        assert reply.code == 250
+        assert reply.ehlo_keywords() == {"PIPELINING": "", "AUTH": "PLAIN LOGIN", "STARTTLS": ""}
+        assert s.transcript is not None and s.transcript[-1] == "S: 250 STARTTLS"
+
+
+@pytest.mark.parametrize(
+    ("payload", "kind"),
+    [
+        (b"HTTP/1.0 200 OK\r\n", "garbage"),
+        (b"250-a\r\n354 b\r\n", "garbage"),
+        (b"220" + b"x" * 5000, "garbage"),
+        (b"220-partial\r\n", "timeout"),  # half a reply, then nothing: the deadline ends it
+        (b"\x16\x03\x01\x00\x05hello\r\n", "garbage"),
+    ],
+)
+def test_bad_replies_raise_session_error(payload: bytes, kind: str) -> None:
+    listener, port = _serve(payload)
+    with listener, SmtpSession("127.0.0.1", port, 1, transcript=[]) as s:
+        s.connect()
+        with pytest.raises(SessionError) as err:
+            s.read_reply("banner")
+        assert err.value.kind == kind
+        assert all("\x16" not in line for line in s.transcript or [])  # control bytes escaped
+
+
+def test_report_json_and_text() -> None:
+    report = CheckReport("smtp://x:25")
+    report.add("banner", "PASS", "220 hi")
+    report.add("starttls-offered", "FAIL", "no STARTTLS", "enable it")
+    report.skip(["starttls", "tls-handshake"], "starttls-offered failed")
+    doc = report.to_json()
+    assert doc["ok"] is False and doc["target"] == "smtp://x:25"
+    assert doc["checks"][1] == {"id": "starttls-offered", "status": "FAIL", "detail": "no STARTTLS",
+                                "fix": "enable it"}
+    assert doc["checks"][0] == {"id": "banner", "status": "PASS", "detail": "220 hi"}
+    text = render_text(report)
+    assert "fix: enable it" in text and "SKIP  2 checks not run (starttls-offered failed)" in text
+    assert text.splitlines()[-1].startswith("smtp://x:25: FAILED (1 PASS, 1 FAIL, 2 SKIP)")
