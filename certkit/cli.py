@@ -239,6 +239,10 @@ def describe_record(rec: dict[str, Any]) -> str:
     if check:
         lines.append(f"  last check:   {'ok' if check.get('ok') else 'FAILED'} {check.get('time', '')}"
                      f" {check.get('target', '')}".rstrip())
+    renewal = rec.get("last_renewal")
+    if renewal:
+        outcome = "ok" if renewal.get("ok") else f"FAILED: {renewal.get('error')}"
+        lines.append(f"  last renewal: {renewal.get('time', '')} {outcome}")
     return "\n".join(lines)
 
 
