@@ -134,7 +134,10 @@ def decide(store: Store, name: str, now: dt.datetime, force: bool = False) -> De
                         resume_from=marker.get("from_version"))
     if version is None:
         return Decision(name, True, "no live version (an earlier issue did not finish)")
-    cert = cx.load_chain(store.live_paths(name).cert.read_bytes())[0]
+    try:
+        cert = cx.load_chain(store.live_paths(name).cert.read_bytes())[0]
+    except (OSError, ValueError, IndexError) as exc:  # damaged by hand or by a disk: issue a good one
+        return Decision(name, True, f"the live certificate cannot be read ({exc})")
     nb, na = cx.not_before(cert), cx.not_after(cert)
     ari = state.get("ari") if isinstance(state.get("ari"), dict) else None
     when = due.renew_after(nb, na, ari)
@@ -175,11 +178,11 @@ def refresh_ari(store: Store, name: str, now: dt.datetime, fetcher: AriFetcher, 
 
     A failed ARI check never fails the run: the lifetime rule still decides.
     """
-    settings = store.load_settings(name)
-    cert = cx.load_chain(store.live_paths(name).cert.read_bytes())[0]
     old = store.load_state(name).get("ari")
     ari: dict[str, Any] = dict(old) if isinstance(old, dict) else {}
     try:
+        settings = store.load_settings(name)
+        cert = cx.load_chain(store.live_paths(name).cert.read_bytes())[0]
         window = fetcher(store, settings, cert)
     except Exception as exc:  # ARI is advisory: a bad answer or a bug must not stop renewals
         echo(f"{name}: could not fetch the renewal window (ARI): {exc}")

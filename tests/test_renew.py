@@ -322,3 +322,16 @@ def test_real_run_under_faketime(home: Path) -> None:
     new = live_cert(store, "short.example")
     assert cx.not_before(new) > dt.datetime.now(UTC) + dt.timedelta(hours=30)  # issued "in the future"
     assert_live_consistent(store, "short.example")
+
+
+def test_damaged_live_certificate_is_replaced(home: Path) -> None:
+    store = Store(home)
+    make(store, "ok.example", days=90)
+    make(store, "damaged.example", days=90)
+    target = store.version_paths("damaged.example", 1).cert
+    target.chmod(0o644)
+    target.write_bytes(b"-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n")
+    report = renew.run(store, echo=quiet)
+    assert report.names("renewed") == ["damaged.example"] and report.names("not_due") == ["ok.example"]
+    assert "cannot be read" in report.results[0].reason
+    assert_live_consistent(store, "damaged.example")
