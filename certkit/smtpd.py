@@ -299,7 +299,8 @@ async def serve(cfg: ServerConfig, ready: Callable[[], None] | None = None) -> N
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     if hasattr(signal, "SIGHUP"):
-        tlsreload.install_reload_signal(loop, cfg.tls, pid_file=cfg.pid_file, log=cfg.log, also=users.reload)
+        tlsreload.install_reload_signal(cfg.tls, loop=loop, pid_file=cfg.pid_file, log=cfg.log,
+                                        also=users.reload)
     if cfg.pid_file is not None:
         tlsreload.write_pid_file(cfg.pid_file)
     where = [f"submission {_fmt(servers[0])} (STARTTLS required, AUTH after TLS)"]

@@ -17,7 +17,7 @@ application therefore needs two lines::
 
     tls = ReloadableTLS.from_files("/etc/certkit/lineages/mx/live/combined.pem")
     controller = Controller(handler, tls_context=tls.context, require_starttls=True)
-    ... tls.reload()   # e.g. from a SIGHUP handler: see install_reload_signal()
+    install_reload_signal(tls, pid_file="/run/myapp.pid")   # SIGHUP -> tls.reload()
 
 ``install_reload_signal`` also implements the acknowledgement protocol that
 `certkit deploy --to aiosmtpd --pid-file F` relies on: after each reload the
@@ -247,22 +247,31 @@ def remove_pid_file(pid_file: str | Path) -> None:
 
 
 def install_reload_signal(
-    loop: Any,
     tls: ReloadableTLS,
     *,
+    loop: Any = None,
     pid_file: str | Path | None = None,
     log: Callable[[str], None] | None = None,
     also: Callable[[], None] | None = None,
-) -> None:
-    """Reload ``tls`` on SIGHUP in ``loop`` (POSIX), acknowledging in the status file.
+) -> Callable[[], None]:
+    """Reload ``tls`` on SIGHUP (POSIX), acknowledging in the status file.
+
+    Call it from the main thread. With ``loop`` (an asyncio loop running in
+    the main thread) the handler runs inside that loop; without it (e.g. an
+    aiosmtpd ``Controller``, whose loop runs in another thread) a plain
+    ``signal.signal`` handler runs in the main thread - the swap is a single
+    reference assignment, so the server thread sees either context whole.
 
     Args:
-        loop: the running asyncio event loop.
         tls: the context to reload.
+        loop: the running asyncio event loop, if it runs in the main thread.
         pid_file: when given, the status file next to it is rewritten after
             every reload attempt (success or failure) and once now.
         log: receives one line per reload.
         also: called before each reload (e.g. re-read a users file).
+
+    Returns:
+        The reload function itself (call it to reload without a signal).
     """
     if not hasattr(signal, "SIGHUP"):
         raise UsageError("reloading on SIGHUP needs a POSIX system", "restart the server to load a new certificate")
@@ -276,7 +285,7 @@ def install_reload_signal(
             if log:
                 log(f"reload ok: serving sha256 {served.sha256} until {served.not_after} "
                     f"for new connections")
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - a failed reload must never stop the server
             error = str(exc)
             if log:
                 log(f"reload FAILED, still serving sha256 {tls.served.sha256}: {error}")
@@ -284,6 +293,10 @@ def install_reload_signal(
         if pid_file is not None:
             write_status(pid_file, tls, error)
 
-    loop.add_signal_handler(signal.SIGHUP, on_hup)
+    if loop is not None:
+        loop.add_signal_handler(signal.SIGHUP, on_hup)
+    else:
+        signal.signal(signal.SIGHUP, lambda _signum, _frame: on_hup())
     if pid_file is not None:
         write_status(pid_file, tls)
+    return on_hup

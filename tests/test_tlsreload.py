@@ -181,3 +181,61 @@ def test_status_file_round_trip(pair_dir: Path) -> None:
     assert status is not None and status["sha256"] == sha_a and status["reloads"] == 0 and status["error"] is None
     tlsreload.remove_pid_file(pid_file)
     assert not pid_file.exists() and tlsreload.read_status(pid_file) is None
+
+
+APP = """
+import signal, sys, threading
+from aiosmtpd.controller import Controller
+from certkit.tlsreload import ReloadableTLS, install_reload_signal, write_pid_file
+
+class Handler:
+    async def handle_DATA(self, server, session, envelope):
+        return "250 OK"
+
+home, port, pid_file = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+tls = ReloadableTLS.from_lineage(home, "app.test")
+controller = Controller(Handler(), hostname="127.0.0.1", port=port, tls_context=tls.context,
+                        require_starttls=True)
+controller.start()
+write_pid_file(pid_file)
+install_reload_signal(tls, pid_file=pid_file)
+print("ready", flush=True)
+stop = threading.Event()
+signal.signal(signal.SIGTERM, lambda *_: stop.set())
+stop.wait(60)
+controller.stop()
+"""
+
+
+def test_any_aiosmtpd_app_reloads_through_deploy(tmp_path: Path) -> None:
+    """The documented two-line integration: a Controller app + certkit deploy --to aiosmtpd."""
+    import subprocess
+    import sys
+
+    from certkit.deploy import aiosmtpd as deploy_aiosmtpd
+    from tests.servers.smtpd import child_env, issue_lineage
+    from tests.test_smtpd import deploy_ctx, live_sha256
+
+    home = tmp_path / "home"
+    issue_lineage(home, "app.test")
+    port = free_port()
+    pid_file = tmp_path / "app.pid"
+    proc = subprocess.Popen([sys.executable, "-c", APP, str(home), str(port), str(pid_file)],
+                            stdout=subprocess.PIPE, text=True, env=child_env())
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        first = live_sha256(home, "app.test")
+        conn = smtplib.SMTP("127.0.0.1", port, timeout=5)
+        conn.starttls(context=client_context())
+        assert served_sha256(conn) == first
+        issue_lineage(home, "app.test")
+        deploy_aiosmtpd.deploy(deploy_ctx(home, "app.test", pid_file))
+        fresh = smtplib.SMTP("127.0.0.1", port, timeout=5)
+        fresh.starttls(context=client_context())
+        assert served_sha256(fresh) == live_sha256(home, "app.test") != first
+        assert served_sha256(conn) == first and conn.noop()[0] == 250
+        for c in (conn, fresh):
+            c.quit()
+    finally:
+        proc.terminate()
+        proc.wait(10)
