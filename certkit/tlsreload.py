@@ -285,7 +285,7 @@ def install_reload_signal(
             if log:
                 log(f"reload ok: serving sha256 {served.sha256} until {served.not_after} "
                     f"for new connections")
-        except Exception as exc:  # noqa: BLE001 - a failed reload must never stop the server
+        except Exception as exc:
             error = str(exc)
             if log:
                 log(f"reload FAILED, still serving sha256 {tls.served.sha256}: {error}")
