@@ -65,7 +65,7 @@ def build_targets(specs: tuple[str, ...], opts: dict[str, Any]) -> list[Any]:
                              "add --setup-submission to create or update the submission service")
     out = []
     seen: set[str] = set()
-    for target, kind in zip(parsed, kinds):
+    for target, kind in zip(parsed, kinds, strict=True):
         if target.target in seen:
             raise UsageError(f"--to {target.target} is given twice", "give each target once")
         seen.add(target.target)
@@ -109,7 +109,7 @@ def previous_of(versions: list[int], live: int) -> int | None:
               help="Seconds per network step of a verification.")
 @click.option("--json", "as_json", is_flag=True, help="Print what was deployed and verified as JSON.")
 @click.pass_context
-def deploy_command(ctx: click.Context, lineage: str, to: tuple[str, ...], verify: tuple[str, ...],
+def deploy_command(ctx: click.Context, /, lineage: str, to: tuple[str, ...], verify: tuple[str, ...],
                    no_rollback: bool, as_json: bool, hook_timeout: float | None, verify_timeout: float,
                    **opts: Any) -> None:
     """Put a lineage's certificate into servers, verify, roll back on failure."""

@@ -99,8 +99,12 @@ def _run_all(store: Store, settings: LineageSettings, targets: Sequence[DeployTa
     if registry.needs_pfx(targets):
         hooks.ensure_pfx(store, settings, version)
     env = hooks.hook_env(store, settings, version, previous)
-    for target, module in zip(targets, modules):
-        ctx = _context(store, settings, target, version, previous, env, echo, run, hook_timeout)
+    contexts = [_context(store, settings, t, version, previous, env, echo, run, hook_timeout) for t in targets]
+    for module, ctx in zip(modules, contexts, strict=True):
+        preflight = getattr(module, "preflight", None)
+        if preflight is not None:
+            preflight(ctx)  # bad options/paths fail here, before any target changed anything
+    for target, module, ctx in zip(targets, modules, contexts, strict=True):
         started.append(_Step(target.target, target, module, ctx))
         echo(f"Deploying {settings.name} (version {version}) to {target.target}")
         module.deploy(ctx)
@@ -116,10 +120,11 @@ def verify_url(url: str, cert_pem: bytes, name: str, timeout: float) -> VerifyRe
     from certkit.check import verify_deployment
 
     outcome = verify_deployment(url, expected_cert_pem=cert_pem, name=name, timeout=timeout)
-    report = None
+    report: dict[str, Any] | None = None
     to_json = getattr(getattr(outcome, "report", None), "to_json", None)
     if callable(to_json):
-        report = to_json()
+        report = dict(to_json())
+        report.pop("transcript", None)  # the state file keeps the findings, not the whole session
     return VerifyResult(url, bool(outcome.ok), str(outcome.detail), report)
 
 
@@ -181,6 +186,9 @@ def deploy_live_version(
                 result = check(url, cert_pem, settings.domains[0], verify_timeout)
                 results.append(result)
                 echo(f"  {'ok' if result.ok else 'FAILED'}: {result.detail}")
+                for finding in (result.report or {}).get("checks", []):
+                    if result.ok and finding.get("status") == "FAIL":  # audit findings that do not fail a deploy
+                        echo(f"  note: {finding.get('id')} FAIL: {finding.get('detail')}")
                 if not result.ok:
                     raise VerificationError(f"{url} does not serve version {version} correctly: {result.detail}",
                                             "see the check output above")
@@ -234,7 +242,7 @@ def _fail(
     """Roll back if asked and possible; return the error to raise (what failed + what was restored)."""
     failed_label = started[-1].label if started and not isinstance(exc, VerificationError) else None
     what = f"{failed_label} failed: {exc.message}" if failed_label else exc.message
-    cls = VerificationError if isinstance(exc, VerificationError) else HookError
+    cls: type[CertkitError] = VerificationError if isinstance(exc, VerificationError) else HookError
     if not isinstance(exc, (HookError, VerificationError)) and exc.exit_code != 1:
         cls = type(exc)  # a usage error inside a target stays exit 2
     if not rollback:

@@ -226,6 +226,13 @@ def backup(ctx: DeployContext, config_dir: Path) -> None:
                 ctx.store.write_file(original, data)
 
 
+def preflight(ctx: DeployContext) -> None:
+    """Refuse a missing config folder or a bad --submission-listen before any target runs (exit 2)."""
+    config_dir_of(ctx)
+    parse_listen(str(ctx.options.get("submission_listen") or DEFAULT_SUBMISSION_LISTEN))
+    _tool("postconf")
+
+
 def deploy(ctx: DeployContext) -> None:
     """Point Postfix at the lineage's combined file, set the TLS policy, reload.
 

@@ -97,8 +97,8 @@ def script_path(target: str) -> str:
     return target.split(":", 1)[1] if ":" in target else ""
 
 
-def convert_option(kind: TargetKind, key: str, value: Any) -> Any:
-    """Check one option against the target's known options and convert its type (exit 2)."""
+def convert_option(kind: TargetKind, key: str, value: Any) -> tuple[str, Any]:
+    """(normalised name, converted value) for one option of ``kind`` (exit 2 when unknown or bad)."""
     norm = key.strip().lower().replace("-", "_")
     if norm not in kind.options:
         known = ", ".join(sorted(kind.options)) or "none"

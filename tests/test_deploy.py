@@ -1,0 +1,250 @@
+"""The deploy machinery without a mail server: targets, hook environment, hook folder, rollback.
+
+Hooks are real shell scripts run through the real runner; the Postfix and
+--verify paths are in test_postfix.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from certkit import hooks
+from certkit.cli import cli
+from certkit.deploy.targets import format_target, parse_target
+from certkit.errors import UsageError
+from certkit.settings import DeployTarget
+from certkit.store import Store
+
+NAME = "mail.example.com"
+CONTRACT_VARS = [
+    "CERTKIT_NAME", "CERTKIT_DOMAINS", "CERTKIT_CERT", "CERTKIT_KEY", "CERTKIT_CHAIN", "CERTKIT_FULLCHAIN",
+    "CERTKIT_COMBINED", "CERTKIT_PFX", "CERTKIT_PFX_PASSWORD_FILE", "CERTKIT_THUMBPRINT",
+    "CERTKIT_SPKI_SHA256", "CERTKIT_NOT_AFTER", "CERTKIT_PREVIOUS_CERT", "RENEWED_LINEAGE", "RENEWED_DOMAINS",
+]
+
+
+def certkit(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
+    return result.exit_code, result.output
+
+
+def script(folder: Path, name: str, body: str) -> Path:
+    path = folder / name
+    path.write_text("#!/bin/sh\n" + body)
+    path.chmod(0o755)
+    return path
+
+
+def env_dumper(folder: Path) -> tuple[Path, Path]:
+    """A hook that appends its environment (as JSON lines) to a file."""
+    out = folder / "env.jsonl"
+    hook = script(folder, "dump.sh",
+                  f'python3 -c "import json, os; print(json.dumps(dict(os.environ)))" >> {out}\n')
+    return hook, out
+
+
+def records(out: Path) -> list[dict[str, str]]:
+    return [json.loads(line) for line in out.read_text().splitlines()]
+
+
+@pytest.fixture
+def issued(home: Path) -> Store:
+    code, out = certkit("issue", "--cn", NAME, "--san", "smtp.example.com")
+    assert code == 0, out
+    return Store(home)
+
+
+# ----- target specs ---------------------------------------------------------------
+
+def test_parse_target_forms(tmp_path: Path) -> None:
+    assert parse_target("postfix") == DeployTarget("postfix", {})
+    t = parse_target("postfix:config_dir=/etc/postfix,setup-submission=yes,submission_listen=127.0.0.1:2587")
+    assert t.options == {"config_dir": "/etc/postfix", "setup_submission": True,
+                         "submission_listen": "127.0.0.1:2587"}
+    assert parse_target(format_target(t)) == t
+    assert parse_target("exchange:services=SMTP,IIS").options == {"services": "SMTP,IIS"}
+    hook = script(tmp_path, "x:y.sh", "exit 0\n")  # a colon in the path is kept
+    assert parse_target(f"script:{hook}").target == f"script:{hook}"
+
+
+@pytest.mark.parametrize("spec, words", [
+    ("sendmail", "unknown deploy target"),
+    ("postfix:colour=blue", "no option 'colour'"),
+    ("postfix:setup_submission=perhaps", "yes or no"),
+    ("iis:port=http", "a number"),
+    ("script:/nonexistent/hook", "does not exist"),
+    ("script:", "without a path"),
+])
+def test_parse_target_refuses_bad_specs(spec: str, words: str) -> None:
+    with pytest.raises(UsageError) as err:
+        parse_target(spec)
+    assert words in str(err.value)
+    assert err.value.exit_code == 2
+
+
+def test_non_executable_script_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "hook.sh"
+    path.write_text("#!/bin/sh\n")
+    with pytest.raises(UsageError, match="chmod \\+x"):
+        parse_target(f"script:{path}")
+
+
+# ----- hook environment -------------------------------------------------------------
+
+def test_hook_environment_contract(issued: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from certkit import x509 as cx
+
+    monkeypatch.setenv("SITE_SETTING", "inherited")
+    before = dict(os.environ)
+    hook, out = env_dumper(tmp_path)
+    code, text = certkit("deploy", NAME, "--to", f"script:{hook}")
+    assert code == 0, text
+    assert dict(os.environ) == before  # certkit's own environment never changes
+    env = records(out)[0]
+    for var in CONTRACT_VARS:
+        assert var in env, var
+    live = issued.live_paths(NAME)
+    cert = cx.load_chain(live.cert.read_bytes())[0]
+    assert env["SITE_SETTING"] == "inherited"
+    assert env["CERTKIT_NAME"] == NAME
+    assert env["CERTKIT_DOMAINS"] == env["RENEWED_DOMAINS"] == f"{NAME} smtp.example.com"
+    assert env["CERTKIT_COMBINED"] == str(live.combined)
+    assert env["CERTKIT_THUMBPRINT"] == cx.thumbprint(cert)
+    assert len(env["CERTKIT_THUMBPRINT"]) == 40 and env["CERTKIT_THUMBPRINT"].isupper()
+    assert env["CERTKIT_SPKI_SHA256"] == cx.spki_sha256(cert)
+    assert env["CERTKIT_NOT_AFTER"].startswith(cx.not_after(cert).strftime("%Y-%m-%dT"))
+    assert env["CERTKIT_PREVIOUS_CERT"] == ""
+    assert env["CERTKIT_PFX"] == ""
+    lineage = Path(env["RENEWED_LINEAGE"])  # certbot hooks read these four names
+    for fname in ("cert.pem", "chain.pem", "fullchain.pem", "privkey.pem"):
+        assert (lineage / fname).is_file()
+
+    # A re-issue re-runs the remembered hook, now with the previous certificate.
+    code, text = certkit("issue", "--cn", NAME, "--san", "smtp.example.com")
+    assert code == 0, text
+    second = records(out)[1]
+    assert second["CERTKIT_VERSION"] == "2"
+    assert Path(second["CERTKIT_PREVIOUS_CERT"]).read_bytes() == issued.version_paths(NAME, 1).cert.read_bytes()
+    assert second["CERTKIT_THUMBPRINT"] != env["CERTKIT_THUMBPRINT"]
+    assert second["CERTKIT_PREVIOUS_THUMBPRINT"] == env["CERTKIT_THUMBPRINT"]
+
+
+def test_pfx_is_made_for_targets_that_import_one(issued: Store) -> None:
+    from cryptography.hazmat.primitives.serialization import pkcs12
+
+    settings = issued.load_settings(NAME)
+    hooks.ensure_pfx(issued, settings, 1)
+    env = hooks.hook_env(issued, settings, 1, None)
+    password = Path(env["CERTKIT_PFX_PASSWORD_FILE"]).read_text().strip()
+    assert oct(Path(env["CERTKIT_PFX_PASSWORD_FILE"]).stat().st_mode & 0o777) == "0o600"
+    loaded = pkcs12.load_pkcs12(Path(env["CERTKIT_PFX"]).read_bytes(), password.encode())
+    assert loaded.cert is not None and loaded.key is not None
+    assert password not in json.dumps({k: v for k, v in env.items()})  # the secret is only in the file
+
+
+# ----- hook folder ----------------------------------------------------------------
+
+def test_hook_folder_runs_executables_in_name_order(issued: Store, tmp_path: Path) -> None:
+    folder = hooks.hook_dir(issued)
+    folder.mkdir(parents=True)
+    log = tmp_path / "order.log"
+    script(folder, "20-second", f'echo "20 $CERTKIT_NAME" >> {log}\n')
+    script(folder, "10-first", f'echo "10 $CERTKIT_NAME" >> {log}\n')
+    (folder / "30-not-executable").write_text("#!/bin/sh\necho never >> {log}\n")
+    script(folder, ".hidden", f"echo hidden >> {log}\n")
+    script(folder, "40-old~", f"echo backup >> {log}\n")
+    code, out = certkit("issue", "--cn", NAME, "--san", "smtp.example.com")  # hooks run on every issue
+    assert code == 0, out
+    assert log.read_text().splitlines() == [f"10 {NAME}", f"20 {NAME}"]
+    assert "30-not-executable: not executable" in out
+
+
+def test_failing_hook_folder_script_rolls_back(issued: Store, tmp_path: Path) -> None:
+    folder = hooks.hook_dir(issued)
+    folder.mkdir(parents=True)
+    script(folder, "50-reload", '[ "$CERTKIT_VERSION" = 1 ] && exit 0\necho "reload failed: port busy"; exit 7\n')
+    first = issued.live_paths(NAME).cert.read_bytes()
+    code, out = certkit("issue", "--cn", NAME, "--san", "smtp.example.com")
+    assert code == 1
+    assert "50-reload exited with status 7" in out and "reload failed: port busy" in out
+    assert "version 1 is live again" in out
+    assert issued.live_version(NAME) == 1
+    assert issued.live_paths(NAME).cert.read_bytes() == first
+    assert issued.versions(NAME) == [1, 2]  # the new version is kept for inspection, not live
+
+
+def test_hook_timeout_fails_the_run(issued: Store, tmp_path: Path) -> None:
+    slow = script(tmp_path, "slow.sh", "sleep 10\n")
+    code, out = certkit("deploy", NAME, "--to", f"script:{slow}", "--hook-timeout", "0.5")
+    assert code == 1
+    assert "did not finish within 0.5 s" in out
+    assert "no previous version to restore" in out
+    assert issued.load_settings(NAME).deploy == []  # a failed deploy remembers nothing
+
+
+def test_no_rollback_keeps_new_version(issued: Store, tmp_path: Path) -> None:
+    hook = script(tmp_path, "v2-fails.sh", '[ "$CERTKIT_VERSION" = 1 ]\n')
+    assert certkit("deploy", NAME, "--to", f"script:{hook}")[0] == 0
+    code, out = certkit("issue", "--cn", NAME, "--san", "smtp.example.com")
+    assert code == 1 and issued.live_version(NAME) == 1
+    # `certkit deploy` of the live version 2 without rollback leaves it live.
+    with issued.lock():
+        issued.activate(NAME, 2)
+    code, out = certkit("deploy", NAME, "--no-rollback")
+    assert code == 1
+    assert "stays live (--no-rollback)" in out
+    assert issued.live_version(NAME) == 2
+    # With rollback, `certkit deploy` goes back to the version before the live one.
+    code, out = certkit("deploy", NAME)
+    assert code == 1 and "version 1 is live again" in out
+    assert issued.live_version(NAME) == 1
+
+
+def test_remembered_targets_replace_same_target(issued: Store, tmp_path: Path) -> None:
+    hook, out = env_dumper(tmp_path)
+    other = script(tmp_path, "other.sh", "exit 0\n")
+    assert certkit("deploy", NAME, "--to", f"script:{hook}")[0] == 0
+    code, text = certkit("deploy", NAME, "--to", f"script:{hook}", "--to", f"script:{other}", "--json")
+    assert code == 0, text
+    assert json.loads(text)["targets"] == [f"script:{hook}", f"script:{other}"]
+    assert [t.target for t in issued.load_settings(NAME).deploy] == [f"script:{hook}", f"script:{other}"]
+    # `certkit deploy NAME` alone re-runs what is remembered.
+    code, text = certkit("deploy", NAME)
+    assert code == 0, text
+    assert len(records(out)) == 3
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--to", "postfix", "--site", "Default"], "--site belongs to the iis target"),
+    (["--to", "postfix", "--submission-listen", "2587"], "needs --setup-submission"),
+    (["--to", "postfix", "--setup-submission", "--submission-listen", "nope"], "not [ADDR:]PORT"),
+    (["--to", "postfix", "--postfix-config-dir", "/nonexistent"], "main.cf does not exist"),
+    (["--to", "mailserver"], "unknown deploy target"),
+    (["--setup-submission"], "needs --to TARGET"),
+    ([], "nothing to deploy"),
+])
+def test_deploy_usage_errors_exit_2(issued: Store, args: list[str], words: str) -> None:
+    code, out = certkit("deploy", NAME, *args)
+    assert code == 2, out
+    assert words in out
+    assert "Traceback" not in out
+    assert issued.load_settings(NAME).deploy == []
+
+
+def test_deploy_unknown_lineage_exits_2(home: Path) -> None:
+    code, out = certkit("deploy", "nope.example.com", "--to", "postfix")
+    assert code == 2 and "no lineage named" in out
+
+
+def test_issue_deploy_option_uses_parse_target(home: Path, tmp_path: Path) -> None:
+    hook, out = env_dumper(tmp_path)
+    code, text = certkit("issue", "--cn", NAME, "--deploy", f"script:{hook}")
+    assert code == 0, text
+    assert records(out)[0]["CERTKIT_NAME"] == NAME
+    code, text = certkit("issue", "--cn", "b.example.com", "--deploy", "bogus")
+    assert code == 2 and "unknown deploy target" in text
