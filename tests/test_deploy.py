@@ -248,3 +248,21 @@ def test_issue_deploy_option_uses_parse_target(home: Path, tmp_path: Path) -> No
     assert records(out)[0]["CERTKIT_NAME"] == NAME
     code, text = certkit("issue", "--cn", "b.example.com", "--deploy", "bogus")
     assert code == 2 and "unknown deploy target" in text
+
+
+def test_windows_target_elsewhere_changes_nothing(issued: Store, tmp_path: Path) -> None:
+    pytest.importorskip("certkit.deploy.windows")
+    if os.name == "nt":
+        pytest.skip("on Windows the iis target really runs")
+    hook = script(tmp_path, "ok.sh", "exit 0\n")
+    assert certkit("deploy", NAME, "--to", f"script:{hook}")[0] == 0
+    code, out = certkit("issue", "--cn", NAME, "--san", "smtp.example.com")
+    assert code == 0
+    code, out = certkit("deploy", NAME, "--to", "iis", "--site", "Default Web Site")
+    assert code == 2 and "Windows" in out
+    assert issued.live_version(NAME) == 2  # a refusal is not a failure to roll back from
+    code, out = certkit("deploy", NAME, "--to", "iis", "--site", "Default Web Site", "--print")
+    assert code == 0, out
+    assert "-Site 'Default Web Site'" in out and "not remembered" in out
+    assert [t.target for t in issued.load_settings(NAME).deploy] == [f"script:{hook}"]
+    assert Path(json.loads(certkit("show", NAME, "--json")[1])["paths"]["pfx"]).is_file()  # made for iis

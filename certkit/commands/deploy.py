@@ -27,6 +27,7 @@ TARGET_FLAGS: dict[str, tuple[str, str]] = {
     "port": ("iis", "port"),
     "sni": ("iis", "sni"),
     "host": ("iis", "host"),
+    "smtp_fqdn": ("iis", "smtp_fqdn"),
     "services": ("exchange", "services"),
     "remove_previous": ("exchange", "remove_previous"),
     "pid_file": ("aiosmtpd", "pid_file"),
@@ -97,6 +98,8 @@ def previous_of(versions: list[int], live: int) -> int | None:
 @click.option("--port", type=click.IntRange(1, 65535), default=None, help="iis: binding port (default 443).")
 @click.option("--sni", is_flag=True, help="iis: an SNI binding for the host name.")
 @click.option("--host", default=None, help="iis: host name of the binding.")
+@click.option("--smtp-fqdn", default=None,
+              help="iis: FQDN of the IIS 6 SMTP virtual server / Exchange 2003 (the certificate's name).")
 @click.option("--services", default=None, help="exchange: services to enable, e.g. SMTP,IIS.")
 @click.option("--remove-previous", is_flag=True, help="exchange: remove the previous certificate afterwards.")
 @click.option("--pid-file", type=click.Path(dir_okay=False), default=None,
@@ -163,9 +166,15 @@ def run_deploy_command(store: Any, lineage: str, to: tuple[str, ...], verify: tu
             "verified": [{"target": r.url, "ok": r.ok, "detail": r.detail} for r in outcome.verified],
         }, indent=2))
         return
-    done = ", ".join([format_target(t) for t in targets] + outcome.hooks) or "no targets"
-    click.echo(f"Deployed {lineage} version {outcome.version} to {done}.")
+    printed = [t for t in targets if t.options.get("print")]
+    deployed = [t for t in targets if not t.options.get("print")]
+    if deployed or outcome.hooks or not printed:
+        done = ", ".join([format_target(t) for t in deployed] + outcome.hooks) or "no targets"
+        click.echo(f"Deployed {lineage} version {outcome.version} to {done}.")
+    if printed:
+        click.echo(f"Printed the commands for {', '.join(t.target for t in printed)}: nothing was changed "
+                   "by them here, and they are not remembered.")
     for result in outcome.verified:
-        click.echo(f"Verified: {result.url} serves it ({result.detail}).")
-    if targets:
+        click.echo(f"Verified: {result.detail}")
+    if deployed:
         click.echo(f"Remembered: `certkit renew` and re-issues deploy {lineage} the same way.")

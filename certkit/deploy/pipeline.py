@@ -195,7 +195,8 @@ def deploy_live_version(
         except CertkitError as exc:
             if results:
                 _record_check(store, name, version, results)
-            if exc.exit_code == 2 and not started:
+            if exc.exit_code == 2 and len(started) <= 1 and not results:
+                # Refused before it changed anything (bad option, Windows-only target here): nothing to undo.
                 raise
             raise _fail(store, settings, exc, started, version, previous_version, rollback,
                         echo, run, hook_timeout) from exc
@@ -203,7 +204,8 @@ def deploy_live_version(
             _record_check(store, name, version, results)
         if remember:
             fresh = store.load_settings(name)
-            fresh.deploy = merge_targets(fresh.deploy, list(targets))
+            # A --print run showed commands and deployed nothing: it is not a target to run again.
+            fresh.deploy = merge_targets(fresh.deploy, [t for t in targets if not t.options.get("print")])
             fresh.verify = list(dict.fromkeys([*fresh.verify, *verify]))
             store.save_settings(fresh)
         return DeployOutcome(

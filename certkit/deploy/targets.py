@@ -57,12 +57,12 @@ KINDS: dict[str, TargetKind] = {
         about="Postfix: smtpd_tls_chain_files, STARTTLS on 25, optional 587 submission service, reload",
     ),
     "aiosmtpd": TargetKind(
-        "aiosmtpd", "certkit.deploy.aiosmtpd", {"pid_file": str}, frozenset({"pid_file"}),
+        "aiosmtpd", "certkit.deploy.aiosmtpd", {"pid_file": str, "timeout": float}, frozenset({"pid_file"}),
         about="a running certkit smtpd / aiosmtpd app with certkit's reloadable TLS context",
     ),
     "iis": TargetKind(
         "iis", "certkit.deploy.windows",
-        {"site": str, "port": int, "sni": bool, "host": str, "print": bool},
+        {"site": str, "port": int, "sni": bool, "host": str, "smtp_fqdn": str, "print": bool},
         needs_pfx=True, about="IIS site binding (Windows; hooks/iis.ps1)",
     ),
     "exchange": TargetKind(
