@@ -310,10 +310,13 @@ def _finalize(net: Network, order_url: str, order: messages.Order, csr_pem: byte
     csr = x509.load_pem_x509_csr(csr_pem)
     backoff = Backoff(deadline=end)
     retry_after: float | None = None
-    # "ready" after validation can lag a moment behind the last valid authorization: poll until it is.
-    while order.status in (messages.STATUS_PENDING,):
-        if not backoff.wait(retry_after):
+    # The order object from new-order is stale once the authorizations are valid: fetch it at once,
+    # then poll only while it is still "pending" ("ready" can lag behind the last authorization).
+    first = True
+    while order.status == messages.STATUS_PENDING:
+        if not first and not backoff.wait(retry_after):
             raise AcmeError("the order did not become ready in time", "try again")
+        first = False
         response = net.post_as_get(order_url)
         order = messages.Order.from_json(response.json())
         retry_after = retry_after_of(response)
