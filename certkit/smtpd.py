@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from certkit import smtpd_users, tlsreload
-from certkit.errors import OperationError, UsageError
+from certkit.errors import CertkitError, OperationError, UsageError
 
 Log = Callable[[str], None]
 
@@ -81,15 +81,21 @@ class ServerConfig:
 class Users:
     """The users file, re-read on reload."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(self, path: Path, log: Log) -> None:
+        self.path, self.log = path, log
         self.table = smtpd_users.load_users(path)
         if not self.table:
             raise UsageError(f"users file {path} has no users",
                              f"add one: certkit smtpd adduser {path} USER")
 
     def reload(self) -> None:
-        self.table = smtpd_users.load_users(self.path)
+        """Re-read the file; a broken file is reported and the previous users stay."""
+        try:
+            self.table = smtpd_users.load_users(self.path)
+        except CertkitError as exc:
+            self.log(f"users file NOT reloaded, keeping {len(self.table)} user(s): {exc}")
+            return
+        self.log(f"users file reloaded: {len(self.table)} user(s)")
 
 
 class Delivery:
@@ -119,8 +125,11 @@ class Delivery:
     def deliver(self, mail_from: str, rcpts: list[str], data: bytes) -> str:
         """Store or forward one message (blocking; run in a thread). Returns an SMTP reply."""
         if self.cfg.maildir is not None:
+            # Maildir files hold the message with LF line ends, as local
+            # delivery agents write them; SMTP carries CRLF.
+            stored = f"Return-Path: <{mail_from}>\r\n".encode() + data
             try:
-                key = self.box.add(data)
+                key = self.box.add(stored.replace(b"\r\n", b"\n"))
             except OSError as exc:
                 self.cfg.log(f"cannot store a message in {self.cfg.maildir}: {exc}")
                 return "451 4.3.0 cannot store the message now, try again later"
@@ -185,7 +194,7 @@ class Handler:
             f"\t{dt.datetime.now(dt.timezone.utc).strftime('%a, %d %b %Y %H:%M:%S +0000')}\r\n"
         ).encode()
         content = envelope.original_content or envelope.content
-        data = f"Return-Path: <{envelope.mail_from}>\r\n".encode() + received + content
+        data = received + content  # Return-Path is added only at final delivery (RFC 5321 4.4)
         reply = await asyncio.get_running_loop().run_in_executor(
             None, self.delivery.deliver, envelope.mail_from, list(envelope.rcpt_tos), data)
         self.cfg.log(f"{_peer(session)} user {_printable(login)} from <{_printable(envelope.mail_from)}> "
@@ -274,7 +283,7 @@ async def serve(cfg: ServerConfig, ready: Callable[[], None] | None = None) -> N
     # and warns about it on stderr; nothing for an operator to act on.
     warnings.filterwarnings("ignore", message="Session.login_data is deprecated")
     submission_cls, implicit_cls = _smtp_classes()
-    users = Users(cfg.users_file)
+    users = Users(cfg.users_file, cfg.log)
     delivery = Delivery(cfg)
     handler = Handler(cfg, users, delivery)
     registry: set[Any] = set()
@@ -297,7 +306,10 @@ async def serve(cfg: ServerConfig, ready: Callable[[], None] | None = None) -> N
         servers.append(await _listen(loop, implicit_factory, cfg.smtps_listen, cfg.tls.context))
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
+        try:
+            loop.add_signal_handler(signum, stop.set)
+        except NotImplementedError:  # Windows event loops: Ctrl+C raises KeyboardInterrupt instead
+            pass
     if hasattr(signal, "SIGHUP"):
         tlsreload.install_reload_signal(cfg.tls, loop=loop, pid_file=cfg.pid_file, log=cfg.log,
                                         also=users.reload)

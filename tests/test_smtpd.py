@@ -103,7 +103,8 @@ def test_authenticated_submission_delivers_to_maildir(smtpd_server: SmtpdServer)
     messages = sorted((srv.maildir / "new").iterdir())
     assert len(messages) == 2
     body = messages[0].read_bytes()
-    assert body.startswith(b"Return-Path: <a@example.test>\r\nReceived: from client.test")
+    assert body.startswith(b"Return-Path: <a@example.test>\nReceived: from client.test")
+    assert b"\r\n" not in body
     assert b"with ESMTPSA" in body and b"hello" in body
     log = srv.log()
     assert f"user {srv.user} from <a@example.test> to 1 recipient(s)" in log
@@ -265,6 +266,15 @@ def test_sighup_reloads_and_rereads_users(smtpd_server: SmtpdServer, tmp_path: P
     assert served_sha256(conn) == live_sha256(srv.home)
     conn.login("bob", "second secret")
     conn.quit()
+    assert "users file reloaded: 2 user(s)" in srv.log()
+    # A broken users file is reported; the users loaded before keep working.
+    srv.users_file.write_text(srv.users_file.read_text() + "broken line\n")
+    srv.hup()
+    deploy_aiosmtpd.wait_for_reload(srv.pid_file, srv.proc.pid, 1, 5)
+    assert "users file NOT reloaded, keeping 2 user(s)" in srv.log()
+    conn = starttls(srv.port)
+    conn.login("bob", "second secret")
+    conn.quit()
 
 
 def test_failed_reload_keeps_serving_and_deploy_fails(smtpd_server: SmtpdServer) -> None:
@@ -350,7 +360,8 @@ def test_relay_to_smarthost(tmp_path: Path) -> None:
         assert len(sink.messages) == 1
         mail_from, rcpts, content = sink.messages[0]
         assert mail_from == "a@example.test" and rcpts == ["b@example.net", "c@example.net"]
-        assert b"Subject: relayed" in content
+        assert b"Subject: relayed" in content and b"Received: from client.test" in content
+        assert b"Return-Path" not in content
         controller.stop()
         conn = starttls(srv.port)
         conn.login(srv.user, srv.password)
