@@ -22,7 +22,8 @@ from certkit.errors import UsageError
               help="Users file (create it with `certkit smtpd adduser FILE USER`).")
 @click.option("--maildir", default=None, type=click.Path(file_okay=False), help="Deliver into this Maildir.")
 @click.option("--relay", default=None, metavar="HOST:PORT", help="Forward accepted mail to this smarthost.")
-@click.option("--smtps-listen", default=None, metavar="HOST:PORT", help="Also listen with implicit TLS, e.g. 0.0.0.0:465.")
+@click.option("--smtps-listen", default=None, metavar="HOST:PORT",
+              help="Also listen with implicit TLS, e.g. 0.0.0.0:465.")
 @click.option("--pid-file", default=None, type=click.Path(dir_okay=False),
               help="Write the pid here (and PID-FILE.status after reloads) for `certkit deploy --to aiosmtpd`.")
 @click.option("--hostname", default=None, help="Name in the banner and EHLO reply (default: the lineage's first name).")
