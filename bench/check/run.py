@@ -1,0 +1,171 @@
+"""Benchmark `certkit check` against openssl s_client and swaks, side by side.
+
+    python bench/check/run.py [--runs 15] [--fleet 1000] [--swaks-sample 30] [--concurrency 100]
+
+1. core: `certkit check --quick` (banner, EHLO, STARTTLS, verified handshake,
+   EHLO, QUIT) vs `openssl s_client -starttls smtp -verify_return_error`,
+   alternating, medians. Goal <= 2x.
+2. audit: the whole `certkit check` of one endpoint vs the same openssl run. Goal <= 10x.
+3. fleet: N loopback endpoints (one asyncio process, bench/check/fleet_server.py)
+   with `certkit check --targets --quick --concurrency C` vs a sequential
+   `swaks -tls --quit-after TLS --tls-verify` loop (timed over a sample and
+   extrapolated to N: said so in the output). Goal >= 50x. Peak RSS at N/10
+   vs N targets (memory flat).
+
+Every command runs as the user would run it: the installed `certkit` script
+next to this interpreter (not a pyenv shim), openssl and swaks from PATH.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from tests.servers.zoo import NAME, Behaviour, ZooPki, ZooServer, server_context  # noqa: E402
+
+
+def certkit_cmd() -> list[str]:
+    script = Path(sys.executable).parent / "certkit"
+    if script.exists():
+        return [str(script)]
+    return [sys.executable, "-m", "certkit"]
+
+
+def timed(argv: list[str], **kw: object) -> float:
+    started = time.perf_counter()
+    proc = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                          **kw)  # type: ignore[call-overload]
+    elapsed = time.perf_counter() - started
+    if proc.returncode != 0:
+        raise SystemExit(f"benchmark command failed ({proc.returncode}): {' '.join(argv)}\n{proc.stderr[-800:]}")
+    return elapsed
+
+
+def alternate(commands: dict[str, list[str]], runs: int) -> dict[str, float]:
+    samples: dict[str, list[float]] = {k: [] for k in commands}
+    for name, argv in commands.items():  # warm-up: page cache, pyc files
+        timed(argv)
+    for _ in range(runs):
+        for name, argv in commands.items():
+            samples[name].append(timed(argv))
+    return {k: statistics.median(v) for k, v in samples.items()}
+
+
+def rss_and_wall(argv: list[str]) -> tuple[float, int]:
+    """(wall seconds, peak RSS KiB) of one run, via /usr/bin/time."""
+    with tempfile.NamedTemporaryFile("r", suffix=".time") as out:
+        started = time.perf_counter()
+        proc = subprocess.run(["/usr/bin/time", "-f", "%M", "-o", out.name, *argv], stdin=subprocess.DEVNULL,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        wall = time.perf_counter() - started
+        if proc.returncode not in (0, 1):
+            raise SystemExit(f"fleet run failed: {proc.stderr[-800:]}")
+        return wall, int(out.read().strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=15)
+    parser.add_argument("--fleet", type=int, default=1000)
+    parser.add_argument("--swaks-sample", type=int, default=30)
+    parser.add_argument("--concurrency", type=int, default=100)
+    parser.add_argument("--json", dest="json_out", default=None, help="also write the figures here")
+    args = parser.parse_args()
+    for tool in ("openssl", "swaks"):
+        if not shutil.which(tool):
+            raise SystemExit(f"{tool} is needed for this benchmark")
+    results: dict[str, object] = {}
+    with tempfile.TemporaryDirectory(prefix="certkit-bench-check-") as tmp:
+        pki = ZooPki(Path(tmp) / "pki")
+        leaf = pki.leaf("bench", key="rsa2048")
+        server = ZooServer(Behaviour(tls=server_context(leaf)))
+        url = f"submission://127.0.0.1:{server.port}"
+        trust = ["--cafile", str(pki.ca_file), "--name", NAME]
+        ck = certkit_cmd()
+        openssl = ["openssl", "s_client", "-starttls", "smtp", "-connect", f"127.0.0.1:{server.port}",
+                   "-CAfile", str(pki.ca_file), "-verify_return_error", "-verify_hostname", NAME,
+                   "-servername", NAME]
+        med = alternate({
+            "openssl": openssl,
+            "certkit_quick": [*ck, "check", "--quick", url, *trust],
+            "certkit_full": [*ck, "check", url, *trust],
+            "python_startup": [sys.executable, "-c", "pass"],
+            "certkit_version": [*ck, "--version"],
+        }, args.runs)
+        server.close()
+        results["single"] = {k: round(v * 1000, 1) for k, v in med.items()}
+        results["core_ratio"] = round(med["certkit_quick"] / med["openssl"], 1)
+        results["audit_ratio"] = round(med["certkit_full"] / med["openssl"], 1)
+        print(f"single endpoint, medians of {args.runs} alternating runs (ms): {results['single']}")
+        print(f"core (certkit check --quick / openssl s_client): {results['core_ratio']}x (goal <= 2x)")
+        print(f"audit (certkit check / openssl s_client): {results['audit_ratio']}x (goal <= 10x)")
+
+        # ----- fleet ----------------------------------------------------------
+        portfile = Path(tmp) / "ports"
+        fleet = subprocess.Popen([sys.executable, str(Path(__file__).with_name("fleet_server.py")), str(leaf.cert),
+                                  str(leaf.key), str(args.fleet), str(portfile)])
+        try:
+            deadline = time.monotonic() + 60
+            while not portfile.exists():
+                if time.monotonic() > deadline or fleet.poll() is not None:
+                    raise SystemExit("fleet server did not start")
+                time.sleep(0.05)
+            ports = [int(p) for p in portfile.read_text().split()]
+            full_list, tenth_list = Path(tmp) / "targets", Path(tmp) / "targets-tenth"
+            full_list.write_text("".join(f"submission://127.0.0.1:{p}\n" for p in ports))
+            tenth_list.write_text("".join(f"submission://127.0.0.1:{p}\n" for p in ports[: len(ports) // 10]))
+            base = [*ck, "check", "--json", "--concurrency", str(args.concurrency), *trust]
+            quick_wall, quick_rss = rss_and_wall([*base, "--quick", "--targets", str(full_list)])
+            _, tenth_rss = rss_and_wall([*base, "--quick", "--targets", str(tenth_list)])
+            full_wall, full_rss = rss_and_wall([*base, "--targets", str(full_list)])
+            sample = ports[: args.swaks_sample]
+            swaks_started = time.perf_counter()
+            for p in sample:
+                timed(["swaks", "--server", "127.0.0.1", "--port", str(p), "-tls", "--quit-after", "TLS",
+                       "--tls-verify", "--tls-ca-path", str(pki.ca_file), "--tls-sni", NAME])
+            swaks_each = (time.perf_counter() - swaks_started) / len(sample)
+        finally:
+            fleet.terminate()
+            fleet.wait(10)
+        swaks_total = swaks_each * len(ports)
+        results["fleet"] = {
+            "endpoints": len(ports),
+            "concurrency": args.concurrency,
+            "certkit_quick_s": round(quick_wall, 2),
+            "certkit_full_audit_s": round(full_wall, 2),
+            "swaks_each_ms": round(swaks_each * 1000, 1),
+            "swaks_sample": len(sample),
+            "swaks_extrapolated_s": round(swaks_total, 1),
+            "speedup_quick": round(swaks_total / quick_wall, 1),
+            "speedup_full_audit": round(swaks_total / full_wall, 1),
+            "rss_kib_tenth": tenth_rss,
+            "rss_kib_all_quick": quick_rss,
+            "rss_kib_all_full": full_rss,
+        }
+        f = results["fleet"]
+        print(f"fleet of {len(ports)} endpoints, --concurrency {args.concurrency}: --quick {f['certkit_quick_s']} s, "  # type: ignore[index]
+              f"full audit {f['certkit_full_audit_s']} s")  # type: ignore[index]
+        print(f"swaks -tls --quit-after TLS: {f['swaks_each_ms']} ms each over a sequential sample of "  # type: ignore[index]
+              f"{len(sample)}, extrapolated to {len(ports)}: {f['swaks_extrapolated_s']} s")  # type: ignore[index]
+        print(f"speed-up vs the swaks loop: --quick {f['speedup_quick']}x, full audit "  # type: ignore[index]
+              f"{f['speedup_full_audit']}x (goal >= 50x)")  # type: ignore[index]
+        print(f"peak RSS: {f['rss_kib_tenth']} KiB at {len(ports) // 10} targets, {f['rss_kib_all_quick']} KiB "  # type: ignore[index]
+              f"at {len(ports)} (--quick), {f['rss_kib_all_full']} KiB at {len(ports)} (full audit)")  # type: ignore[index]
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps(results, indent=2) + "\n")
+    os.sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
