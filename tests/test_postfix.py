@@ -123,6 +123,13 @@ def test_deploy_serves_lineage_with_submission_policy(postfix: PostfixInstance, 
                       "--auth-user", user, "--auth-password", password, "--quit-after", "RCPT")
     assert with_auth.returncode == 0, with_auth.stdout + postfix.log()
     assert "<~  235 " in with_auth.stdout and "250 2.1.5 Ok" in with_auth.stdout
+    # Anonymous suites are gone: a client offering only aNULL gets no handshake.
+    for port in (postfix.smtp_port, postfix.submission_port):
+        anon = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-starttls", "smtp",
+                               "-tls1_2", "-cipher", "aNULL:@SECLEVEL=0"],
+                              input="", capture_output=True, text=True, timeout=20)
+        assert "Cipher is (NONE)" in anon.stdout or anon.returncode != 0, anon.stdout
+        assert "ADH-" not in anon.stdout
     # TLS 1.1 is refused on both services (Python client allowed to offer it).
     for port in (postfix.smtp_port, postfix.submission_port):
         legacy = _unverified()

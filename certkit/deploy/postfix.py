@@ -11,7 +11,9 @@ What it does, in order (every postconf/postfix call carries ``-c DIR``):
    Postfix 3.4 added chain files); ``smtpd_tls_security_level = may`` when
    TLS is off (opportunistic STARTTLS, RFC 3207 / RFC 7435); TLS >= 1.2
    for ``smtpd_tls_protocols`` and ``smtpd_tls_mandatory_protocols``
-   (RFC 8996 deprecates 1.0/1.1). SASL settings are left as they are.
+   (RFC 8996 deprecates 1.0/1.1); ``smtpd_tls_exclude_ciphers`` drops the
+   anonymous and broken suites when the admin has not set it. SASL
+   settings are left as they are.
 3. With ``setup_submission``: the submission service (RFC 6409) is created
    with ``postconf -M`` if missing, and its ``-o`` overrides set with
    ``postconf -P``: STARTTLS required (``smtpd_tls_security_level=encrypt``),
@@ -40,6 +42,9 @@ DEFAULT_SUBMISSION_LISTEN = "587"
 CONFIG_FILES = ("main.cf", "master.cf")
 MODERN_PROTOCOLS = ">=TLSv1.2"  # Postfix >= 3.6 syntax
 LEGACY_PROTOCOLS = "!SSLv2, !SSLv3, !TLSv1, !TLSv1.1"  # same policy for Postfix < 3.6
+# Postfix's default cipher lists keep anonymous (aNULL) suites: they authenticate nobody, so a
+# client that offers them can be intercepted - fatal for AUTH on 587. Only set when the admin has no list.
+EXCLUDE_CIPHERS = "aNULL, eNULL, EXPORT, DES, RC4, MD5, 3DES"
 SASL_HINT = (
     "Postfix has no SASL backend configured, so the submission port cannot offer AUTH. "
     "With Dovecot add to main.cf:\n"
@@ -247,7 +252,8 @@ def deploy(ctx: DeployContext) -> None:
     pf = Postfix(config_dir, ctx.run)
     backup(ctx, config_dir)
     current = pf.values("mail_version", "smtpd_tls_chain_files", "smtpd_tls_security_level",
-                        "smtpd_tls_protocols", "smtpd_tls_mandatory_protocols", "smtpd_use_tls")
+                        "smtpd_tls_protocols", "smtpd_tls_mandatory_protocols", "smtpd_use_tls",
+                        "smtpd_tls_exclude_ciphers")
     protocols = protocols_for(current.get("mail_version", ""))
     changes: dict[str, str] = {}
     combined = str(ctx.paths.combined)
@@ -258,6 +264,8 @@ def deploy(ctx: DeployContext) -> None:
     for param in ("smtpd_tls_protocols", "smtpd_tls_mandatory_protocols"):
         if not protocols_ok(current.get(param, "")):
             changes[param] = protocols
+    if not current.get("smtpd_tls_exclude_ciphers", "").strip():
+        changes["smtpd_tls_exclude_ciphers"] = EXCLUDE_CIPHERS
     if changes:
         pf.set_main(changes)
         for key, value in changes.items():
