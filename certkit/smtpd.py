@@ -301,6 +301,8 @@ async def serve(cfg: ServerConfig, ready: Callable[[], None] | None = None) -> N
                             tls_context=None, auth_required=True, auth_require_tls=True,
                             authenticator=handler.authenticate)
 
+    if cfg.pid_file is not None:
+        tlsreload.check_pid_file_free(cfg.pid_file)
     servers = [await _listen(loop, submission_factory, cfg.listen, None)]
     if cfg.smtps_listen is not None:
         servers.append(await _listen(loop, implicit_factory, cfg.smtps_listen, cfg.tls.context))

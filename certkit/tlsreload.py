@@ -226,6 +226,24 @@ def read_status(pid_file: str | Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
+def check_pid_file_free(pid_file: str | Path) -> None:
+    """Refuse to start when ``pid_file`` names another running process (exit 1)."""
+    try:
+        pid = int(Path(pid_file).read_text().strip())
+    except (OSError, ValueError):
+        return
+    if pid == os.getpid():
+        return
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return  # stale: the server died without cleaning up
+    except PermissionError:
+        pass  # alive, owned by someone else
+    raise OperationError(f"pid file {pid_file} names process {pid}, which is running",
+                         "stop that server first, or give this one another --pid-file")
+
+
 def write_pid_file(pid_file: str | Path) -> None:
     from certkit.store import atomic_write
 

@@ -323,6 +323,13 @@ def test_deploy_refuses_wrong_lineage_missing_and_stale_pid_files(smtpd_server: 
         sleeper.wait()
 
 
+def test_second_server_with_same_pid_file_refused(smtpd_server: SmtpdServer) -> None:
+    srv = smtpd_server
+    proc = subprocess.run(srv.argv, capture_output=True, text=True, env=child_env(), timeout=20)
+    assert proc.returncode == 1 and f"names process {srv.proc.pid}, which is running" in proc.stderr
+    assert srv.pid_file.read_text().strip() == str(srv.proc.pid)
+
+
 def test_sigterm_stops_cleanly(smtpd_server: SmtpdServer) -> None:
     srv = smtpd_server
     conn = starttls(srv.port)
