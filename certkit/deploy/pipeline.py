@@ -243,7 +243,8 @@ def _fail(
 ) -> CertkitError:
     """Roll back if asked and possible; return the error to raise (what failed + what was restored)."""
     failed_label = started[-1].label if started and not isinstance(exc, VerificationError) else None
-    what = f"{failed_label} failed: {exc.message}" if failed_label else exc.message
+    named = failed_label is None or failed_label.startswith(("hook ", "script:"))  # the message names it
+    what = exc.message if named else f"{failed_label} failed: {exc.message}"
     cls: type[CertkitError] = VerificationError if isinstance(exc, VerificationError) else HookError
     if not isinstance(exc, (HookError, VerificationError)) and exc.exit_code != 1:
         cls = type(exc)  # a usage error inside a target stays exit 2
@@ -280,4 +281,5 @@ def _fail(
     if problems:
         message += "\nrollback problems:\n  " + "\n  ".join(problems)
         return cls(message, "the previous version is live, but check the servers above by hand")
-    return cls(message, f"fix the problem, then run `certkit deploy {settings.name}` again")
+    return cls(message, "fix the problem and run the command again "
+                        f"(`certkit renew --force {settings.name}` issues and deploys a fresh version)")
