@@ -13,6 +13,7 @@ from certkit.check import CheckReport, parse_target, render_text
 from certkit.check.certinfo import name_matches
 from certkit.check.session import SessionError, SmtpSession
 from certkit.errors import UsageError
+from tests.servers.zoo import ZooPki
 
 
 @pytest.mark.parametrize(
@@ -131,3 +132,75 @@ def test_report_json_and_text() -> None:
     text = render_text(report)
     assert "fix: enable it" in text and "SKIP  2 checks not run (starttls-offered failed)" in text
     assert text.splitlines()[-1].startswith("smtp://x:25: FAILED (1 PASS, 1 FAIL, 2 SKIP)")
+
+
+# ----- the DER reader agrees with cryptography ------------------------------------
+def _cryptography_view(der: bytes) -> dict[str, object]:
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+    cert = x509.load_der_x509_certificate(der)
+    key = cert.public_key()
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        dns, ips = san.get_values_for_type(x509.DNSName), [str(i) for i in san.get_values_for_type(x509.IPAddress)]
+    except x509.ExtensionNotFound:
+        dns, ips = [], []
+    try:
+        eku = [o.dotted_string for o in cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value]
+    except x509.ExtensionNotFound:
+        eku = None
+    algo = cert.signature_hash_algorithm
+    return {
+        "subject": cert.subject.rfc4514_string() or "(empty)",
+        "issuer": cert.issuer.rfc4514_string() or "(empty)",
+        "serial": format(cert.serial_number, "x"),
+        "not_before": cert.not_valid_before_utc,
+        "not_after": cert.not_valid_after_utc,
+        "key_bits": key.key_size if isinstance(key, rsa.RSAPublicKey) else key.curve.key_size
+        if isinstance(key, ec.EllipticCurvePublicKey) else 256,
+        "signature_hash": algo.name if algo else "",
+        "dns_names": dns,
+        "ip_names": ips,
+        "eku": eku,
+        "self_signed": cert.issuer == cert.subject,
+    }
+
+
+def test_der_reader_matches_cryptography(zoo_pki: ZooPki) -> None:
+    import shutil
+
+    from certkit.check.der import EKU_NAMES, parse_certificate
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+
+    leaves = [
+        zoo_pki.leaf("good"),
+        zoo_pki.leaf("rsa1024", key="rsa1024"),
+        zoo_pki.leaf("rsa2048", key="rsa2048"),
+        zoo_pki.leaf("cn-only", names=()),
+        zoo_pki.leaf("selfsigned", self_signed=True),
+        zoo_pki.leaf("client-eku", eku=(ExtendedKeyUsageOID.CLIENT_AUTH,)),
+        zoo_pki.leaf("no-eku", eku=None),
+        zoo_pki.leaf("odd-name", cn='a,b+c "q" #x', names=("xn--bcher-kva.example", "::1", "10.0.0.1")),
+    ]
+    if shutil.which("openssl"):
+        leaves.append(zoo_pki.sha1_leaf())
+    pems = [leaf.cert_pem for leaf in leaves] + [zoo_pki.ca_file.read_bytes()]
+    for pem in pems:
+        der = x509.load_pem_x509_certificate(pem).public_bytes(serialization.Encoding.DER)
+        mine = parse_certificate(der)
+        theirs = _cryptography_view(der)
+        if theirs["eku"] is not None:
+            theirs["eku"] = [EKU_NAMES.get(o, o) for o in theirs["eku"]]  # type: ignore[union-attr]
+        for key, value in theirs.items():
+            assert mine[key] == value, (key, mine[key], value)
+
+
+@pytest.mark.parametrize("junk", [b"", b"\x30", b"\x30\x82\xff\xff", b"\x30\x03\x02\x01\x01", b"\x04\x00" * 8])
+def test_der_reader_rejects_junk(junk: bytes) -> None:
+    from certkit.check.der import parse_certificate
+
+    with pytest.raises(ValueError):
+        parse_certificate(junk)

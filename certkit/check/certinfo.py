@@ -1,10 +1,4 @@
-"""Facts about a served certificate, and SAN-only name matching.
-
-Two sources: the ``ssl`` module's decoded dict (free after a verified
-handshake, keeps the quick path free of the cryptography import) and the DER
-bytes parsed with ``cryptography`` (everything: key size, signature hash,
-EKU), imported only when needed.
-"""
+"""Facts about a served certificate, and SAN-only name matching."""
 
 from __future__ import annotations
 
@@ -13,16 +7,6 @@ import hashlib
 import ipaddress
 from dataclasses import dataclass, field
 from typing import Any
-
-_SHORT = {
-    "commonName": "CN",
-    "organizationName": "O",
-    "organizationalUnitName": "OU",
-    "countryName": "C",
-    "stateOrProvinceName": "ST",
-    "localityName": "L",
-    "emailAddress": "emailAddress",
-}
 
 
 @dataclass
@@ -88,107 +72,32 @@ def _iso(when: dt.datetime) -> str:
     return when.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _dn_from_ssl(rdns: Any) -> str:
-    parts = []
-    for rdn in rdns or ():
-        for key, value in rdn:
-            parts.append(f"{_SHORT.get(key, key)}={value}")
-    # RFC 4514 order (most specific first), as cryptography prints it
-    return ",".join(reversed(parts)) or "(empty)"
-
-
-def _ssl_time(text: str) -> dt.datetime:
-    import ssl
-
-    return dt.datetime.fromtimestamp(ssl.cert_time_to_seconds(text), dt.timezone.utc)
-
-
-def from_ssl_dict(der: bytes, info: dict[str, Any], chain_length: int = 1) -> CertFacts:
-    """Facts from ``SSLSocket.getpeercert()`` (only filled after a verified handshake)."""
-    dns: list[str] = []
-    ips: list[str] = []
-    for kind, value in info.get("subjectAltName", ()):
-        if kind == "DNS":
-            dns.append(value)
-        elif kind == "IP Address":
-            ips.append(str(ipaddress.ip_address(value.strip())))
-    subject = _dn_from_ssl(info.get("subject"))
-    issuer = _dn_from_ssl(info.get("issuer"))
-    return CertFacts(
-        der=der,
-        subject=subject,
-        issuer=issuer,
-        dns_names=dns,
-        ip_names=ips,
-        not_before=_ssl_time(info["notBefore"]),
-        not_after=_ssl_time(info["notAfter"]),
-        serial=str(info.get("serialNumber", "")).lower().lstrip("0") or None,
-        self_signed=subject == issuer,
-        chain_length=chain_length,
-    )
-
-
 def from_der(der: bytes, chain_length: int = 1) -> CertFacts:
-    """Every fact, parsed with cryptography.
+    """Every fact certkit reports, read from the DER certificate (certkit.check.der).
 
     Raises:
-        ValueError: the bytes are not a certificate cryptography can read.
+        ValueError: the bytes are not a certificate the reader understands.
     """
-    from cryptography import x509
-    from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
+    from certkit.check.der import parse_certificate
 
-    cert = x509.load_der_x509_certificate(der)
-    dns: list[str] = []
-    ips: list[str] = []
-    try:
-        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-        dns = list(san.get_values_for_type(x509.DNSName))
-        ips = [str(ip) for ip in san.get_values_for_type(x509.IPAddress)]
-    except x509.ExtensionNotFound:
-        pass
-    eku: list[str] | None = None
-    try:
-        ext = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
-        eku = [oid._name if oid._name != "Unknown OID" else oid.dotted_string for oid in ext]
-    except x509.ExtensionNotFound:
-        pass
-    key = cert.public_key()
-    kind: str | None
-    bits: int | None
-    if isinstance(key, rsa.RSAPublicKey):
-        kind, bits, label = "rsa", key.key_size, f"rsa{key.key_size}"
-    elif isinstance(key, ec.EllipticCurvePublicKey):
-        kind, bits, label = "ec", key.curve.key_size, f"ec{key.curve.key_size}"
-    elif isinstance(key, ed25519.Ed25519PublicKey):
-        kind, bits, label = "ed25519", 256, "ed25519"
-    elif isinstance(key, ed448.Ed448PublicKey):
-        kind, bits, label = "ed448", 456, "ed448"
-    elif isinstance(key, dsa.DSAPublicKey):
-        kind, bits, label = "dsa", key.key_size, f"dsa{key.key_size}"
-    else:
-        kind, bits, label = None, None, type(key).__name__
-    try:
-        algo = cert.signature_hash_algorithm
-        sig_hash = algo.name if algo is not None else None
-    except Exception:
-        sig_hash = cert.signature_algorithm_oid._name
-    subject = cert.subject.rfc4514_string() or "(empty)"
-    issuer = cert.issuer.rfc4514_string() or "(empty)"
+    f = parse_certificate(der)
+    kind, bits = f["key_kind"], f["key_bits"]
+    label = f"{kind}{bits}" if kind in ("rsa", "ec", "dsa") and bits else kind
     return CertFacts(
         der=der,
-        subject=subject,
-        issuer=issuer,
-        dns_names=dns,
-        ip_names=ips,
-        not_before=cert.not_valid_before_utc,
-        not_after=cert.not_valid_after_utc,
-        serial=format(cert.serial_number, "x"),
+        subject=f["subject"],
+        issuer=f["issuer"],
+        dns_names=f["dns_names"],
+        ip_names=f["ip_names"],
+        not_before=f["not_before"],
+        not_after=f["not_after"],
+        serial=f["serial"],
         key=label,
         key_kind=kind,
         key_bits=bits,
-        signature_hash=sig_hash,
-        eku=eku,
-        self_signed=cert.issuer == cert.subject,
+        signature_hash=f["signature_hash"] or None,
+        eku=f["eku"],
+        self_signed=f["self_signed"],
         chain_length=chain_length,
         detailed=True,
     )

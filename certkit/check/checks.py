@@ -217,9 +217,7 @@ def applicable(target: Target, opts: CheckOptions) -> list[str]:
     ids += ["tls-handshake", "chain-trust", "name-match"]
     if opts.expected_pem:
         ids.append("expected-cert")
-    if not opts.quick:
-        ids += ["key-strength", "signature-hash", "eku-server-auth"]
-    ids += ["time-left", "ehlo-after-tls"]
+    ids += ["key-strength", "signature-hash", "eku-server-auth", "time-left", "ehlo-after-tls"]
     if not opts.quick:
         ids.append("relay-refused")
         if opts.auth_user is not None and opts.password is not None:
@@ -239,11 +237,12 @@ def _main_session(target: Target, opts: CheckOptions, report: CheckReport) -> No
             session = SmtpSession(target.host, target.port, opts.timeout, report.transcript)
             tls = _open(target, opts, report, session, verified=False)
             assert tls is not None
-        if opts.quick and report.get("chain-trust") and report.get("chain-trust").status == PASS:  # type: ignore[union-attr]
-            facts = certinfo.from_ssl_dict(tls.getpeercert(True) or b"", tls.getpeercert() or {})
-        else:
-            chain = peer_chain_der(tls)
+        chain = peer_chain_der(tls)
+        try:
             facts = certinfo.from_der(chain[0], len(chain))
+        except (ValueError, IndexError) as exc:
+            report.add("tls-handshake", FAIL, f"the served certificate cannot be read: {exc}", FIX["tls-handshake"])
+            raise _Stop("tls-handshake") from exc
         session.note(f"*  TLS {tls.version()} {(tls.cipher() or ('?',))[0]}")
         for line in facts.summary_lines():
             session.note(f"*  {line}")
@@ -408,8 +407,7 @@ def _certificate_checks(target: Target, opts: CheckOptions, report: CheckReport,
         else:
             report.add("expected-cert", FAIL, f"served sha256 {facts.sha256[:16]}... ({facts.subject}, until "
                        f"{facts.not_after:%Y-%m-%d}), expected sha256 {want[:16]}...", FIX["expected-cert"])
-    if facts.detailed:
-        _key_checks(opts, report, facts)
+    _key_checks(opts, report, facts)
     now = opts.now() if opts.now else dt.datetime.now(dt.timezone.utc)
     lifetime = (facts.not_after - facts.not_before).total_seconds()
     left = (facts.not_after - now).total_seconds()
