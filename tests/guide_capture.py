@@ -331,8 +331,8 @@ def worlds(needed: set[str], base: Path | None = None) -> Iterator[dict[str, Wor
                                     postfix_dir=pf.config_dir)
         if "smtpd" in needed:
             made["smtpd"] = World("smtpd", base / "smtpd", {"submission": _free_port(), "smtps": _free_port()})
-        if "windows" in needed:
-            made["windows"] = World("windows", base / "windows")
+        for name in needed - {"postfix", "smtpd", "acme"}:
+            made[name] = World(name, base / name)  # a plain machine: no servers
         if "acme" in needed:
             from tests.servers.pebble import start_pebble
 

@@ -1,0 +1,114 @@
+"""The guide cannot rot: its commands run against the fixtures and print what it shows.
+
+tests/guide_capture.py runs every ``guide:run`` block of docs/guide.md (a
+private Postfix + Dovecot, `certkit smtpd` on loopback ports, Pebble for
+ACME) and renders the output blocks; here the fresh output, with times,
+serials, fingerprints and ports masked, must equal what the guide shows.
+After an intended change in certkit's output, refresh the guide with
+``python -m tests.guide_capture``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.guide_capture import GUIDES, Block, Result, mask, parse_guide, render, run_guide
+
+ENGLISH, KOREAN = GUIDES
+_SH_BLOCK_RE = re.compile(r"(<!-- guide:run [^>]*-->\s*\n)?```sh\n(.*?)```", re.S)
+_CHECKLIST_RE = re.compile(r"^(PASS|WARN|FAIL|SKIP)\s+(\S+)", re.M)
+
+
+def _blocks(path: Path, kind: str) -> list[Block]:
+    return [b for b in parse_guide(path.read_text(encoding="utf-8")) if b.kind == kind]
+
+
+def test_both_languages_run_the_same_commands_and_show_the_same_output() -> None:
+    for kind in ("run", "output"):
+        english = [(b.name, b.attrs, b.body) for b in _blocks(ENGLISH, kind)]
+        korean = [(b.name, b.attrs, b.body) for b in _blocks(KOREAN, kind)]
+        assert [e[0] for e in english] == [k[0] for k in korean], f"guide:{kind} blocks differ in name or order"
+        for eng, kor in zip(english, korean):
+            assert eng == kor, f"guide:{kind} {eng[0]} differs between guide.md and guide.ko.md"
+
+
+def test_every_certkit_command_in_a_shell_block_is_run() -> None:
+    """A ```sh block holding a certkit command must be a guide:run block (PowerShell blocks run on Windows)."""
+    for path in GUIDES:
+        for match in _SH_BLOCK_RE.finditer(path.read_text(encoding="utf-8")):
+            if match.group(1):
+                continue
+            lines = [ln.strip() for ln in match.group(2).splitlines()]
+            stray = [ln for ln in lines if ln.startswith("certkit ")]
+            assert not stray, f"{path.name}: not run by the tests: {stray}"
+
+
+def test_every_output_block_has_a_run_block() -> None:
+    runs = {b.name for b in _blocks(ENGLISH, "run")}
+    for block in _blocks(ENGLISH, "output"):
+        assert block.name in runs, f"guide:output {block.name} has no guide:run block"
+        assert block.body.strip(), f"guide:output {block.name} is empty: run python -m tests.guide_capture"
+
+
+@pytest.fixture(scope="module")
+def guide_run() -> Iterator[dict[str, list[Result]]]:
+    """Every guide:run block of the English guide, run once against fresh fixtures."""
+    from tests.conftest import skip_or_fail
+    from tests.servers.pebble import PebbleUnavailable
+    from tests.servers.postfix import unavailable_reason
+
+    reason = unavailable_reason()
+    if reason:
+        skip_or_fail(reason)
+    try:
+        results = run_guide(ENGLISH.read_text(encoding="utf-8"))
+    except (PebbleUnavailable, RuntimeError) as exc:
+        skip_or_fail(f"a guide fixture did not start: {exc}")
+        raise  # unreachable
+    yield results
+
+
+@pytest.mark.postfix
+@pytest.mark.pebble
+def test_outputs_match_the_guide(guide_run: dict[str, list[Result]]) -> None:
+    stale = []
+    for block in _blocks(ENGLISH, "output"):
+        fresh = mask(render(guide_run[block.name])).splitlines()
+        shown = mask(block.body).splitlines()
+        if fresh != shown:
+            diff = "\n".join(difflib.unified_diff(shown, fresh, "guide", "fresh run", lineterm="", n=1))
+            stale.append(f"{block.name}:\n{diff}")
+    assert not stale, ("the guide's output is out of date - run `python -m tests.guide_capture`:\n"
+                       + "\n\n".join(stale))
+
+
+@pytest.mark.postfix
+@pytest.mark.pebble
+def test_every_check_in_the_guide_passes(guide_run: dict[str, list[Result]]) -> None:
+    """Both Linux paths end verified: no FAIL on 25, 587 or 465, AUTH and the test send PASS on 587."""
+    checks = {name: res for name, res in guide_run.items() if "/check-" in name}
+    assert set(checks) >= {"postfix/check-587", "postfix/check-25", "smtpd/check-587", "smtpd/check-465"}
+    for name, results in checks.items():
+        out = results[-1].output
+        statuses = dict((cid, st) for st, cid in _CHECKLIST_RE.findall(out))
+        assert "FAIL" not in statuses.values(), f"{name}:\n{out}"
+        assert results[-1].returncode == 0, f"{name}:\n{out}"
+        if name.endswith("587"):
+            for cid in ("plaintext-auth-refused", "plaintext-mail-refused", "chain-trust", "name-match",
+                        "expected-cert", "tls10-refused", "relay-refused", "auth", "send-test"):
+                assert statuses.get(cid) == "PASS", f"{name}: {cid} is {statuses.get(cid)}\n{out}"
+
+
+@pytest.mark.postfix
+@pytest.mark.pebble
+def test_renewal_redeploys_and_verifies(guide_run: dict[str, list[Result]]) -> None:
+    out = guide_run["postfix/renew-force"][-1].output
+    assert "renewed   mail.example.com: version 2" in out
+    assert "reloaded; serving /etc/certkit/lineages/mail.example.com/live/combined.pem (version 2)" in out
+    assert "ok: submission://mail.example.com" in out
+    assert "1 renewed, 0 not due, 0 failed" in out
