@@ -11,6 +11,7 @@ import json
 import smtplib
 import ssl
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -213,3 +214,42 @@ def test_failing_verification_restores_previous_certificate(
     record = json.loads(certkit("show", NAME, "--json")[1])
     assert record["last_check"]["ok"] is False
     assert dead not in record["verify"]  # a failed deploy remembers nothing
+
+
+def test_every_command_carries_the_config_dir_and_a_stopped_postfix_is_started(
+        postfix: PostfixInstance, issued: Path) -> None:
+    from certkit import runner
+    from certkit.deploy.pipeline import deploy_live_version
+    from certkit.settings import DeployTarget
+    from certkit.store import Store
+
+    subprocess.run(["postfix", "-c", str(postfix.config_dir), "stop"], check=True, capture_output=True)
+    for _ in range(100):  # `postfix stop` signals master; wait until it is gone
+        if subprocess.run(["postfix", "-c", str(postfix.config_dir), "status"], capture_output=True).returncode:
+            break
+        time.sleep(0.05)
+    seen: list[list[str]] = []
+
+    def recording(argv: list[str], **kwargs: object) -> runner.Result:
+        seen.append(list(argv))
+        return runner.run(argv, **kwargs)  # type: ignore[arg-type]
+
+    lines: list[str] = []
+    target = DeployTarget("postfix", {"config_dir": str(postfix.config_dir), "setup_submission": True,
+                                      "submission_listen": postfix.submission_listen})
+    deploy_live_version(Store(issued), NAME, targets=[target], verify=[], previous_version=None,
+                        run=recording, echo=lines.append)
+    assert any("started" in line for line in lines), lines
+    assert seen and all(argv[1:3] == ["-c", str(postfix.config_dir)] for argv in seen), seen
+    tools = [Path(argv[0]).name for argv in seen]
+    assert tools.index("postfix") > tools.index("postconf")  # check/start only after the edits
+    assert [a[3] for a in seen if Path(a[0]).name == "postfix"] == ["check", "status", "start"]
+    assert served_sha256(postfix.submission_port) == live_sha256(issued), postfix.log()
+
+
+def test_missing_sasl_backend_is_explained(postfix: PostfixInstance, issued: Path) -> None:
+    postfix.postconf("-X", "smtpd_sasl_type", "smtpd_sasl_path")
+    code, out = certkit(*deploy_args(postfix))
+    assert code == 0, out
+    assert "no SASL backend" in out and "smtpd_sasl_type = dovecot" in out and "unix_listener" in out
+    postfix.reset()  # a submission smtpd without SASL would die on the next connection
