@@ -167,6 +167,11 @@ def test_reissue_is_served_without_manual_steps(postfix: PostfixInstance, issued
     assert "Deploying" in out and "reloaded" in out
     for port in (postfix.smtp_port, postfix.submission_port):
         assert served_sha256(port) == second, postfix.log()
+    code, out = certkit("renew", "--force", NAME)  # the timer's path: same remembered deploy
+    assert code == 0, out
+    third = live_sha256(issued)
+    assert third != second
+    assert served_sha256(postfix.submission_port) == third, postfix.log()
 
 
 def test_failing_hook_restores_previous_certificate(postfix: PostfixInstance, issued: Path, tmp_path: Path) -> None:
