@@ -325,3 +325,87 @@ def test_heavy_modules_stay_out_of_the_package_init() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parents[1]).stdout.strip()
     assert out == "False"
+
+
+class _FlakyAcme(BaseHTTPRequestHandler):
+    """Answers POSTs with a scripted list of (status, problem type, Retry-After), then 200."""
+
+    script: list[tuple[int, str, str | None]]
+    posts: int
+
+    def _nonce(self) -> None:
+        self.send_header("Replay-Nonce", f"nonce{time.monotonic_ns()}")
+
+    def do_HEAD(self) -> None:
+        self.send_response(200)
+        self._nonce()
+        self.end_headers()
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        type(self).posts += 1
+        status, typ, retry = self.script.pop(0) if self.script else (200, "", None)
+        body = json.dumps({"type": f"urn:ietf:params:acme:error:{typ}", "detail": typ} if typ else {}).encode()
+        self.send_response(status)
+        self._nonce()
+        self.send_header("Content-Type", "application/problem+json" if typ else "application/json")
+        if retry is not None:
+            self.send_header("Retry-After", retry)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def flaky() -> Iterator[tuple[str, type[_FlakyAcme]]]:
+    handler = type("F", (_FlakyAcme,), {"script": [], "posts": 0})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", handler
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _network(base: str, echo: Any = None) -> Any:
+    from josepy.jwk import JWKEC
+
+    from certkit.acme.net import Network
+
+    key = JWKEC(key=ec.generate_private_key(ec.SECP256R1()))
+    return Network(key, account_uri=base + "/acct/1", new_nonce_url=base + "/nonce",
+                   echo=echo or (lambda s: None))
+
+
+def test_bad_nonce_retried_many_times(flaky: tuple[str, type[_FlakyAcme]]) -> None:
+    base, handler = flaky
+    handler.script = [(400, "badNonce", None)] * 5  # the library alone gives up after one retry
+    response = _network(base).post_as_get(base + "/order/1")
+    assert response.status_code == 200 and handler.posts == 6
+
+
+def test_retry_after_on_503_is_waited_and_reported(flaky: tuple[str, type[_FlakyAcme]]) -> None:
+    base, handler = flaky
+    handler.script = [(503, "serverInternal", "1")]
+    said: list[str] = []
+    start = time.monotonic()
+    response = _network(base, said.append).post_as_get(base + "/order/1")
+    assert response.status_code == 200 and 0.9 < time.monotonic() - start < 3
+    assert said and "retry after 1 s" in said[0]
+
+
+def test_long_rate_limit_is_reported_not_waited(flaky: tuple[str, type[_FlakyAcme]]) -> None:
+    from certkit.acme.problems import translate
+
+    base, handler = flaky
+    handler.script = [(429, "rateLimited", "3600")]
+    start = time.monotonic()
+    with pytest.raises(AcmeError, match="rateLimited") as info, translate(base, "create the order"):
+        _network(base).post(base + "/new-order", None)
+    assert time.monotonic() - start < 1
+    assert "letsencrypt-staging" in str(info.value)
