@@ -460,3 +460,23 @@ def test_ari_window_stored_and_replaces_sent(pebble: PebbleServer, home: Path, m
     finally:
         front.shutdown()
         front.server_close()
+
+
+def test_account_unknown_to_the_ca_is_registered_again(pebble: PebbleServer, home: Path) -> None:
+    from certkit.acme import obtain
+
+    store = Store(home)
+    settings = settings_for(pebble, email="lost@example.com")
+    with store.lock():
+        obtain(store, settings, [names.parse_name("lost1.example.com")], keys.generate("ec256"))
+        adir = store.account_dir(pebble.directory_url, "lost@example.com")
+        info = json.loads((adir / "account.json").read_text())
+        # As if the CA had been reset: the stored account URL is unknown there (another process, no cache).
+        info["uri"] = info["uri"].rsplit("/", 1)[0] + "/999999"
+        store.save_account(pebble.directory_url, "lost@example.com", {"account.json": json.dumps(info).encode()})
+        from certkit.acme.account import forget
+
+        forget(store, pebble.directory_url, "lost@example.com")
+        result = obtain(store, settings, [names.parse_name("lost2.example.com")], keys.generate("ec256"))
+    assert result.account_url and not result.account_url.endswith("/999999")
+    assert json.loads((adir / "account.json").read_text())["uri"] == result.account_url
