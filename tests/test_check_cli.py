@@ -180,17 +180,17 @@ def test_busy_lock_skips_recording(zoo: Zoo, home: Path) -> None:
 
 
 def test_end_to_end_process_imports_stay_lean(good: ZooServer, zoo_pki: ZooPki) -> None:
-    """A real `python -m certkit check --quick` run: no acme/josepy/requests/aiosmtpd, no cryptography."""
+    """A real `python -m certkit check` run (whole audit): no acme/josepy/requests/aiosmtpd, not even cryptography."""
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     proc = subprocess.run(
-        [sys.executable, "-X", "importtime", "-m", "certkit", "check", "--quick",
+        [sys.executable, "-X", "importtime", "-m", "certkit", "check",
          f"submission://127.0.0.1:{good.port}", *ca_args(zoo_pki)],
         capture_output=True, text=True, env=env, timeout=60, cwd=str(ROOT),
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr[-2000:]
     imported = {line.split("|")[-1].strip() for line in proc.stderr.splitlines() if "|" in line}
     for heavy in ("acme", "josepy", "requests", "aiosmtpd", "cryptography", "asyncio"):
-        assert heavy not in imported, f"{heavy} imported on the quick check path"
+        assert heavy not in imported, f"{heavy} imported on the check path"
 
 
 def test_fleet_is_concurrent_and_bounded(zoo: Zoo, zoo_pki: ZooPki, tmp_path: Path) -> None:

@@ -42,10 +42,16 @@ def certkit_cmd() -> list[str]:
     return [sys.executable, "-m", "certkit"]
 
 
+# As installed: pip compiles bytecode at install time, so the runs may write and
+# use __pycache__ (a PYTHONDONTWRITEBYTECODE=1 shell would recompile every
+# certkit module on every run, about 10 ms).
+ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
+
 def timed(argv: list[str], **kw: object) -> float:
     started = time.perf_counter()
     proc = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                          **kw)  # type: ignore[call-overload]
+                          env=ENV, **kw)  # type: ignore[call-overload]
     elapsed = time.perf_counter() - started
     if proc.returncode != 0:
         raise SystemExit(f"benchmark command failed ({proc.returncode}): {' '.join(argv)}\n{proc.stderr[-800:]}")
@@ -67,7 +73,7 @@ def rss_and_wall(argv: list[str]) -> tuple[float, int]:
     with tempfile.NamedTemporaryFile("r", suffix=".time") as out:
         started = time.perf_counter()
         proc = subprocess.run(["/usr/bin/time", "-f", "%M", "-o", out.name, *argv], stdin=subprocess.DEVNULL,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=ENV)
         wall = time.perf_counter() - started
         if proc.returncode not in (0, 1):
             raise SystemExit(f"fleet run failed: {proc.stderr[-800:]}")
@@ -111,6 +117,9 @@ def main() -> None:
         print(f"core (certkit check --quick / openssl s_client): {results['core_ratio']}x (goal <= 2x)")
         print(f"audit (certkit check / openssl s_client): {results['audit_ratio']}x (goal <= 10x)")
 
+        if args.fleet <= 0:
+            print(json.dumps(results))
+            return
         # ----- fleet ----------------------------------------------------------
         portfile = Path(tmp) / "ports"
         fleet = subprocess.Popen([sys.executable, str(Path(__file__).with_name("fleet_server.py")), str(leaf.cert),
@@ -164,7 +173,7 @@ def main() -> None:
               f"at {len(ports)} (--quick), {f['rss_kib_all_full']} KiB at {len(ports)} (full audit)")  # type: ignore[index]
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(results, indent=2) + "\n")
-    os.sys.stdout.flush()
+    sys.stdout.flush()
 
 
 if __name__ == "__main__":

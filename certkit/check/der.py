@@ -136,7 +136,11 @@ def _time(tag: int, raw: bytes) -> dt.datetime:
         raise ValueError("bad time")
     if not text.endswith("Z") or len(text) != 15:
         raise ValueError(f"unsupported time {text!r}")
-    return dt.datetime.strptime(text, "%Y%m%d%H%M%SZ").replace(tzinfo=dt.timezone.utc)
+    if not text[:14].isdigit():
+        raise ValueError(f"unsupported time {text!r}")
+    # int slices, not strptime: strptime costs more than the rest of the certificate
+    return dt.datetime(int(text[0:4]), int(text[4:6]), int(text[6:8]), int(text[8:10]), int(text[10:12]),
+                       int(text[12:14]), tzinfo=dt.timezone.utc)
 
 
 def _int(raw: bytes) -> int:

@@ -34,7 +34,7 @@ def run_many(
     opts._ctx = options._ctx  # share the verify context (SSLContext is thread-safe)
     opts.verify_context()
     opts.helo_name()
-    window = max(4 * concurrency, 8)
+    window = 2 * concurrency + 2  # in flight plus finished-but-not-yet-printed
     pending: deque[Future[CheckReport]] = deque()
     total = failed = 0
 

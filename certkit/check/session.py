@@ -67,6 +67,8 @@ class Reply:
 
 def _printable(data: bytes) -> str:
     text = data.decode("utf-8", "replace")
+    if text.isprintable():  # the usual case, without a per-character loop
+        return text
     return "".join(ch if ch.isprintable() else f"\\x{ord(ch):02x}" for ch in text)
 
 
