@@ -480,3 +480,56 @@ def test_account_unknown_to_the_ca_is_registered_again(pebble: PebbleServer, hom
         result = obtain(store, settings, [names.parse_name("lost2.example.com")], keys.generate("ec256"))
     assert result.account_url and not result.account_url.endswith("/999999")
     assert json.loads((adir / "account.json").read_text())["uri"] == result.account_url
+
+
+def test_profiles(pebble: PebbleServer, home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import ssl
+    import urllib.request
+
+    from certkit.acme import net as acme_net
+
+    no_profiles = CliRunner().invoke(cli, ["--home", str(home), "issue", "--cn", "p.example.com",
+                                           *acme_args(pebble, "--profile", "tlsserver")])
+    assert no_profiles.exit_code == 2 and "offers no certificate profiles" in no_profiles.output
+
+    with urllib.request.urlopen(pebble.directory_url,
+                                context=ssl.create_default_context(cafile=str(pebble.ca_bundle))) as resp:
+        directory = json.loads(resp.read())
+    directory["meta"]["profiles"] = {"classic": "the usual", "tlsserver": "server auth only"}
+    body = json.dumps(directory).encode()
+
+    class Handler(SimpleHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    front = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=front.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    payloads: list[Any] = []
+    real_post = acme_net.Network.post
+
+    def spy(self: Any, url: str, obj: Any, **kw: Any) -> Any:
+        payloads.append(obj.to_partial_json() if obj is not None else None)
+        return real_post(self, url, obj, **kw)
+
+    monkeypatch.setattr(acme_net.Network, "post", spy)
+    try:
+        args = acme_args(pebble)
+        args[args.index("--server") + 1] = f"http://127.0.0.1:{front.server_address[1]}/dir"
+        unknown = CliRunner().invoke(cli, ["--home", str(home), "issue", "--cn", "p.example.com", *args,
+                                           "--profile", "shortlived"])
+        assert unknown.exit_code == 2 and "classic, tlsserver" in unknown.output
+        ok = issue_cli(home, "--cn", "p.example.com", *args, "--profile", "tlsserver")
+        assert ok.exit_code == 0, ok.output
+        orders = [p for p in payloads if isinstance(p, dict) and "identifiers" in p]
+        assert orders[-1]["profile"] == "tlsserver"
+        assert Store(home).load_settings("p.example.com").acme.profile == "tlsserver"  # type: ignore[union-attr]
+    finally:
+        front.shutdown()
+        front.server_close()

@@ -19,7 +19,7 @@ import json
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,7 +63,10 @@ def meta_of(directory: messages.Directory) -> dict[str, Any]:
     meta = directory._jobj.get("meta")
     if meta is not None and hasattr(meta, "to_partial_json"):
         meta = meta.to_partial_json()
-    return dict(meta) if isinstance(meta, dict) else {}
+    if not isinstance(meta, Mapping):
+        return {}
+    # josepy hands nested objects back as its frozendict: plain dicts for the callers.
+    return {k: dict(v) if isinstance(v, Mapping) else v for k, v in meta.items()}
 
 
 def resource(directory: messages.Directory, name: str) -> str | None:
