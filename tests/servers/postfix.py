@@ -166,6 +166,14 @@ def _run(argv: list[str], timeout: float = 60) -> subprocess.CompletedProcess[st
     return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
 
 
+def _date_back(*paths: Path) -> None:
+    """Postfix will not read a config file younger than ~1 s (dict_load_file waits for it to
+    settle); these files are complete, so date them back and save every start/reload that wait."""
+    past = time.time() - 3
+    for path in paths:
+        os.utime(path, (past, past))
+
+
 def unavailable_reason() -> str | None:
     """Why a private Postfix cannot run here (None when it can)."""
     if os.geteuid() != 0:
@@ -203,6 +211,7 @@ def _edit_alternate_dirs(add: str | None = None, remove: str | None = None) -> N
         if wanted != current:
             _run(["postconf", "-c", str(DEFAULT_MAIN_CF.parent), "-e",
                   "alternate_config_directories = " + " ".join(wanted)])
+            _date_back(DEFAULT_MAIN_CF)  # else the next `postfix -c DIR start` waits ~2 s for it to settle
 
 
 @dataclass
@@ -263,10 +272,7 @@ class PostfixInstance:
             path = self.config_dir / fname
             if path.read_bytes() != data:
                 path.write_bytes(data)
-                # Postfix will not read a config file younger than ~1 s (dict_load_file waits for it
-                # to settle); this file is complete, so date it back and save the reload that wait.
-                past = time.time() - 3
-                os.utime(path, (past, past))
+                _date_back(path)
                 changed = True
         if changed:
             self.reload()
@@ -328,6 +334,7 @@ def start_postfix(hostname: str = "mail.certkit.test", base: Path | None = None)
     (config_dir / "main.cf").write_text(MAIN_CF.format(base=base, hostname=hostname, sasl_port=sasl_port))
     (config_dir / "master.cf").write_text(MASTER_CF.format(smtp_service=f"127.0.0.1:{smtp_port}"))
     inst._pristine = {f: (config_dir / f).read_bytes() for f in ("main.cf", "master.cf")}
+    _date_back(config_dir / "main.cf", config_dir / "master.cf")
     (base / "maillog").touch()
     try:
         _start_dovecot(base, sasl_port, inst.users)
