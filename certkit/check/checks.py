@@ -286,7 +286,7 @@ def _open(target: Target, opts: CheckOptions, report: CheckReport, session: Smtp
         else:
             report.add("starttls-offered", FAIL, "STARTTLS is not offered: everything, passwords included, "
                        "would cross the network in clear", FIX["starttls-offered"])
-            report.skip(["auth-before-tls", "plaintext-auth-refused", "plaintext-mail-refused"], "no STARTTLS")
+            report.skip([i for i in applicable(target, opts) if i not in ("connect", "banner", "ehlo")], "no STARTTLS")
             raise _Stop("starttls-offered")
         if "AUTH" in kw:
             status = FAIL if target.submission else WARN
