@@ -108,9 +108,12 @@ def run_issue(store: Store, opts: dict[str, Any]) -> None:
         warn(f"{settings.domains[0]} is longer than 64 characters, the CN limit: the certificate has no CN "
              "and carries the name as a SAN only (what clients match); IIS will show an empty name")
     targets = parse_deploy_targets(opts.get("deploy_targets") or ())
-    outcome = issue(store, settings, echo=click.echo, extra_targets=targets,
+    as_json = bool(opts.get("as_json"))
+    # With --json, stdout carries only the record: progress lines (ACME waits, deploy steps) go to stderr.
+    echo = (lambda line: click.echo(line, err=True)) if as_json else click.echo
+    outcome = issue(store, settings, echo=echo, extra_targets=targets,
                     extra_verify=list(opts.get("verify_urls") or ()))
-    report(store, outcome, bool(opts.get("as_json")))
+    report(store, outcome, as_json)
 
 
 def report(store: Store, outcome: IssueOutcome, as_json: bool) -> None:
