@@ -266,3 +266,10 @@ def test_windows_target_elsewhere_changes_nothing(issued: Store, tmp_path: Path)
     assert "-Site 'Default Web Site'" in out and "not remembered" in out
     assert [t.target for t in issued.load_settings(NAME).deploy] == [f"script:{hook}"]
     assert Path(json.loads(certkit("show", NAME, "--json")[1])["paths"]["pfx"]).is_file()  # made for iis
+
+
+def test_bad_verify_url_fails_before_any_target(issued: Store, tmp_path: Path) -> None:
+    hook, out = env_dumper(tmp_path)
+    code, text = certkit("deploy", NAME, "--to", f"script:{hook}", "--verify", "imap://mail.example.com")
+    assert code == 2 and "imap" in text
+    assert not out.exists()

@@ -176,6 +176,11 @@ def deploy_live_version(
             raise NotFoundError(f"lineage {name!r} has no live version", f"run `certkit issue --name {name} ...`")
         for target in targets:
             registry.kind_of(target.target)  # unknown names fail before anything runs
+        if verify and verifier is None:
+            from certkit.check import parse_target as parse_url
+
+            for url in verify:
+                parse_url(url)  # a malformed --verify URL is exit 2 before any server is touched
         started: list[_Step] = []
         results: list[VerifyResult] = []
         try:
