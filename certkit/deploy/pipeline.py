@@ -195,7 +195,8 @@ def deploy_live_version(
                     if result.ok and finding.get("status") == "FAIL":  # audit findings that do not fail a deploy
                         echo(f"  note: {finding.get('id')} FAIL: {finding.get('detail')}")
                 if not result.ok:
-                    raise VerificationError(f"{url} does not serve version {version} correctly: {result.detail}",
+                    detail = result.detail.removeprefix(f"{url}: ")  # the check's detail names the URL too
+                    raise VerificationError(f"{url} does not serve version {version} correctly: {detail}",
                                             "see the check output above")
         except CertkitError as exc:
             if results:
