@@ -103,7 +103,7 @@ def test_json_single_and_several_agree(zoo: Zoo, zoo_pki: ZooPki, good: ZooServe
     docs = json.loads(res.stdout)
     assert res.exit_code == 1
     assert [d["target"] for d in docs] == urls  # input order, although the silent one finishes last
-    for single, fleet in zip(singles, docs):
+    for single, fleet in zip(singles, docs, strict=True):
         assert single["ok"] == fleet["ok"]
         assert [(c["id"], c["status"]) for c in single["checks"]] == [(c["id"], c["status"]) for c in fleet["checks"]]
     assert [d["ok"] for d in docs] == [False, True, False]

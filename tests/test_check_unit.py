@@ -170,10 +170,11 @@ def _cryptography_view(der: bytes) -> dict[str, object]:
 def test_der_reader_matches_cryptography(zoo_pki: ZooPki) -> None:
     import shutil
 
-    from certkit.check.der import EKU_NAMES, parse_certificate
     from cryptography import x509
     from cryptography.hazmat.primitives import serialization
     from cryptography.x509.oid import ExtendedKeyUsageOID
+
+    from certkit.check.der import EKU_NAMES, parse_certificate
 
     leaves = [
         zoo_pki.leaf("good"),

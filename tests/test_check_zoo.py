@@ -17,7 +17,7 @@ import pytest
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from certkit.check import CheckOptions, CheckReport, check_url, verify_deployment
-from tests.servers.zoo import NAME, PASSWORD, USER, Behaviour, ZooPki, ZooServer, aiosmtpd_server, server_context
+from tests.servers.zoo import NAME, PASSWORD, USER, ZooPki, ZooServer, aiosmtpd_server, server_context
 
 Zoo = Callable[..., ZooServer]
 

@@ -60,7 +60,7 @@ def timed(argv: list[str], **kw: object) -> float:
 
 def alternate(commands: dict[str, list[str]], runs: int) -> dict[str, float]:
     samples: dict[str, list[float]] = {k: [] for k in commands}
-    for name, argv in commands.items():  # warm-up: page cache, pyc files
+    for argv in commands.values():  # warm-up: page cache, pyc files
         timed(argv)
     for _ in range(runs):
         for name, argv in commands.items():

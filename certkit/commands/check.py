@@ -47,7 +47,7 @@ from certkit.errors import CheckFailed, LockError, NotFoundError, UsageError
 @click.option("--transcript/--no-transcript", default=None,
               help="Show the S:/C: session (default: on for one target, off for several).")
 @click.pass_context
-def check_command(ctx: click.Context, urls: tuple[str, ...], **opts: Any) -> None:
+def check_command(ctx: click.Context, /, urls: tuple[str, ...], **opts: Any) -> None:
     """Audit SMTP servers: the STARTTLS session, certificate, TLS versions, AUTH and relay policy.
 
     URL is smtp://HOST[:25] (STARTTLS), submission://HOST[:587] (STARTTLS +
@@ -112,7 +112,7 @@ def _iter_targets(urls: tuple[str, ...], targets_file: str | None) -> Iterator[s
     yield from urls
     if targets_file is None:
         return
-    stream = sys.stdin if targets_file == "-" else open(targets_file, encoding="utf-8")  # noqa: SIM115
+    stream = sys.stdin if targets_file == "-" else open(targets_file, encoding="utf-8")
     try:
         for line in stream:
             line = line.strip()
@@ -167,7 +167,8 @@ def run_check(ctx: click.Context, urls: tuple[str, ...], opts: dict[str, Any]) -
             click.echo((("[\n" if index == 0 else ",\n") + text) if many else text, nl=not many)
         elif many and not show_transcript:
             lines = render_text(report, transcript=False).splitlines()
-            click.echo("\n".join([lines[-1]] + ["  " + ln for ln in lines[:-1] if ln.startswith(("FAIL", "WARN", " "))]))
+            problems = ["  " + ln for ln in lines[:-1] if ln.startswith(("FAIL", "WARN", " "))]
+            click.echo("\n".join([lines[-1], *problems]))
         else:
             click.echo(render_text(report, transcript=bool(show_transcript)) + ("\n" if many else ""))
         if not report.ok:

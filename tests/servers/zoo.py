@@ -375,7 +375,7 @@ def aiosmtpd_server(ctx: ssl.SSLContext, *, open_relay: bool = False) -> Iterato
     from aiosmtpd.smtp import AuthResult, LoginPassword
 
     class Handler:
-        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
             return "250 2.0.0 Message accepted"
 
     def authenticator(server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> AuthResult:
