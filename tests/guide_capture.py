@@ -234,6 +234,9 @@ class World:
             # The guide's hook updates a real DNS server; here a stand-in sets the test DNS's records.
             cmd = re.sub(r"--dns-resolver \S+", f"--dns-resolver {self.dns_resolver}", cmd)
         if self.postfix_dir is not None:
+            # The test instance has no chroot jail, and its port-465 stand-in is a loopback port.
+            smtps = f"127.0.0.1:{self.ports['smtps']}"
+            cmd = cmd.replace("submissions inet n - y", f"{smtps} inet n - n").replace("submissions/inet", f"{smtps}/inet")
             cmd = re.sub(r"^postconf\b", f"postconf -c {self.postfix_dir}", cmd)
             cmd = re.sub(r"^postfix (\w+)", rf"postfix -c {self.postfix_dir} \1", cmd)
         return cmd
@@ -260,7 +263,8 @@ class World:
             text = text.replace(f"127.0.0.1 port {port}", f"{HOST} port {std}")
             if self.postfix_dir is not None:
                 text = text.replace(f"submission_listen=127.0.0.1:{port}", f"submission_listen={std}")
-                text = text.replace(f"127.0.0.1:{port}", "submission" if scheme == "submission" else scheme)
+                text = text.replace(f"127.0.0.1:{port}", {"submission": "submission", "smtps": "submissions"}.get(
+                    scheme, scheme))
             else:
                 text = text.replace(f"127.0.0.1:{port}", f"0.0.0.0:{std}")
         return text
@@ -327,7 +331,8 @@ def worlds(needed: set[str], base: Path | None = None) -> Iterator[dict[str, Wor
             # The guide's user; Dovecot re-reads a passwd-file whose mtime changed.
             (pf.base / "dovecot" / "users").write_text(f"{SMTP_USER}:{{PLAIN}}{SMTP_PASSWORD}\n")
             made["postfix"] = World("postfix", base / "postfix", {"smtp": pf.smtp_port,
-                                                                  "submission": pf.submission_port},
+                                                                  "submission": pf.submission_port,
+                                                                  "smtps": _free_port()},
                                     postfix_dir=pf.config_dir)
         if "smtpd" in needed:
             made["smtpd"] = World("smtpd", base / "smtpd", {"submission": _free_port(), "smtps": _free_port()})

@@ -92,7 +92,8 @@ def test_outputs_match_the_guide(guide_run: dict[str, list[Result]]) -> None:
 def test_every_check_in_the_guide_passes(guide_run: dict[str, list[Result]]) -> None:
     """Both Linux paths end verified: no FAIL on 25, 587 or 465, AUTH and the test send PASS on 587."""
     checks = {name: res for name, res in guide_run.items() if "/check-" in name}
-    assert set(checks) >= {"postfix/check-587", "postfix/check-25", "smtpd/check-587", "smtpd/check-465"}
+    assert set(checks) >= {"postfix/check-587", "postfix/check-25", "postfix/check-465", "smtpd/check-587",
+                           "smtpd/check-465"}
     for name, results in checks.items():
         out = results[-1].output
         statuses = dict((cid, st) for st, cid in _CHECKLIST_RE.findall(out))
