@@ -273,3 +273,22 @@ def test_bad_verify_url_fails_before_any_target(issued: Store, tmp_path: Path) -
     code, text = certkit("deploy", NAME, "--to", f"script:{hook}", "--verify", "imap://mail.example.com")
     assert code == 2 and "imap" in text
     assert not out.exists()
+
+
+def test_postfix_refuses_an_undeclared_config_dir(issued: Store, tmp_path: Path) -> None:
+    """A copied main.cf is not an instance: deploying there must not start a second Postfix."""
+    import shutil
+
+    from tests.conftest import skip_or_fail
+
+    if not Path("/etc/postfix/main.cf").is_file() or not shutil.which("postconf"):
+        skip_or_fail("Postfix is not installed")
+    copy = tmp_path / "postfix-copy"
+    copy.mkdir()
+    for fname in ("main.cf", "master.cf"):
+        shutil.copy(Path("/etc/postfix") / fname, copy / fname)
+    before = (copy / "main.cf").read_bytes()
+    code, out = certkit("deploy", NAME, "--to", "postfix", "--postfix-config-dir", str(copy))
+    assert code == 2, out
+    assert "alternate_config_directories" in out and "postmulti" in out
+    assert (copy / "main.cf").read_bytes() == before

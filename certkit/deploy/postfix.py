@@ -231,11 +231,44 @@ def backup(ctx: DeployContext, config_dir: Path) -> None:
                 ctx.store.write_file(original, data)
 
 
+def check_instance(config_dir: Path, run: Runner) -> None:
+    """Refuse a config folder the default main.cf does not declare as a Postfix instance (exit 2).
+
+    Postfix only accepts ``-c DIR`` for the default folder or one listed in
+    the default main.cf's ``alternate_config_directories`` /
+    ``multi_instance_directories`` (``postmulti`` adds them there). Run as
+    root, ``postfix -c DIR start`` does not always enforce it: a copied
+    main.cf would start a second master on the system's queue - so certkit
+    checks first.
+    """
+    default = run([_tool("postconf"), "-d", "-h", "config_directory"], timeout=60, what="postconf -d")
+    default_dir = Path(default.stdout.strip() or DEFAULT_CONFIG_DIR)
+    if _same_dir(config_dir, default_dir):
+        return
+    listed = run([_tool("postconf"), "-c", str(default_dir), "-h", "alternate_config_directories",
+                  "multi_instance_directories"], timeout=60, what="postconf")
+    known = listed.stdout.replace(",", " ").split()
+    if not any(_same_dir(config_dir, Path(d)) for d in known):
+        raise UsageError(
+            f"{config_dir} is not a Postfix instance: the default {default_dir}/main.cf does not list it in "
+            "alternate_config_directories or multi_instance_directories",
+            f"create the instance with postmulti, or add it: postconf -e 'alternate_config_directories = "
+            f"{' '.join([*known, str(config_dir)])}'",
+        )
+
+
+def _same_dir(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve()
+    except OSError:
+        return False
+
+
 def preflight(ctx: DeployContext) -> None:
-    """Refuse a missing config folder or a bad --submission-listen before any target runs (exit 2)."""
-    config_dir_of(ctx)
+    """Refuse a missing/undeclared config folder or a bad --submission-listen before any target runs (exit 2)."""
+    config_dir = config_dir_of(ctx)
     parse_listen(str(ctx.options.get("submission_listen") or DEFAULT_SUBMISSION_LISTEN))
-    _tool("postconf")
+    check_instance(config_dir, ctx.run)
 
 
 def deploy(ctx: DeployContext) -> None:
