@@ -225,7 +225,7 @@ class World:
             if "--submission-listen" not in words:
                 cmd += f" --submission-listen {listen}"
             cmd += f" --postfix-config-dir {self.postfix_dir}"
-        if is_certkit and (sub == "selfssl" and any(w.upper() == "/T" for w in words) or "--trust" in words):
+        if is_certkit and ((sub == "selfssl" and any(w.upper() == "/T" for w in words)) or "--trust" in words):
             cmd += f" --trust-store-dir {self.root / 'trust'}"  # never the machine's own trust store
         if is_certkit and words[1:3] == ["timer", "install"] and "--print" not in words:
             cmd += f" --unit-dir {self.root / 'systemd'}"
@@ -236,7 +236,8 @@ class World:
         if self.postfix_dir is not None:
             # The test instance has no chroot jail, and its port-465 stand-in is a loopback port.
             smtps = f"127.0.0.1:{self.ports['smtps']}"
-            cmd = cmd.replace("submissions inet n - y", f"{smtps} inet n - n").replace("submissions/inet", f"{smtps}/inet")
+            cmd = cmd.replace("submissions inet n - y", f"{smtps} inet n - n")
+            cmd = cmd.replace("submissions/inet", f"{smtps}/inet")
             cmd = re.sub(r"^postconf\b", f"postconf -c {self.postfix_dir}", cmd)
             cmd = re.sub(r"^postfix (\w+)", rf"postfix -c {self.postfix_dir} \1", cmd)
         return cmd
@@ -275,7 +276,7 @@ class World:
         """Run one guide command (rewritten) with bash; return its rewritten output."""
         argv_text = self.forward(command)
         if background:
-            log = open(self.root / "run" / "background.log", "wb")  # noqa: SIM115 - lives with the process
+            log = open(self.root / "run" / "background.log", "wb")
             proc = subprocess.Popen(["bash", "-c", "exec " + argv_text], cwd=self.work, env=self.env(),
                                     stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
             self.background.append(proc)
@@ -298,6 +299,10 @@ class World:
                     proc.wait()
 
 
+_POST = ("import sys, urllib.request; urllib.request.urlopen(urllib.request.Request("
+         "sys.argv[1], data=sys.argv[2].encode(), method=\"POST\"), timeout=10).read()")
+
+
 def _write_dns_hook(path: Path, challtest_url: str) -> None:
     """A stand-in for the guide's nsupdate hook: the same contract, the test DNS server's API."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -306,7 +311,7 @@ case "$CERTKIT_DNS_ACTION" in
   present) body="{{\\"host\\": \\"$CERTKIT_DNS_NAME.\\", \\"value\\": \\"$CERTKIT_DNS_VALUE\\"}}"; op=set-txt ;;
   cleanup) body="{{\\"host\\": \\"$CERTKIT_DNS_NAME.\\"}}"; op=clear-txt ;;
 esac
-exec {shlex.quote(sys.executable)} -c 'import sys, urllib.request; urllib.request.urlopen(urllib.request.Request(sys.argv[1], data=sys.argv[2].encode(), method="POST"), timeout=10).read()' "{challtest_url}/$op" "$body"
+exec {shlex.quote(sys.executable)} -c '{_POST}' "{challtest_url}/$op" "$body"
 """)
     path.chmod(0o700)
 

@@ -33,7 +33,7 @@ def test_both_languages_run_the_same_commands_and_show_the_same_output() -> None
         english = [(b.name, b.attrs, b.body) for b in _blocks(ENGLISH, kind)]
         korean = [(b.name, b.attrs, b.body) for b in _blocks(KOREAN, kind)]
         assert [e[0] for e in english] == [k[0] for k in korean], f"guide:{kind} blocks differ in name or order"
-        for eng, kor in zip(english, korean):
+        for eng, kor in zip(english, korean, strict=True):
             assert eng == kor, f"guide:{kind} {eng[0]} differs between guide.md and guide.ko.md"
 
 
