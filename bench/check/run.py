@@ -32,7 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from tests.servers.zoo import NAME, Behaviour, ZooPki, ZooServer, server_context  # noqa: E402
+from tests.servers.zoo import NAME, Behaviour, Leaf, ZooPki, ZooServer, server_context  # noqa: E402
 
 
 def certkit_cmd() -> list[str]:
@@ -80,12 +80,71 @@ def rss_and_wall(argv: list[str]) -> tuple[float, int]:
         return wall, int(out.read().strip().splitlines()[-1])
 
 
+def fleet(args: argparse.Namespace, pki: ZooPki, leaf: Leaf, tmp: Path, ck: list[str], trust: list[str],
+          key: str) -> dict[str, object]:
+    """N endpoints served with ``leaf``: certkit --targets vs a sequential swaks sample, peak RSS."""
+    portfile = tmp / f"ports-{key}"
+    server = subprocess.Popen([sys.executable, str(Path(__file__).with_name("fleet_server.py")), str(leaf.cert),
+                               str(leaf.key), str(args.fleet), str(portfile)])
+    try:
+        deadline = time.monotonic() + 60
+        while not portfile.exists():
+            if time.monotonic() > deadline or server.poll() is not None:
+                raise SystemExit("fleet server did not start")
+            time.sleep(0.05)
+        ports = [int(p) for p in portfile.read_text().split()]
+        full_list, tenth_list = tmp / f"targets-{key}", tmp / f"targets-tenth-{key}"
+        full_list.write_text("".join(f"submission://127.0.0.1:{p}\n" for p in ports))
+        tenth_list.write_text("".join(f"submission://127.0.0.1:{p}\n" for p in ports[: len(ports) // 10]))
+        base = [*ck, "check", "--json", "--concurrency", str(args.concurrency), *trust]
+        rss_and_wall([*base, "--quick", "--targets", str(tenth_list)])  # warm-up
+        quick_wall, quick_rss = rss_and_wall([*base, "--quick", "--targets", str(full_list)])
+        _, tenth_rss = rss_and_wall([*base, "--quick", "--targets", str(tenth_list)])
+        full_wall, full_rss = rss_and_wall([*base, "--targets", str(full_list)])
+        sample = ports[: args.swaks_sample]
+        swaks_started = time.perf_counter()
+        for p in sample:
+            timed(["swaks", "--server", "127.0.0.1", "--port", str(p), "-tls", "--quit-after", "TLS",
+                   "--tls-verify", "--tls-ca-path", str(pki.ca_file), "--tls-sni", NAME])
+        swaks_each = (time.perf_counter() - swaks_started) / len(sample)
+    finally:
+        server.terminate()
+        server.wait(10)
+    swaks_total = swaks_each * len(ports)
+    f: dict[str, object] = {
+        "endpoints": len(ports),
+        "server_key": key,
+        "concurrency": args.concurrency,
+        "certkit_quick_s": round(quick_wall, 2),
+        "certkit_full_audit_s": round(full_wall, 2),
+        "swaks_each_ms": round(swaks_each * 1000, 1),
+        "swaks_sample": len(sample),
+        "swaks_extrapolated_s": round(swaks_total, 1),
+        "speedup_quick": round(swaks_total / quick_wall, 1),
+        "speedup_full_audit": round(swaks_total / full_wall, 1),
+        "rss_kib_tenth": tenth_rss,
+        "rss_kib_all_quick": quick_rss,
+        "rss_kib_all_full": full_rss,
+    }
+    n = len(ports)
+    print(f"fleet of {n} endpoints ({key} server key), --concurrency {args.concurrency}: "
+          f"--quick {f['certkit_quick_s']} s, full audit {f['certkit_full_audit_s']} s")
+    print(f"  swaks -tls --quit-after TLS --tls-verify: {f['swaks_each_ms']} ms each over a sequential sample of "
+          f"{len(sample)}, extrapolated to {n}: {f['swaks_extrapolated_s']} s")
+    print(f"  speed-up vs the swaks loop: --quick {f['speedup_quick']}x, full audit {f['speedup_full_audit']}x "
+          "(goal >= 50x)")
+    print(f"  peak RSS: {tenth_rss} KiB at {n // 10} targets, {quick_rss} KiB at {n} (--quick), "
+          f"{full_rss} KiB at {n} (full audit)")
+    return f
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=15)
     parser.add_argument("--fleet", type=int, default=1000)
     parser.add_argument("--swaks-sample", type=int, default=30)
-    parser.add_argument("--concurrency", type=int, default=100)
+    parser.add_argument("--concurrency", type=int, default=50)
+    parser.add_argument("--fleet-keys", default="ec256,rsa2048", help="server key types of fleet runs")
     parser.add_argument("--json", dest="json_out", default=None, help="also write the figures here")
     args = parser.parse_args()
     for tool in ("openssl", "swaks"):
@@ -120,57 +179,8 @@ def main() -> None:
         if args.fleet <= 0:
             print(json.dumps(results))
             return
-        # ----- fleet ----------------------------------------------------------
-        portfile = Path(tmp) / "ports"
-        fleet = subprocess.Popen([sys.executable, str(Path(__file__).with_name("fleet_server.py")), str(leaf.cert),
-                                  str(leaf.key), str(args.fleet), str(portfile)])
-        try:
-            deadline = time.monotonic() + 60
-            while not portfile.exists():
-                if time.monotonic() > deadline or fleet.poll() is not None:
-                    raise SystemExit("fleet server did not start")
-                time.sleep(0.05)
-            ports = [int(p) for p in portfile.read_text().split()]
-            full_list, tenth_list = Path(tmp) / "targets", Path(tmp) / "targets-tenth"
-            full_list.write_text("".join(f"submission://127.0.0.1:{p}\n" for p in ports))
-            tenth_list.write_text("".join(f"submission://127.0.0.1:{p}\n" for p in ports[: len(ports) // 10]))
-            base = [*ck, "check", "--json", "--concurrency", str(args.concurrency), *trust]
-            quick_wall, quick_rss = rss_and_wall([*base, "--quick", "--targets", str(full_list)])
-            _, tenth_rss = rss_and_wall([*base, "--quick", "--targets", str(tenth_list)])
-            full_wall, full_rss = rss_and_wall([*base, "--targets", str(full_list)])
-            sample = ports[: args.swaks_sample]
-            swaks_started = time.perf_counter()
-            for p in sample:
-                timed(["swaks", "--server", "127.0.0.1", "--port", str(p), "-tls", "--quit-after", "TLS",
-                       "--tls-verify", "--tls-ca-path", str(pki.ca_file), "--tls-sni", NAME])
-            swaks_each = (time.perf_counter() - swaks_started) / len(sample)
-        finally:
-            fleet.terminate()
-            fleet.wait(10)
-        swaks_total = swaks_each * len(ports)
-        results["fleet"] = {
-            "endpoints": len(ports),
-            "concurrency": args.concurrency,
-            "certkit_quick_s": round(quick_wall, 2),
-            "certkit_full_audit_s": round(full_wall, 2),
-            "swaks_each_ms": round(swaks_each * 1000, 1),
-            "swaks_sample": len(sample),
-            "swaks_extrapolated_s": round(swaks_total, 1),
-            "speedup_quick": round(swaks_total / quick_wall, 1),
-            "speedup_full_audit": round(swaks_total / full_wall, 1),
-            "rss_kib_tenth": tenth_rss,
-            "rss_kib_all_quick": quick_rss,
-            "rss_kib_all_full": full_rss,
-        }
-        f = results["fleet"]
-        print(f"fleet of {len(ports)} endpoints, --concurrency {args.concurrency}: --quick {f['certkit_quick_s']} s, "  # type: ignore[index]
-              f"full audit {f['certkit_full_audit_s']} s")  # type: ignore[index]
-        print(f"swaks -tls --quit-after TLS: {f['swaks_each_ms']} ms each over a sequential sample of "  # type: ignore[index]
-              f"{len(sample)}, extrapolated to {len(ports)}: {f['swaks_extrapolated_s']} s")  # type: ignore[index]
-        print(f"speed-up vs the swaks loop: --quick {f['speedup_quick']}x, full audit "  # type: ignore[index]
-              f"{f['speedup_full_audit']}x (goal >= 50x)")  # type: ignore[index]
-        print(f"peak RSS: {f['rss_kib_tenth']} KiB at {len(ports) // 10} targets, {f['rss_kib_all_quick']} KiB "  # type: ignore[index]
-              f"at {len(ports)} (--quick), {f['rss_kib_all_full']} KiB at {len(ports)} (full audit)")  # type: ignore[index]
+        for key in args.fleet_keys.split(","):
+            results[f"fleet_{key}"] = fleet(args, pki, pki.leaf(f"fleet-{key}", key=key), Path(tmp), ck, trust, key)
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(results, indent=2) + "\n")
     sys.stdout.flush()
