@@ -1,6 +1,7 @@
 """Renewal of many ACME lineages against a local Pebble: certkit vs certbot, same machine, same run.
 
     python bench/renew/run.py [--lineages 50] [--certbot-lineages 10] [--concurrency 8] [--json]
+    python bench/renew/run.py --certbot-lineages 0 --concurrency 16     # certkit alone
 
 Both tools talk to one Pebble (real http-01 validation on loopback,
 ``PEBBLE_VA_NOSLEEP=1``). Pebble's nonce rejection is turned off
@@ -133,15 +134,21 @@ def main() -> None:
         renewed = report["renewed"]
         assert isinstance(renewed, list) and sorted(renewed) == certkit_names, report
 
-        t0 = time.perf_counter()
-        certbot_setup(server, work / "certbot", args.certbot_lineages)
-        certbot_issue_s = time.perf_counter() - t0
-        certbot_s = certbot_renew(server, work / "certbot")
+        certbot_issue_s = certbot_s = 0.0
+        if args.certbot_lineages:
+            t0 = time.perf_counter()
+            certbot_setup(server, work / "certbot", args.certbot_lineages)
+            certbot_issue_s = time.perf_counter() - t0
+            certbot_s = certbot_renew(server, work / "certbot")
     finally:
         server.stop()
         shutil.rmtree(work, ignore_errors=True)
 
     certkit_rate = args.lineages / certkit_s
+    if not args.certbot_lineages:  # --certbot-lineages 0: certkit alone (e.g. a --concurrency sweep)
+        print(json.dumps({"lineages": args.lineages, "concurrency": args.concurrency,
+                          "renew_s": round(certkit_s, 2), "certs_per_s": round(certkit_rate, 2)}))
+        return
     certbot_rate = args.certbot_lineages / certbot_s
     result = {
         "certkit": {"lineages": args.lineages, "concurrency": args.concurrency, "renew_s": round(certkit_s, 2),
