@@ -42,6 +42,7 @@ import contextlib
 import os
 import re
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -365,7 +366,7 @@ def worlds(needed: set[str], base: Path | None = None) -> Iterator[dict[str, Wor
         for obj in reversed(stops):
             with contextlib.suppress(Exception):
                 obj.stop()  # type: ignore[attr-defined]
-        subprocess.run(["rm", "-rf", str(base)], check=False)
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def run_guide(text: str, base: Path | None = None) -> dict[str, list[Result]]:
