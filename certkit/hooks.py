@@ -202,7 +202,7 @@ def run_hook(
     """
     limit = timeout if timeout is not None else default_timeout()
     env = runner.child_env(variables)
-    result = run(argv, env=env, timeout=limit, what=what)
+    result = run(argv, env=env, timeout=limit, what=what, hook=True)
     if not result.ok:
         tail = result.output_tail()
         raise HookError(

@@ -54,6 +54,7 @@ def run(
     input_text: str | None = None,
     check: bool = False,
     what: str | None = None,
+    hook: bool = False,
 ) -> Result:
     """Run ``argv`` and capture its output.
 
@@ -65,12 +66,23 @@ def run(
         input_text: text fed on stdin (secrets go here, never on argv).
         check: raise HookError when the exit status is not 0.
         what: a short label for messages ("deploy hook postfix").
+        hook: run it like a deploy hook: output through temp files instead of
+            pipes (a daemon the hook starts in the background keeps its stdout
+            open, and pipes would make certkit wait for that daemon), in its
+            own process group that is killed as a whole on timeout.
 
     Raises:
         HookError: timeout, or non-zero exit with ``check``.
         OperationError: the program could not be started.
     """
     label = what or argv[0]
+    if hook:
+        result = _run_spooled(argv, env, timeout, cwd, input_text, label)
+        if check and not result.ok:
+            tail = result.output_tail()
+            raise HookError(f"{label} exited with status {result.returncode}" + (f":\n{tail}" if tail else ""),
+                            "fix the command above and run again")
+        return result
     try:
         proc = subprocess.run(
             list(argv),
@@ -102,3 +114,61 @@ def run(
             "fix the command above and run again",
         )
     return result
+
+
+def _run_spooled(
+    argv: Sequence[str],
+    env: Mapping[str, str] | None,
+    timeout: float,
+    cwd: str | None,
+    input_text: str | None,
+    label: str,
+) -> Result:
+    """``run(hook=True)``: wait for the process itself, not for EOF on its output."""
+    import tempfile
+
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        try:
+            proc = subprocess.Popen(
+                list(argv),
+                env=dict(env) if env is not None else child_env(),
+                cwd=cwd,
+                stdin=subprocess.PIPE if input_text is not None else subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+                start_new_session=os.name != "nt",
+            )
+        except OSError as exc:
+            raise OperationError(
+                f"cannot run {argv[0]}: {exc.strerror or exc}",
+                "check that it exists and is executable",
+            ) from exc
+        try:
+            proc.communicate(input_text.encode() if input_text is not None else None, timeout=timeout)
+        except subprocess.TimeoutExpired as exc:
+            _kill_group(proc)
+            raise HookError(
+                f"{label} did not finish within {timeout:g} s and was stopped",
+                "make it faster or raise the timeout",
+            ) from exc
+        except BaseException:
+            _kill_group(proc)  # Ctrl-C: the hook has its own session and would not get the signal
+            raise
+        out.seek(0)
+        err.seek(0)
+        return Result(tuple(argv), proc.returncode, out.read().decode(errors="replace"),
+                      err.read().decode(errors="replace"))
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    """Kill the process and everything it started (its session/process group on POSIX)."""
+    if os.name != "nt":
+        import signal
+
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+    else:  # pragma: no cover - Windows
+        proc.kill()
+    proc.wait()

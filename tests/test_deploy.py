@@ -292,3 +292,36 @@ def test_postfix_refuses_an_undeclared_config_dir(issued: Store, tmp_path: Path)
     assert code == 2, out
     assert "alternate_config_directories" in out and "postmulti" in out
     assert (copy / "main.cf").read_bytes() == before
+
+
+def test_hook_leaving_a_daemon_behind_does_not_block(issued: Store, tmp_path: Path) -> None:
+    """A hook that starts a background process (which keeps stdout open) finishes when the hook does."""
+    import time
+
+    hook = script(tmp_path, "starts-daemon.sh", "sleep 30 &\necho $! > " + str(tmp_path / "daemon.pid")
+                  + "\necho restarted\n")
+    start = time.monotonic()
+    code, out = certkit("deploy", NAME, "--to", f"script:{hook}")
+    assert code == 0, out
+    assert time.monotonic() - start < 10
+    assert "restarted" in out
+    os.kill(int((tmp_path / "daemon.pid").read_text()), 9)
+
+
+def test_hook_timeout_stops_everything_the_hook_started(issued: Store, tmp_path: Path) -> None:
+    import time
+
+    pid_file = tmp_path / "child.pid"
+    hook = script(tmp_path, "hangs.sh", f"sleep 30 &\necho $! > {pid_file}\nwait\n")
+    code, out = certkit("deploy", NAME, "--to", f"script:{hook}", "--hook-timeout", "1")
+    assert code == 1 and "did not finish within 1 s" in out
+    child = int(pid_file.read_text())
+    for _ in range(50):
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+    else:
+        os.kill(child, 9)
+        pytest.fail("the hook's background child outlived the timeout")
