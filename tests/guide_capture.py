@@ -70,6 +70,7 @@ _VOLATILE = [
     (re.compile(r"\d{4}-\d\d-\d\d"), "<date>"),
     (re.compile(r"\b[0-9A-Fa-f]{8,}\b"), "<hex>"),
     (re.compile(r"queued as \S+"), "queued as <id>"),
+    (re.compile(r"^C: EHLO \S+", re.M), "C: EHLO <this host>"),  # certkit check names the machine it runs on
     (re.compile(r"/tmp/\S+"), "<tmp>"),
     (re.compile(r"\d+"), "<n>"),
     (re.compile(r"[ \t]+"), " "),
