@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 import shlex
 import shutil
@@ -141,3 +142,39 @@ def test_enable_steps_run_and_failures_are_reported(tmp_path: Path) -> None:
 
     with pytest.raises(OperationError, match="exited with status 1"):
         timer.install(p, run=lambda argv: (1, "Failed to connect to bus"))
+
+
+def test_scheduled_commands_run_and_report_failure(tmp_path: Path) -> None:
+    """Run the exact command each schedule holds: exit 1 and a FAILED line when a renewal fails."""
+    from certkit.issuing import issue
+    from certkit.settings import LineageSettings, PfxSettings
+    from certkit.store import Store
+
+    home = tmp_path / "home"
+    store = Store(home)
+    pw = tmp_path / "pw"
+    pw.write_text("x\n")
+    issue(store, LineageSettings(name="ok.example", domains=["ok.example"], key_type="ec256", days=90),
+          echo=lambda _: None)
+    issue(store, LineageSettings(name="broken.example", domains=["broken.example"], key_type="ec256", days=1,
+                                 pfx=PfxSettings(enabled=True, password_file=str(pw))), echo=lambda _: None)
+    program = timer.certkit_program()
+    cron_line = timer.cron_text(timer.renew_command(home, program, quiet=True)).splitlines()[-1]
+    cron_cmd = cron_line.split(None, 6)[6]
+    service, _ = timer.systemd_units(timer.renew_command(home, program))
+    exec_start = next(ln for ln in service.splitlines() if ln.startswith("ExecStart=")).removeprefix("ExecStart=")
+    env = {**{k: v for k, v in os.environ.items() if k != "CERTKIT_HOME"}, "CERTKIT_JITTER_MAX": "0"}
+    # Nothing due: success, and cron's --quiet keeps the mailbox empty.
+    proc = subprocess.run(["/bin/sh", "-c", cron_cmd], capture_output=True, text=True, env=env, timeout=60)
+    assert proc.returncode == 0 and proc.stdout == "" and proc.stderr == "", proc.stderr
+    pw.unlink()
+    with store.lock():  # make broken.example due now, as an interrupted earlier run would
+        store.update_state("broken.example", renewing={"time": "2026-01-01T00:00:00Z", "from_version": 1})
+    for argv in (shlex.split(cron_cmd), shlex.split(exec_start)):
+        proc = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=60)
+        assert proc.returncode == 1, proc.stdout + proc.stderr
+        assert "FAILED    broken.example: cannot read the PFX password file" in proc.stdout
+        assert "error: renewal failed for 1 of 2 lineage(s): broken.example" in proc.stderr
+        assert "Traceback" not in proc.stderr
+        with store.lock():
+            store.update_state("broken.example", renewing={"time": "2026-01-01T00:00:00Z", "from_version": 1})

@@ -22,7 +22,7 @@ def _err(line: str) -> None:
 @click.option("--jitter", is_flag=True,
               help="Wait a random time first when something is due (for timers; spreads load on the CA).")
 @click.option("--jitter-max", type=click.FloatRange(0, 86400), default=None, metavar="SECONDS",
-              help="Longest --jitter wait (default 480).")
+              envvar="CERTKIT_JITTER_MAX", help="Longest --jitter wait (default 480; env CERTKIT_JITTER_MAX).")
 @click.option("--concurrency", type=click.IntRange(1, 256), default=None,
               help="Lineages renewed at the same time (default 8).")
 @click.option("--quiet", "-q", is_flag=True, help="Print only renewals and failures (for cron, which mails output).")
