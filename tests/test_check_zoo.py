@@ -288,6 +288,16 @@ def test_send_test_without_auth_is_refused(zoo: Zoo, zoo_pki: ZooPki, good_ctx: 
     assert srv.b.messages == []
 
 
+def test_server_hanging_up_on_plaintext_probes(zoo: Zoo, zoo_pki: ZooPki, good_ctx: ssl.SSLContext) -> None:
+    """A server that answers AUTH before TLS with 421 and closes still gets STARTTLS checked."""
+    srv = zoo(tls=good_ctx, hang_up_before_tls=True)
+    report = audit(f"submission://127.0.0.1:{srv.port}", zoo_pki)
+    assert report.ok, [c.to_json() for c in report.checks if c.status != "PASS"]
+    assert status(report, "plaintext-auth-refused") == "PASS"
+    assert status(report, "starttls") == "PASS" and status(report, "tls-handshake") == "PASS"
+    assert "*  the server closed the connection; reconnecting for STARTTLS" in report.transcript
+
+
 def test_smtp_mode_policy(zoo: Zoo, zoo_pki: ZooPki, good_ctx: ssl.SSLContext) -> None:
     """Port 25 (smtp://): plaintext MAIL is normal, AUTH before TLS is a warning, AUTH after TLS optional."""
     srv = zoo(tls=good_ctx, require_tls_for_mail=False, offer_auth_after_tls=False)

@@ -294,8 +294,19 @@ def _open(target: Target, opts: CheckOptions, report: CheckReport, session: Smtp
                        "passwords in clear", FIX["auth-before-tls"])
         else:
             report.add("auth-before-tls", PASS, "AUTH not offered before TLS")
-        if not opts.quick:
-            _plaintext_probes(target, report, session)
+        if not opts.quick and not _plaintext_probes(target, report, session):
+            # The server hung up on a refused probe (or said 421): a fresh connection for STARTTLS.
+            session.close()
+            session.note("*  the server closed the connection; reconnecting for STARTTLS")
+            try:
+                session.connect()
+            except SessionError as exc:
+                raise _fail_step(report, "connect", exc) from exc
+            _banner(report, session, False)
+            try:
+                session.command(f"EHLO {opts.helo_name()}")
+            except SessionError as exc:
+                raise _fail_step(report, "ehlo", exc) from exc
     try:
         reply = session.command("STARTTLS")
     except SessionError as exc:
@@ -354,39 +365,53 @@ def _is_ip(text: str) -> bool:
     return text.replace(".", "").isdigit() or ":" in text
 
 
-def _plaintext_probes(target: Target, report: CheckReport, session: SmtpSession) -> None:
-    """Before TLS: dummy AUTH PLAIN and (submission) MAIL FROM must be refused."""
+def _plaintext_probes(target: Target, report: CheckReport, session: SmtpSession) -> bool:
+    """Before TLS: dummy AUTH PLAIN and (submission) MAIL FROM must be refused.
+
+    Returns False when the server closed the connection (or announced it with 421).
+    """
     dummy = base64.b64encode(b"\0certkit-probe\0not-a-password").decode()
     try:
         reply = session.command(f"AUTH PLAIN {dummy}", shown=f"AUTH PLAIN {REDACTED}")
         if reply.code == 334:  # no initial-response support: cancel (RFC 4954 4)
             reply = session.command("*")
     except SessionError as exc:
-        raise _fail_step(report, "plaintext-auth-refused", exc) from exc
+        if exc.kind != "closed":
+            raise _fail_step(report, "plaintext-auth-refused", exc) from exc
+        report.add("plaintext-auth-refused", PASS, "AUTH before TLS refused by closing the connection")
+        report.skip(["plaintext-mail-refused"] if target.submission else [], "the server closed the connection")
+        return False
     if reply.code == 235:
         report.add("plaintext-auth-refused", FAIL, "dummy credentials were ACCEPTED without TLS",
                    FIX["plaintext-auth-refused"])
     elif reply.code == 535:
         report.add("plaintext-auth-refused", FAIL, f"credentials are checked without TLS ({reply.first}): a real "
                    "password would have crossed the network in clear", FIX["plaintext-auth-refused"])
-    elif 400 <= reply.code < 500:
+    elif 400 <= reply.code < 500 and reply.code != 421:
         report.add("plaintext-auth-refused", WARN, f"temporary answer to AUTH before TLS: {reply.first}",
                    FIX["plaintext-auth-refused"])
     else:
         report.add("plaintext-auth-refused", PASS, f"AUTH before TLS refused: {reply.first}")
+    if reply.code == 421:
+        report.skip(["plaintext-mail-refused"] if target.submission else [], "the server closed the connection")
+        return False
     if not target.submission:
-        return
+        return True
     try:
         reply = session.command(f"MAIL FROM:<{PROBE_FROM}>")
         if reply.code == 250:
             session.command("RSET")
     except SessionError as exc:
-        raise _fail_step(report, "plaintext-mail-refused", exc) from exc
+        if exc.kind != "closed":
+            raise _fail_step(report, "plaintext-mail-refused", exc) from exc
+        report.add("plaintext-mail-refused", PASS, "MAIL before TLS refused by closing the connection")
+        return False
     if reply.code == 250:
         report.add("plaintext-mail-refused", FAIL, "MAIL FROM accepted before TLS on the submission port",
                    FIX["plaintext-mail-refused"])
     else:
         report.add("plaintext-mail-refused", PASS, f"MAIL before TLS refused: {reply.first}")
+    return reply.code != 421
 
 
 def _certificate_checks(target: Target, opts: CheckOptions, report: CheckReport, facts: CertFacts) -> None:

@@ -100,6 +100,7 @@ class SmtpSession:
     # ----- connection ------------------------------------------------------
     def connect(self) -> None:
         """Open the TCP connection within the timeout."""
+        self._buf.clear()
         try:
             self.sock = socket.create_connection((self.host, self.port), timeout=self.timeout)
         except TimeoutError as exc:

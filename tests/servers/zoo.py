@@ -184,6 +184,7 @@ class Behaviour:
     reoffer_starttls: bool = False
     offer_auth_after_tls: bool = True
     open_relay: bool = False
+    hang_up_before_tls: bool = False  # refuse AUTH/MAIL before TLS with 421 and close
     users: dict[str, str] = field(default_factory=lambda: {USER: PASSWORD})
     messages: list[bytes] = field(default_factory=list)
 
@@ -343,6 +344,9 @@ class ZooServer:
 
     def _auth(self, c: _Conn, arg: str) -> None:
         b = self.b
+        if not c.tls and b.hang_up_before_tls:
+            c.send("421 4.7.0 Must issue a STARTTLS command first; closing\r\n")
+            raise ConnectionAbortedError("hung up")
         if not c.tls and not b.auth_before_tls:
             c.send("538 5.7.11 Encryption required for requested authentication mechanism\r\n")
             return
