@@ -325,3 +325,35 @@ def test_hook_timeout_stops_everything_the_hook_started(issued: Store, tmp_path:
     else:
         os.kill(child, 9)
         pytest.fail("the hook's background child outlived the timeout")
+
+
+@pytest.mark.parametrize("listen, service, aliases", [
+    ("587", "submission", ["587", "submission"]),
+    ("2587", "2587", ["2587"]),
+    ("127.0.0.1:2587", "127.0.0.1:2587", ["127.0.0.1:2587"]),
+    ("192.0.2.1:587", "192.0.2.1:submission", ["192.0.2.1:587", "192.0.2.1:submission"]),
+    ("[::1]:587", "[::1]:submission", ["[::1]:587", "[::1]:submission"]),
+])
+def test_submission_listen_forms(listen: str, service: str, aliases: list[str]) -> None:
+    from certkit.deploy.postfix import parse_listen
+
+    assert parse_listen(listen) == (service, aliases)
+
+
+@pytest.mark.parametrize("bad", ["", "smtp", "70000", "::1:587", "host:"])
+def test_submission_listen_refuses(bad: str) -> None:
+    from certkit.deploy.postfix import parse_listen
+
+    with pytest.raises(UsageError):
+        parse_listen(bad)
+
+
+@pytest.mark.parametrize("value, ok", [
+    (">=TLSv1.2", True), (">=TLSv1.3", True), (">=TLSv1", False), ("", False),
+    ("!SSLv2, !SSLv3, !TLSv1, !TLSv1.1", True), ("!SSLv2:!SSLv3", False), ("!SSLv3, !TLSv1, !TLSv1.1", True),
+])
+def test_protocol_lists(value: str, ok: bool) -> None:
+    from certkit.deploy.postfix import protocols_for, protocols_ok
+
+    assert protocols_ok(value) is ok
+    assert protocols_for("3.7.11") == ">=TLSv1.2" and protocols_for("3.5.6").startswith("!SSLv2")

@@ -187,9 +187,7 @@ def parse_listen(listen: str) -> tuple[str, list[str]]:
         UsageError: not a port or ADDR:PORT (exit 2).
     """
     text = listen.strip()
-    addr, _, port = text.rpartition(":")
-    if addr.startswith("[") and addr.endswith("]"):
-        addr = addr  # IPv6 in brackets is what master.cf wants, keep it
+    addr, _, port = text.rpartition(":")  # IPv6 stays in brackets, as master.cf wants it
     if not port.isdigit() or not 0 < int(port) < 65536 or (":" in addr and not addr.startswith("[")):
         raise UsageError(f"--submission-listen {listen!r} is not [ADDR:]PORT",
                          "use 587, 127.0.0.1:587 or [::1]:587")
