@@ -25,21 +25,40 @@ def renew_after(
 
     Args:
         not_before, not_after: the certificate's validity (aware datetimes).
-        ari_window: stored ARI ``{"start": iso, "end": iso}``, if any; its
-            start wins when it is earlier than the lifetime rule.
+        ari_window: stored ARI ``{"start", "end"[, "renew_at"]}`` (ISO 8601),
+            if any: its chosen moment (:func:`ari_moment`) wins when it is
+            earlier than the lifetime rule.
     """
     lifetime = not_after - not_before
     share_left = 0.5 if lifetime < SHORT_LIFETIME else 1 / 3
     due = not_after - lifetime * share_left
-    if ari_window and ari_window.get("start"):
-        try:
-            start = dt.datetime.fromisoformat(str(ari_window["start"]).replace("Z", "+00:00"))
-        except ValueError:
-            return due
-        if start.tzinfo is None:
-            start = start.replace(tzinfo=dt.timezone.utc)
-        due = min(due, start)
-    return due
+    moment = ari_moment(ari_window)
+    return min(due, moment) if moment is not None else due
+
+
+def ari_moment(ari_window: dict[str, Any] | None) -> dt.datetime | None:
+    """When the ARI window says to renew: the stored ``renew_at``, else the window's start.
+
+    RFC 9773 section 4.2 asks clients to pick a uniformly random moment
+    inside the window (so renewals after a mass-revocation notice do not
+    all arrive at its start); :func:`pick_in_window` makes that pick once,
+    when the window is stored.
+    """
+    if not ari_window:
+        return None
+    start, end = parse_time(ari_window.get("start")), parse_time(ari_window.get("end"))
+    chosen = parse_time(ari_window.get("renew_at"))
+    if chosen is not None and start is not None and end is not None and start <= chosen <= end:
+        return chosen
+    return start
+
+
+def pick_in_window(ari_window: dict[str, Any], fraction: float) -> str | None:
+    """``renew_at`` for a window: ``start + fraction * (end - start)`` (ISO 8601), or None."""
+    start, end = parse_time(ari_window.get("start")), parse_time(ari_window.get("end"))
+    if start is None or end is None or end < start:
+        return None
+    return iso(start + (end - start) * min(max(fraction, 0.0), 1.0))
 
 
 def is_due(
@@ -66,14 +85,15 @@ def explain(
     lifetime = not_after - not_before
     left = not_after - now
     by_lifetime = renew_after(not_before, not_after)
-    ari_start = parse_time((ari_window or {}).get("start"))
+    ari_at = ari_moment(ari_window)
     if now >= not_after:
         return True, f"expired on {iso(not_after)}"
     share = "1/2" if lifetime < SHORT_LIFETIME else "1/3"
     if now >= by_lifetime:
         return True, f"{_days(left)} of {_days(lifetime)} days left, under {share} of the lifetime"
-    if ari_start is not None and now >= ari_start:
-        return True, f"the CA's renewal window (ARI) opened on {iso(ari_start)}"
+    if ari_at is not None and now >= ari_at:
+        start = parse_time((ari_window or {}).get("start")) or ari_at
+        return True, f"inside the CA's renewal window (ARI) since {iso(start)}, renewing from {iso(ari_at)}"
     when = renew_after(not_before, not_after, ari_window)
     return False, f"{_days(left)} days left; due from {iso(when)}"
 

@@ -173,11 +173,15 @@ def fetch_ari(store: Store, settings: LineageSettings, cert: Any) -> dict[str, A
     return dict(window) if window else None
 
 
-def refresh_ari(store: Store, name: str, now: dt.datetime, fetcher: AriFetcher, echo: Echo) -> None:
+def refresh_ari(store: Store, name: str, now: dt.datetime, fetcher: AriFetcher, echo: Echo,
+                rng: random.Random | None = None) -> None:
     """Fetch and store a fresh ARI window; a CA without ARI, or a failure, only postpones the next check.
 
     A failed ARI check never fails the run: the lifetime rule still decides.
+    A new window gets a random moment inside it (``renew_at``, RFC 9773
+    section 4.2), kept until the CA moves the window.
     """
+    rng = rng or random.Random()
     old = store.load_state(name).get("ari")
     ari: dict[str, Any] = dict(old) if isinstance(old, dict) else {}
     try:
@@ -188,7 +192,10 @@ def refresh_ari(store: Store, name: str, now: dt.datetime, fetcher: AriFetcher, 
         echo(f"{name}: could not fetch the renewal window (ARI): {exc}")
         window = None
     if window:
+        moved = (window.get("start"), window.get("end")) != (ari.get("start"), ari.get("end"))
         ari.update(window)
+        if moved or not ari.get("renew_at"):
+            ari["renew_at"] = due.pick_in_window(ari, rng.random())
     ari["checked"] = due.iso(now)
     if not (window or {}).get("retry_after"):
         ari["retry_after"] = due.iso(now + due.ARI_RECHECK)
@@ -325,7 +332,7 @@ def run(
         stale = [] if dry_run or force else [n for n in wanted if needs_ari_check(store, n, now)]
         if stale:  # one or two HTTPS requests each: ask in parallel
             with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(stale)))) as pool:
-                list(pool.map(lambda n: refresh_ari(store, n, now, ari_fetcher, say), stale))
+                list(pool.map(lambda n: refresh_ari(store, n, now, ari_fetcher, say, rng), stale))
         decisions = {name: decide(store, name, now, force) for name in wanted}
         results: dict[str, LineageResult] = {}
         todo: list[str] = []

@@ -71,6 +71,18 @@ def test_due_rules_and_reasons() -> None:
     assert due.renew_after(nb, na, {"start": "garbage"}) == due.renew_after(nb, na)
 
 
+def test_ari_moment_inside_the_window() -> None:
+    window = {"start": "2026-12-01T00:00:00Z", "end": "2026-12-03T00:00:00Z"}
+    assert due.pick_in_window(window, 0.5) == "2026-12-02T00:00:00Z"
+    assert due.ari_moment({**window, "renew_at": "2026-12-02T00:00:00Z"}) == dt.datetime(2026, 12, 2, tzinfo=UTC)
+    assert due.ari_moment({**window, "renew_at": "2027-01-01T00:00:00Z"}) == dt.datetime(2026, 12, 1, tzinfo=UTC)
+    assert due.ari_moment(window) == dt.datetime(2026, 12, 1, tzinfo=UTC)  # no pick stored: the start
+    assert due.pick_in_window({"start": "2026-12-03T00:00:00Z", "end": "2026-12-01T00:00:00Z"}, 0.5) is None
+    nb, na = NOW - dt.timedelta(days=10), NOW + dt.timedelta(days=80)
+    assert due.renew_after(nb, na, {**window, "renew_at": "2026-12-02T00:00:00Z"}) == dt.datetime(
+        2026, 12, 2, tzinfo=UTC)
+
+
 def test_ari_check_schedule() -> None:
     assert due.ari_check_due(None, NOW)
     assert due.ari_check_due({"checked": due.iso(NOW - dt.timedelta(hours=7))}, NOW)
@@ -232,7 +244,7 @@ def test_ari_window_is_fetched_stored_and_decides(home: Path) -> None:
 
     def fetcher(st: Store, s: LineageSettings, cert: Any) -> dict[str, Any]:
         calls.append(s.name)
-        return {"start": due.iso(now - dt.timedelta(hours=1)), "end": due.iso(now + dt.timedelta(days=1))}
+        return {"start": due.iso(now - dt.timedelta(days=2)), "end": due.iso(now - dt.timedelta(hours=1))}
 
     renewed: list[str] = []
 
@@ -254,6 +266,13 @@ def test_ari_window_is_fetched_stored_and_decides(home: Path) -> None:
     assert calls == ["acme.example"] * 2 and report.names("not_due") == ["acme.example"]
     ari = store.load_state("acme.example")["ari"]
     assert ari["checked"] == due.iso(now) and ari["retry_after"] == due.iso(now + due.ARI_RECHECK)
+    # RFC 9773 section 4.2: a random moment inside the window, kept while the window stays put.
+    assert ari["start"] <= ari["renew_at"] <= ari["end"]
+    picked = ari["renew_at"]
+    with store.lock():
+        renew.refresh_ari(store, "acme.example", now + dt.timedelta(hours=7), later_window, quiet)
+    assert store.load_state("acme.example")["ari"]["renew_at"] == picked
+    calls.pop()
     renew.run(store, clock=lambda: now + dt.timedelta(hours=1), ari_fetcher=later_window, issue_fn=fake_issue,
               echo=quiet)
     assert calls == ["acme.example"] * 2  # not asked again before retry_after
