@@ -354,3 +354,41 @@ def test_damaged_live_certificate_is_replaced(home: Path) -> None:
     assert report.names("renewed") == ["damaged.example"] and report.names("not_due") == ["ok.example"]
     assert "cannot be read" in report.results[0].reason
     assert_live_consistent(store, "damaged.example")
+
+
+def test_lineages_deploying_to_one_server_take_turns(home: Path) -> None:
+    import threading
+    import time
+
+    from certkit.settings import DeployTarget
+
+    store = Store(home)
+    postfix = [f"p{i}.example" for i in range(4)]
+    plain = [f"s{i}.example" for i in range(4)]
+    for name in postfix + plain:
+        make(store, name, days=90)
+    with store.lock():
+        for name in postfix:
+            settings = store.load_settings(name)
+            settings.deploy = [DeployTarget("postfix", {"config_dir": "/etc/postfix"})]
+            store.save_settings(settings)
+    guard = threading.Lock()
+    active = {"postfix": 0, "plain": 0}
+    peak = {"postfix": 0, "plain": 0}
+
+    def slow_issue(st: Store, settings: LineageSettings, echo: Any) -> Any:
+        kind = "postfix" if settings.deploy else "plain"
+        with guard:
+            active[kind] += 1
+            peak[kind] = max(peak[kind], active[kind])
+        time.sleep(0.05)
+        with guard:
+            active[kind] -= 1
+        return renew.LineageResult(settings.name, "renewed", "", version=1)
+
+    report = renew.run(store, force=True, concurrency=8, issue_fn=slow_issue, echo=quiet)
+    assert sorted(report.names("renewed")) == sorted(postfix + plain)
+    assert peak["postfix"] == 1  # never two Postfix edits/reloads at once
+    assert peak["plain"] > 1  # the others still run in parallel
+    assert renew.shared_resources(store.load_settings("p0.example")) == ["deploy:postfix"]
+    assert renew.shared_resources(store.load_settings("s0.example")) == []
