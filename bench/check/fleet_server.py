@@ -31,6 +31,8 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, ctx
             elif verb == b"STARTTLS" and not tls:
                 writer.write(b"220 2.0.0 Ready to start TLS\r\n")
                 await writer.drain()
+                # CVE-2011-0411: bytes that arrived with STARTTLS must not be read as if sent over TLS.
+                reader._buffer.clear()  # type: ignore[attr-defined]  # no public API for it
                 await writer.start_tls(ctx)
                 tls = True
             elif verb == b"AUTH":

@@ -2,6 +2,8 @@
 
     python bench/check/run.py [--runs 15] [--fleet 1000] [--swaks-sample 30] [--concurrency 100]
 
+All servers run in their own process (bench/check/fleet_server.py, asyncio).
+
 1. core: `certkit check --quick` (banner, EHLO, STARTTLS, verified handshake,
    EHLO, QUIT) vs `openssl s_client -starttls smtp -verify_return_error`,
    alternating, medians. Goal <= 2x.
@@ -32,7 +34,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from tests.servers.zoo import NAME, Behaviour, Leaf, ZooPki, ZooServer, server_context  # noqa: E402
+from tests.servers.zoo import NAME, Leaf, ZooPki  # noqa: E402
 
 
 def certkit_cmd() -> list[str]:
@@ -80,19 +82,24 @@ def rss_and_wall(argv: list[str]) -> tuple[float, int]:
         return wall, int(out.read().strip().splitlines()[-1])
 
 
+def start_servers(leaf: Leaf, count: int, portfile: Path) -> tuple[subprocess.Popen[bytes], list[int]]:
+    """``count`` submission endpoints in their own process (fleet_server.py), and their ports."""
+    server = subprocess.Popen([sys.executable, str(Path(__file__).with_name("fleet_server.py")), str(leaf.cert),
+                               str(leaf.key), str(count), str(portfile)], stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while not portfile.exists():
+        if time.monotonic() > deadline or server.poll() is not None:
+            server.kill()
+            raise SystemExit("bench server did not start")
+        time.sleep(0.05)
+    return server, [int(p) for p in portfile.read_text().split()]
+
+
 def fleet(args: argparse.Namespace, pki: ZooPki, leaf: Leaf, tmp: Path, ck: list[str], trust: list[str],
           key: str) -> dict[str, object]:
     """N endpoints served with ``leaf``: certkit --targets vs a sequential swaks sample, peak RSS."""
-    portfile = tmp / f"ports-{key}"
-    server = subprocess.Popen([sys.executable, str(Path(__file__).with_name("fleet_server.py")), str(leaf.cert),
-                               str(leaf.key), str(args.fleet), str(portfile)])
+    server, ports = start_servers(leaf, args.fleet, tmp / f"ports-{key}")
     try:
-        deadline = time.monotonic() + 60
-        while not portfile.exists():
-            if time.monotonic() > deadline or server.poll() is not None:
-                raise SystemExit("fleet server did not start")
-            time.sleep(0.05)
-        ports = [int(p) for p in portfile.read_text().split()]
         full_list, tenth_list = tmp / f"targets-{key}", tmp / f"targets-tenth-{key}"
         full_list.write_text("".join(f"submission://127.0.0.1:{p}\n" for p in ports))
         tenth_list.write_text("".join(f"submission://127.0.0.1:{p}\n" for p in ports[: len(ports) // 10]))
@@ -154,21 +161,25 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="certkit-bench-check-") as tmp:
         pki = ZooPki(Path(tmp) / "pki")
         leaf = pki.leaf("bench", key="rsa2048")
-        server = ZooServer(Behaviour(tls=server_context(leaf)))
-        url = f"submission://127.0.0.1:{server.port}"
+        server, ports = start_servers(leaf, 1, Path(tmp) / "single-port")
+        port = ports[0]
+        url = f"submission://127.0.0.1:{port}"
         trust = ["--cafile", str(pki.ca_file), "--name", NAME]
         ck = certkit_cmd()
-        openssl = ["openssl", "s_client", "-starttls", "smtp", "-connect", f"127.0.0.1:{server.port}",
+        openssl = ["openssl", "s_client", "-starttls", "smtp", "-connect", f"127.0.0.1:{port}",
                    "-CAfile", str(pki.ca_file), "-verify_return_error", "-verify_hostname", NAME,
                    "-servername", NAME]
-        med = alternate({
-            "openssl": openssl,
-            "certkit_quick": [*ck, "check", "--quick", url, *trust],
-            "certkit_full": [*ck, "check", url, *trust],
-            "python_startup": [sys.executable, "-c", "pass"],
-            "certkit_version": [*ck, "--version"],
-        }, args.runs)
-        server.close()
+        try:
+            med = alternate({
+                "openssl": openssl,
+                "certkit_quick": [*ck, "check", "--quick", url, *trust],
+                "certkit_full": [*ck, "check", url, *trust],
+                "python_startup": [sys.executable, "-c", "pass"],
+                "certkit_version": [*ck, "--version"],
+            }, args.runs)
+        finally:
+            server.terminate()
+            server.wait(10)
         results["single"] = {k: round(v * 1000, 1) for k, v in med.items()}
         results["core_ratio"] = round(med["certkit_quick"] / med["openssl"], 1)
         results["audit_ratio"] = round(med["certkit_full"] / med["openssl"], 1)
