@@ -261,3 +261,47 @@ def test_missing_sasl_backend_is_explained(postfix: PostfixInstance, issued: Pat
     assert code == 0, out
     assert "no SASL backend" in out and "smtpd_sasl_type = dovecot" in out and "unix_listener" in out
     postfix.reset()  # a submission smtpd without SASL would die on the next connection
+
+
+def test_failed_postfix_step_puts_config_back(postfix: PostfixInstance, issued: Path) -> None:
+    """`postfix check` fails after certkit edited main.cf/master.cf: both files come back, v1 is served.
+
+    The fault is injected by the runner (`postfix check` answers 1 while version 2 is live);
+    everything else - postconf edits, restore, reload, what is served - is the real Postfix.
+    """
+    from certkit import runner
+    from certkit.deploy.pipeline import deploy_live_version
+    from certkit.errors import HookError
+    from certkit.settings import DeployTarget
+    from certkit.store import Store
+
+    assert certkit(*deploy_args(postfix))[0] == 0
+    first = live_sha256(issued)
+    before = {f: (postfix.config_dir / f).read_bytes() for f in ("main.cf", "master.cf")}
+    store = Store(issued)
+    code, out = certkit("issue", "--cn", NAME)  # version 2, deployed as remembered
+    assert code == 0, out
+    with store.lock():
+        store.activate(NAME, 2)
+
+    def check_fails_for_v2(argv: list[str], **kwargs: object) -> runner.Result:
+        if argv[-1] == "check" and store.live_version(NAME) == 2:
+            return runner.Result(tuple(argv), 1, "", "postfix/postfix-script: fatal: injected failure")
+        return runner.run(argv, **kwargs)  # type: ignore[arg-type]
+
+    from tests.conftest import free_port
+
+    other_port = free_port()
+    target = DeployTarget("postfix", {"config_dir": str(postfix.config_dir), "setup_submission": True,
+                                      "submission_listen": f"127.0.0.1:{other_port}"})
+    lines: list[str] = []
+    with pytest.raises(HookError) as err:
+        deploy_live_version(store, NAME, targets=[target], verify=[], previous_version=1,
+                            run=check_fails_for_v2, echo=lines.append)
+    assert "injected failure" in str(err.value)
+    assert "version 1 is live again; postfix: configuration restored and reloaded" in str(err.value)
+    assert store.live_version(NAME) == 1
+    assert {f: (postfix.config_dir / f).read_bytes() for f in ("main.cf", "master.cf")} == before
+    assert served_sha256(postfix.submission_port) == first, postfix.log()
+    with pytest.raises(OSError):
+        smtplib.SMTP("127.0.0.1", other_port, timeout=2)  # the half-made service is gone again

@@ -11,11 +11,13 @@
 3. success: the targets (with options) and URLs are remembered in the
    lineage settings, replacing earlier ones of the same target; the
    verification result goes into the lineage state (``last_check``);
-4. failure, with rollback and a previous version: every target that ran is
-   asked to undo its configuration changes (``rollback(ctx)``, newest
-   first), the previous version goes live again, the targets re-run with
-   it, and HookError/VerificationError (exit 1) says what failed and what
-   was restored. A failed deploy remembers nothing.
+4. failure, with rollback and a previous version: the previous version
+   goes live again; every target that ran and has ``rollback(ctx)`` puts
+   its saved configuration back and reloads (newest first), so it serves
+   the previous version with the configuration it had before; the other
+   targets and the hook folder run again with the previous version; then
+   HookError/VerificationError (exit 1) says what failed and what was
+   restored. A failed deploy remembers nothing.
 
 None of the anchor tools does step 4: certbot logs a failed deploy hook and
 still exits 0 (certbot#8528), and nobody checks what the server serves.
@@ -262,16 +264,22 @@ def _fail(
                    "fix the problem and run `certkit deploy` again")
     echo(f"Rolling back {settings.name} to version {previous}")
     problems: list[str] = []
+    # The previous version goes live first, so a target that restores its configuration and
+    # reloads (postfix) serves it straight away; that is its whole undo. Targets without a
+    # rollback() (scripts, aiosmtpd, Windows, the hook folder) run again with the previous version.
+    store.activate(settings.name, previous)
+    undone: list[str] = []
     for step in reversed(started):
         undo = getattr(step.module, "rollback", None) if step.module else None
         if undo is None or step.ctx is None:
             continue
         try:
             undo(step.ctx)
+            undone.append(step.label)
         except CertkitError as err:
             problems.append(f"undoing {step.label}: {err}")
-    store.activate(settings.name, previous)
-    rerun_targets = [s.target for s in started if s.target is not None]
+    rerun_targets = [s.target for s in started
+                     if s.target is not None and not hasattr(s.module, "rollback")]
     redone: list[_Step] = []
     try:
         _run_all(store, settings, rerun_targets, previous, None, echo, run, hook_timeout, redone)
@@ -281,8 +289,10 @@ def _fail(
     except OSError as err:  # pragma: no cover - defensive: never lose the original error
         problems.append(f"re-running the targets: {err}")
     restored = f"version {previous} is live again"
-    if rerun_targets or redone:
-        restored += " and was deployed again to " + ", ".join(s.label for s in redone)
+    if undone:
+        restored += f"; {', '.join(reversed(undone))}: configuration restored and reloaded"
+    if redone:
+        restored += "; deployed again to " + ", ".join(s.label for s in redone)
     message = f"{what}\n{restored}"
     if problems:
         message += "\nrollback problems:\n  " + "\n  ".join(problems)

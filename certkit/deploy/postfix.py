@@ -346,6 +346,9 @@ def _setup_submission(ctx: DeployContext, pf: Postfix, service: str, aliases: li
 def rollback(ctx: DeployContext) -> None:
     """Put back the main.cf/master.cf saved before this run and reload Postfix.
 
+    The pipeline makes the previous version live first, so the reload serves
+    it with exactly the configuration Postfix had before the failed run.
+
     Raises:
         HookError: the restored configuration does not check or reload.
     """
@@ -364,3 +367,5 @@ def rollback(ctx: DeployContext) -> None:
     if pf.running():
         pf.check()
         pf._cmd("postfix", "reload", what="postfix reload")
+        ctx.echo(f"  postfix: {config_dir} reloaded; serving {ctx.paths.combined} "
+                 f"(version {ctx.store.live_version(ctx.name)})")
