@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+from functools import lru_cache
 from typing import Any
 
 SEQUENCE, SET, INTEGER, BIT_STRING, OCTET_STRING, OID, BOOLEAN = 0x30, 0x31, 0x02, 0x03, 0x04, 0x06, 0x01
@@ -147,6 +148,7 @@ def _int(raw: bytes) -> int:
     return int.from_bytes(raw, "big", signed=True)
 
 
+@lru_cache(maxsize=64)  # a fleet often serves one certificate from many hosts; results are not mutated
 def parse_certificate(der: bytes) -> dict[str, Any]:
     """The fields certkit check reports, from a DER certificate.
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
+from functools import cached_property
 
 from certkit.errors import UsageError
 
@@ -41,7 +42,7 @@ class Target:
         """Submission policy applies: port 587 service or implicit-TLS submission (RFC 8314)."""
         return self.mode in ("submission", "smtps")
 
-    @property
+    @cached_property
     def host_is_ip(self) -> bool:
         try:
             ipaddress.ip_address(self.host)
