@@ -298,6 +298,17 @@ def test_server_hanging_up_on_plaintext_probes(zoo: Zoo, zoo_pki: ZooPki, good_c
     assert "*  the server closed the connection; reconnecting for STARTTLS" in report.transcript
 
 
+def test_host_names_resolve_within_the_timeout(zoo: Zoo, zoo_pki: ZooPki, good_ctx: ssl.SSLContext) -> None:
+    srv = zoo(tls=good_ctx)
+    report = audit(f"submission://localhost:{srv.port}", zoo_pki)  # ::1 may come first: every address is tried
+    assert report.ok, [c.to_json() for c in report.checks if c.status != "PASS"]
+    started = time.perf_counter()
+    missing = audit("smtp://no-such-host.invalid", zoo_pki, timeout=1)
+    assert time.perf_counter() - started < 3
+    assert failing(missing) == {"connect"}
+    assert "no-such-host.invalid" in missing.get("connect").detail  # type: ignore[union-attr]
+
+
 def test_smtp_mode_policy(zoo: Zoo, zoo_pki: ZooPki, good_ctx: ssl.SSLContext) -> None:
     """Port 25 (smtp://): plaintext MAIL is normal, AUTH before TLS is a warning, AUTH after TLS optional."""
     srv = zoo(tls=good_ctx, require_tls_for_mail=False, offer_auth_after_tls=False)

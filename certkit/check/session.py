@@ -13,6 +13,7 @@ into FAIL lines.
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 import ssl
 import time
@@ -100,15 +101,60 @@ class SmtpSession:
     # ----- connection ------------------------------------------------------
     def connect(self) -> None:
         """Open the TCP connection within the timeout."""
+        self.close()
         self._buf.clear()
-        try:
-            self.sock = socket.create_connection((self.host, self.port), timeout=self.timeout)
-        except TimeoutError as exc:
-            raise SessionError("timeout", "connect", f"no TCP connection within {self.timeout:g} s") from exc
-        except OSError as exc:
-            raise SessionError("connect", "connect", f"cannot connect: {exc.strerror or exc}") from exc
+        deadline = time.monotonic() + self.timeout
+        addresses = self._resolve()
+        error: OSError | None = None
+        for address in addresses:  # every address of the name, in resolver order, as create_connection does
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            try:
+                self.sock = socket.create_connection((address, self.port), timeout=remaining)
+                break
+            except OSError as exc:
+                error = exc
+        if self.sock is None:
+            if error is None or isinstance(error, TimeoutError):
+                raise SessionError("timeout", "connect", f"no TCP connection within {self.timeout:g} s") from error
+            raise SessionError("connect", "connect", f"cannot connect: {error.strerror or error}") from error
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.note(f"*  connected to {self.host} port {self.port}")
+
+    def _resolve(self) -> list[str]:
+        """The address to connect to; the name lookup is bounded by the timeout too.
+
+        getaddrinfo() has no timeout of its own and a dead resolver can block it
+        for 20 s or more, so a lookup runs in a helper thread that is abandoned
+        when the step's time is up.
+        """
+        try:
+            ipaddress.ip_address(self.host)
+            return [self.host]
+        except ValueError:
+            pass
+        import threading
+
+        found: list[str] = []  # addresses, de-duplicated below
+        failed: list[OSError] = []
+
+        def lookup() -> None:
+            try:
+                infos = socket.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM)
+                found.extend(str(info[4][0]) for info in infos)
+            except OSError as exc:
+                failed.append(exc)
+
+        worker = threading.Thread(target=lookup, daemon=True)
+        worker.start()
+        worker.join(self.timeout)
+        if worker.is_alive():
+            raise SessionError("timeout", "connect", f"name lookup of {self.host} took more than {self.timeout:g} s")
+        if failed or not found:
+            why = failed[0].strerror or str(failed[0]) if failed else "no address"
+            raise SessionError("connect", "connect", f"cannot resolve {self.host}: {why}")
+        return list(dict.fromkeys(found))
 
     def close(self) -> None:
         """Close without ceremony (QUIT is the caller's choice)."""
