@@ -357,3 +357,14 @@ def test_protocol_lists(value: str, ok: bool) -> None:
 
     assert protocols_ok(value) is ok
     assert protocols_for("3.7.11") == ">=TLSv1.2" and protocols_for("3.5.6").startswith("!SSLv2")
+
+
+def test_postfix_file_parameters_by_version(tmp_path: Path) -> None:
+    from certkit.deploy.postfix import tls_file_settings
+    from certkit.store import LivePaths
+
+    live = LivePaths.under(tmp_path / "live")
+    assert tls_file_settings("3.7.11", live) == {"smtpd_tls_chain_files": str(live.combined)}
+    assert tls_file_settings("3.4.0", live) == {"smtpd_tls_chain_files": str(live.combined)}
+    assert tls_file_settings("2.10.1", live) == {"smtpd_tls_cert_file": str(live.fullchain),
+                                                 "smtpd_tls_key_file": str(live.key)}

@@ -35,7 +35,7 @@ from pathlib import Path
 
 from certkit.deploy.base import DeployContext, Runner
 from certkit.errors import HookError, OperationError, UsageError
-from certkit.store import atomic_write
+from certkit.store import LivePaths, atomic_write
 
 DEFAULT_CONFIG_DIR = "/etc/postfix"
 DEFAULT_SUBMISSION_LISTEN = "587"
@@ -169,6 +169,20 @@ def protocols_for(mail_version: str) -> str:
     return MODERN_PROTOCOLS if _version_tuple(mail_version) >= (3, 6) else LEGACY_PROTOCOLS
 
 
+def tls_file_settings(mail_version: str, paths: LivePaths) -> dict[str, str]:
+    """main.cf file parameters for the lineage's live files.
+
+    Postfix 3.4+: ``smtpd_tls_chain_files`` = the combined key + full chain
+    file, one file so the key and certificate always match. Older Postfix
+    (CentOS 7 ships 2.10) has no chain files: the full chain and key go in
+    ``smtpd_tls_cert_file``/``smtpd_tls_key_file``, both behind the same
+    atomically swapped ``live`` link.
+    """
+    if _version_tuple(mail_version) >= (3, 4) or not mail_version:
+        return {"smtpd_tls_chain_files": str(paths.combined)}
+    return {"smtpd_tls_cert_file": str(paths.fullchain), "smtpd_tls_key_file": str(paths.key)}
+
+
 def protocols_ok(value: str) -> bool:
     """True when a protocols value already allows nothing below TLS 1.2."""
     text = value.replace(" ", "").replace(",", ":")
@@ -282,14 +296,17 @@ def deploy(ctx: DeployContext) -> None:
     service, aliases = parse_listen(listen)  # bad input fails before anything is touched
     pf = Postfix(config_dir, ctx.run)
     backup(ctx, config_dir)
-    current = pf.values("mail_version", "smtpd_tls_chain_files", "smtpd_tls_security_level",
+    current = pf.values("mail_version", "smtpd_tls_chain_files", "smtpd_tls_cert_file", "smtpd_tls_key_file",
+                        "smtpd_tls_security_level",
                         "smtpd_tls_protocols", "smtpd_tls_mandatory_protocols", "smtpd_use_tls",
                         "smtpd_tls_exclude_ciphers")
     protocols = protocols_for(current.get("mail_version", ""))
+    mail_version = current.get("mail_version", "")
     changes: dict[str, str] = {}
-    combined = str(ctx.paths.combined)
-    if current.get("smtpd_tls_chain_files", "") != combined:
-        changes["smtpd_tls_chain_files"] = combined
+    for key, value in tls_file_settings(mail_version, ctx.paths).items():
+        if current.get(key, "") != value:
+            changes[key] = value
+    served = next(iter(tls_file_settings(mail_version, ctx.paths).values()))
     if current.get("smtpd_tls_security_level", "") in ("", "none"):
         changes["smtpd_tls_security_level"] = "may"
     for param in ("smtpd_tls_protocols", "smtpd_tls_mandatory_protocols"):
@@ -305,7 +322,7 @@ def deploy(ctx: DeployContext) -> None:
         _setup_submission(ctx, pf, service, aliases, protocols)
     pf.check()
     action = pf.reload_or_start()
-    ctx.echo(f"  postfix: {config_dir} {action}; serving {combined} (version {ctx.version})")
+    ctx.echo(f"  postfix: {config_dir} {action}; serving {served} (version {ctx.version})")
 
 
 def _setup_submission(ctx: DeployContext, pf: Postfix, service: str, aliases: list[str], protocols: str) -> None:
