@@ -212,3 +212,21 @@ def test_behaviour_default_is_right(zoo: Zoo, zoo_pki: ZooPki) -> None:
     srv = zoo(tls=server_context(zoo_pki.leaf("good")))
     res = invoke(f"submission://127.0.0.1:{srv.port}", "--quick", *ca_args(zoo_pki))
     assert res.exit_code == 0
+
+
+def test_targets_from_stdin(good: ZooServer, zoo_pki: ZooPki) -> None:
+    stdin = f"# from a pipe\n127.0.0.1:{good.port}\nsubmission://127.0.0.1:{good.port}\n"
+    res = CliRunner().invoke(cli, ["check", "--targets", "-", "--json", "--quick", *ca_args(zoo_pki)], input=stdin,
+                             catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    assert [d["target"] for d in json.loads(res.stdout)] == [f"127.0.0.1:{good.port}",
+                                                             f"submission://127.0.0.1:{good.port}"]
+
+
+def test_not_yet_valid_certificate(zoo: Zoo, zoo_pki: ZooPki) -> None:
+    srv = zoo(tls=server_context(zoo_pki.leaf("future", days_before=-2, days_after=90)))
+    res = invoke(f"127.0.0.1:{srv.port}", "--json", *ca_args(zoo_pki))
+    doc = json.loads(res.stdout)
+    failed = {c["id"]: c["detail"] for c in doc["checks"] if c["status"] == "FAIL"}
+    assert res.exit_code == 1 and set(failed) == {"chain-trust", "time-left"}
+    assert "not valid before" in failed["time-left"] and "not yet valid" in failed["chain-trust"]
