@@ -118,7 +118,7 @@ def _run_all(store: Store, settings: LineageSettings, targets: Sequence[DeployTa
 
 
 def verify_url(url: str, cert_pem: bytes, name: str, timeout: float) -> VerifyResult:
-    """Check that ``url`` serves ``cert_pem`` for ``name`` (the check engineer's verify_deployment)."""
+    """Check that ``url`` serves ``cert_pem`` for ``name`` (certkit.check.verify_deployment)."""
     from certkit.check import verify_deployment
 
     outcome = verify_deployment(url, expected_cert_pem=cert_pem, name=name, timeout=timeout)
