@@ -298,6 +298,17 @@ def test_server_hanging_up_on_plaintext_probes(zoo: Zoo, zoo_pki: ZooPki, good_c
     assert "*  the server closed the connection; reconnecting for STARTTLS" in report.transcript
 
 
+@pytest.mark.filterwarnings("ignore:ssl.TLSVersion:DeprecationWarning")
+def test_tls10_only_server(zoo: Zoo, zoo_pki: ZooPki) -> None:
+    """A server speaking only TLS 1.0 fails the strict handshake, and the probe says why."""
+    ctx = server_context(zoo_pki.leaf("good"), min_version=ssl.TLSVersion.TLSv1)
+    ctx.maximum_version = ssl.TLSVersion.TLSv1
+    srv = zoo(tls=ctx)
+    report = audit(f"submission://127.0.0.1:{srv.port}", zoo_pki)
+    assert {"tls-handshake", "tls10-refused"} <= failing(report)
+    assert status(report, "tls11-refused") == "SKIP"  # a refusal proves nothing when no handshake works
+
+
 def test_host_names_resolve_within_the_timeout(zoo: Zoo, zoo_pki: ZooPki, good_ctx: ssl.SSLContext) -> None:
     srv = zoo(tls=good_ctx)
     report = audit(f"submission://localhost:{srv.port}", zoo_pki)  # ::1 may come first: every address is tried

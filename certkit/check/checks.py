@@ -186,20 +186,22 @@ def audit(target: Target, opts: CheckOptions) -> CheckReport:
     except _Stop as stop:
         stopped = str(stop.args[0])
         report.skip(applicable(target, opts), f"{stopped} failed")
-    reached_tls = report.get("tls-handshake") is not None and report.get("tls-handshake").status != SKIP  # type: ignore[union-attr]
+    handshake = report.get("tls-handshake")
+    tls_ok = handshake is not None and handshake.status == PASS
     if not opts.quick:
         if opts.parallel_probes:
             for t in threads:
                 t.join()
-        elif reached_tls:
+        elif tls_ok or (handshake is not None and handshake.status == FAIL):
             side.extend(job() for job in side_jobs)
+        why = f"not run: {stopped or 'tls-handshake'} failed"
         for result in side:
-            if not reached_tls:  # the main session already says why; probes would only repeat it
-                result = CheckResult(result.id, SKIP, f"not run: {stopped or 'TLS'} failed")
+            # Without a working handshake a probe's "refused" proves nothing: keep only what it found wrong
+            # (a server that speaks nothing but TLS 1.0 fails the main handshake and the TLS 1.0 probe).
+            if not tls_ok and result.status != FAIL:
+                result = CheckResult(result.id, SKIP, why)
             report.checks.append(result)
-        if not reached_tls and not side:
-            report.skip(["tls10-refused", "tls11-refused", "weak-ciphers-refused", "starttls-injection"],
-                        f"{stopped or 'TLS'} failed")
+        report.skip(["tls10-refused", "tls11-refused", "weak-ciphers-refused", "starttls-injection"], why)
     rank = {cid: i for i, cid in enumerate(ORDER)}
     report.checks.sort(key=lambda c: rank.get(c.id, len(ORDER)))
     report.elapsed_ms = round((time.perf_counter() - started) * 1000)
