@@ -34,11 +34,11 @@ from certkit.errors import CheckFailed, LockError, NotFoundError, UsageError
 @click.option("--from", "mail_from", default=None, metavar="ADDR", help="Envelope and header sender of --send-test.")
 @click.option("--to", "rcpt_to", default=None, metavar="ADDR", help="Recipient of --send-test.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (an array for several targets).")
-@click.option("--timeout", type=click.FloatRange(0.05, 600), default=10.0, show_default=True,
+@click.option("--timeout", type=click.FloatRange(0.05, 600), default=10.0, show_default=True, metavar="SECONDS",
               help="Seconds allowed for each step (connect, banner, each reply, handshake).")
 @click.option("--targets", "targets_file", type=click.Path(dir_okay=False, allow_dash=True), default=None,
               help="File with one URL a line ('-' for stdin; # comments allowed).")
-@click.option("--concurrency", type=click.IntRange(1, 1000), default=20, show_default=True,
+@click.option("--concurrency", type=click.IntRange(1, 1000), default=20, show_default=True, metavar="N",
               help="Targets checked at the same time.")
 @click.option("--strict", is_flag=True, help="Also WARN on RSA 2048 keys.")
 @click.option("--quick", is_flag=True,
