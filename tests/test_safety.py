@@ -41,8 +41,36 @@ def certkit(home: Path, *args: str, lock_wait: float | None = None) -> subproces
     env = {k: v for k, v in os.environ.items() if k not in ("CERTKIT_HOME", "CERTKIT_LOCK_WAIT")}
     if lock_wait is not None:
         env["CERTKIT_LOCK_WAIT"] = str(lock_wait)
+    # Own process group: the kill takes certkit and any hook it started, as systemd
+    # stopping the unit's cgroup (or a power cut) would.
     return subprocess.Popen([sys.executable, "-m", "certkit", "--home", str(home), *args], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+DEPLOY_HOOK = """#!/bin/sh
+# Stands in for a server: remembers which certificate it was last given.
+sleep 0.03
+mkdir -p "$SERVED"
+sha256sum < "$CERTKIT_CERT" | cut -c1-64 > "$SERVED/.$CERTKIT_NAME.tmp"
+mv "$SERVED/.$CERTKIT_NAME.tmp" "$SERVED/$CERTKIT_NAME"
+"""
+
+
+def add_deploy_hook(home: Path, served: Path) -> None:
+    hook_dir = home / "hooks" / "deploy"
+    hook_dir.mkdir(parents=True)
+    hook = hook_dir / "10-server"
+    hook.write_text(DEPLOY_HOOK.replace("$SERVED", str(served)))
+    hook.chmod(0o755)
+
+
+def assert_servers_have_live_certs(home: Path, names: list[str], served: Path) -> None:
+    import hashlib
+
+    store = Store(home)
+    for name in names:
+        live = hashlib.sha256(store.live_paths(name).cert.read_bytes()).hexdigest()
+        assert (served / name).read_text().strip() == live, f"{name}: the server was left with another certificate"
 
 
 def assert_consistent(home: Path, names: list[str]) -> None:
@@ -73,23 +101,30 @@ def lock_held(home: Path) -> bool:
 def test_kill_9_at_random_moments_then_next_run_finishes(tmp_path: Path) -> None:
     home = tmp_path / "home"
     names = populate(home, 6, "rsa2048")
-    started = time.monotonic()
-    full = certkit(home, "renew", "--force", "--concurrency", "3")
-    out, err = full.communicate(timeout=60)
-    assert full.returncode == 0, err
-    duration = time.monotonic() - started
+    served = tmp_path / "served"
+    add_deploy_hook(home, served)  # every renewal now also "deploys"; kills land between activate and deploy too
+    durations = []
+    for _ in range(2):  # the shorter of two full runs: a busy machine must not stretch the kill window
+        started = time.monotonic()
+        full = certkit(home, "renew", "--force", "--concurrency", "3")
+        out, err = full.communicate(timeout=60)
+        assert full.returncode == 0, err
+        durations.append(time.monotonic() - started)
+    duration = 0.9 * min(durations)
     seed = int(os.environ.get("CERTKIT_SAFETY_SEED", random.randrange(1 << 30)))
+    print(f"seed {seed}, full run {min(durations):.2f} s (CERTKIT_SAFETY_SEED={seed} repeats the kill points)")
     rng = random.Random(seed)
     killed_mid_run = 0
     for _ in range(10):
         proc = certkit(home, "renew", "--force", "--concurrency", "3")
         time.sleep(rng.uniform(0.05, duration))
         if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
             killed_mid_run += 1
         proc.communicate(timeout=60)
         assert_consistent(home, names)  # seed in the failure message below
-    assert killed_mid_run >= 5, f"seed {seed}: most runs should be killed mid-way"
+    assert killed_mid_run >= 4, f"seed {seed}: most runs should be killed mid-way"
     final = certkit(home, "renew", "--json")
     out, err = final.communicate(timeout=60)
     assert final.returncode == 0, f"seed {seed}: {err}"
@@ -100,8 +135,8 @@ def test_kill_9_at_random_moments_then_next_run_finishes(tmp_path: Path) -> None
         state = store.load_state(name)
         assert not state.get("renewing"), f"seed {seed}: {name} still marked as being renewed"
         assert state["last_renewal"]["ok"] is True
-        assert not list(store.versions_dir(name).glob(".staging-*")) or name in data["renewed"]
     assert_consistent(home, names)
+    assert_servers_have_live_certs(home, names, served)  # interrupted deploys were finished
     # Nothing left to finish: a further run renews nothing.
     again = certkit(home, "renew", "--json")
     out, _ = again.communicate(timeout=60)
