@@ -178,3 +178,18 @@ def test_scheduled_commands_run_and_report_failure(tmp_path: Path) -> None:
         assert "Traceback" not in proc.stderr
         with store.lock():
             store.update_state("broken.example", renewing={"time": "2026-01-01T00:00:00Z", "from_version": 1})
+
+
+def test_default_kind_and_remove_everything(tmp_path: Path) -> None:
+    expected = "systemd" if Path("/run/systemd/system").is_dir() else "cron"
+    assert timer.default_kind() == expected
+    units, cron = tmp_path / "units", tmp_path / "cron.d" / "certkit"
+    runner = CliRunner()
+    home = ["--home", str(tmp_path / "h")]
+    assert runner.invoke(cli, [*home, "timer", "install", "--kind", "systemd", "--unit-dir", str(units)]).exit_code == 0
+    assert runner.invoke(cli, [*home, "timer", "install", "--kind", "cron", "--cron-file", str(cron)]).exit_code == 0
+    result = runner.invoke(cli, [*home, "timer", "remove", "--unit-dir", str(units), "--cron-file", str(cron)])
+    assert result.exit_code == 0, result.output
+    assert "removed" in result.output and not cron.exists() and list(units.iterdir()) == []
+    result = runner.invoke(cli, ["timer", "install", "--kind", "launchd"])
+    assert result.exit_code == 2 and "launchd" in result.output
