@@ -30,6 +30,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +41,8 @@ from certkit.store import LivePaths, atomic_write
 DEFAULT_CONFIG_DIR = "/etc/postfix"
 DEFAULT_SUBMISSION_LISTEN = "587"
 CONFIG_FILES = ("main.cf", "master.cf")
+RELOAD_SETTLE_MAX = 3.0  # seconds to wait for pre-reload smtpd processes to exit
+RELOAD_FALLBACK_WAIT = 0.5  # without /proc
 MODERN_PROTOCOLS = ">=TLSv1.2"  # Postfix >= 3.6 syntax
 LEGACY_PROTOCOLS = "!SSLv2, !SSLv3, !TLSv1, !TLSv1.1"  # same policy for Postfix < 3.6
 # Postfix's default cipher lists keep anonymous (aNULL) suites: they authenticate nobody, so a
@@ -141,12 +144,64 @@ class Postfix:
                           what="postfix status")
         return result.ok
 
+    def reload(self) -> None:
+        """``postfix reload``, then wait until the smtpd processes started before it are gone.
+
+        ``postfix reload`` only sends master a SIGHUP and returns. Until
+        master has re-read its configuration and closed the old children's
+        status pipes, an idle old smtpd can still accept the next connection
+        and serve the old certificate (seen here: a verification right after
+        a rollback got the version being rolled back). Idle old children exit
+        within milliseconds; one busy with a client finishes its session
+        first, so the wait is capped.
+        """
+        master = self.master_pid()
+        before = _smtpd_children(master) if master else set()
+        self._cmd("postfix", "reload", what="postfix reload")
+        if master is None or not Path("/proc/self/stat").exists():
+            time.sleep(RELOAD_FALLBACK_WAIT)  # no /proc: give master a moment to act on SIGHUP
+            return
+        deadline = time.monotonic() + RELOAD_SETTLE_MAX
+        while before and time.monotonic() < deadline:
+            time.sleep(0.02)
+            before &= _smtpd_children(master)
+
+    def master_pid(self) -> int | None:
+        """The running master's pid (from queue_directory/pid/master.pid), None when unknown."""
+        queue = self.values("queue_directory").get("queue_directory", "")
+        try:
+            return int((Path(queue) / "pid" / "master.pid").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+
     def reload_or_start(self) -> str:
         if self.running():
-            self._cmd("postfix", "reload", what="postfix reload")
+            self.reload()
             return "reloaded"
         self._cmd("postfix", "start", what="postfix start")
         return "started"
+
+
+def _smtpd_children(master: int) -> set[int]:
+    """Pids of smtpd processes whose parent is ``master`` (Linux /proc; empty elsewhere)."""
+    found: set[int] = set()
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return found
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue  # exited meanwhile
+        # "pid (comm) state ppid ...": comm may contain spaces, so split after the last ')'
+        comm = stat[stat.find("(") + 1:stat.rfind(")")]
+        fields = stat[stat.rfind(")") + 2:].split()
+        if comm == "smtpd" and len(fields) > 1 and fields[1] == str(master):
+            found.add(int(entry))
+    return found
 
 
 def _parse_assignments(text: str) -> list[tuple[str, str]]:
@@ -383,6 +438,6 @@ def rollback(ctx: DeployContext) -> None:
     pf = Postfix(config_dir, ctx.run)
     if pf.running():
         pf.check()
-        pf._cmd("postfix", "reload", what="postfix reload")
+        pf.reload()
         ctx.echo(f"  postfix: {config_dir} reloaded; serving {ctx.paths.combined} "
                  f"(version {ctx.store.live_version(ctx.name)})")
