@@ -388,6 +388,7 @@ def renew_one(
 
     version: int | None = None
     error: str | None = None
+    from_version = decision.resume_from
     try:
         settings = store.load_settings(name)
         with store.lock(), locks.hold(shared_resources(settings)):
@@ -400,6 +401,7 @@ def renew_one(
                 version = live
             else:
                 old_ari = store.load_state(name).get("ari")
+                from_version = live
                 store.update_state(name, renewing={"time": due.iso(clock()), "from_version": live})
                 outcome = issue_fn(store, settings, echo=echo)
                 version = outcome.version
@@ -416,9 +418,15 @@ def renew_one(
     if error is not None:
         version = store.live_version(name)
     record = {"time": due.iso(clock()), "ok": error is None, "error": error, "version": version}
+    # Done, or failed with the previous version restored: nothing left to finish. A failure that
+    # left a new version live (its rollback failed too) keeps the marker, so the next run deploys again.
+    unfinished = error is not None and from_version is not None and version not in (None, from_version)
     try:
         with store.lock():
-            store.update_state(name, renewing=None, last_renewal=record)
+            if unfinished:
+                store.update_state(name, last_renewal=record)
+            else:
+                store.update_state(name, renewing=None, last_renewal=record)
     except (CertkitError, OSError) as exc:
         error = error or f"cannot record the renewal: {exc}"
     if error is not None:

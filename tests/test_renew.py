@@ -392,3 +392,22 @@ def test_lineages_deploying_to_one_server_take_turns(home: Path) -> None:
     assert peak["plain"] > 1  # the others still run in parallel
     assert renew.shared_resources(store.load_settings("p0.example")) == ["deploy:postfix"]
     assert renew.shared_resources(store.load_settings("s0.example")) == []
+
+
+def test_failure_that_leaves_a_new_version_live_is_finished_next_run(home: Path) -> None:
+    from certkit.errors import HookError
+
+    store = Store(home)
+    make(store, "x.example", days=90)
+
+    def half_done(st: Store, settings: LineageSettings, echo: Any) -> Any:
+        v = st.add_version("x.example", *_pem_pair())
+        st.activate("x.example", v)
+        raise HookError("deploy failed and so did the rollback")
+
+    report = renew.run(store, force=True, issue_fn=half_done, echo=quiet)
+    assert report.failed[0].version == 2 and store.live_version("x.example") == 2
+    assert store.load_state("x.example")["renewing"]["from_version"] == 1  # kept: deploy still owed
+    report = renew.run(store, echo=quiet)  # not forced: the marker makes it due; deploy only
+    assert report.names("renewed") == ["x.example"] and "interrupted" in report.results[0].reason
+    assert store.versions("x.example") == [1, 2] and store.load_state("x.example")["renewing"] is None
