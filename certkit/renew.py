@@ -130,7 +130,7 @@ def decide(store: Store, name: str, now: dt.datetime, force: bool = False) -> De
     version = store.live_version(name)
     if isinstance(marker, dict):
         started = marker.get("time", "an earlier run")
-        return Decision(name, True, f"finishing a renewal interrupted at {started}",
+        return Decision(name, True, f"finishing the renewal started at {started} (interrupted or not deployed)",
                         resume_from=marker.get("from_version"))
     if version is None:
         return Decision(name, True, "no live version (an earlier issue did not finish)")
