@@ -100,8 +100,8 @@ def issue(
             result = obtain(store, settings.acme, identities, key, previous_cert=prev_cert, echo=echo)
             settings.source = result.directory_url
             cert_pem, chain_pem = result.cert_pem, result.chain_pem
-            if result.ari is not None:
-                state_updates["ari"] = result.ari
+            # Always replace: a window stored for the previous certificate says nothing about this one.
+            state_updates["ari"] = result.ari
         else:
             cert = cx.self_signed(key, identities, settings.days)
             cert_pem, chain_pem = cx.to_pem(cert), b""

@@ -171,12 +171,14 @@ def acquire(address: str, port: int) -> Responder:
 
 def release(responder: Responder) -> None:
     """Drop one user; the last one stops the listener."""
+    # Close while holding the lock: a thread acquiring the same port right
+    # after would otherwise try to bind while this socket is still open.
     with _registry_lock:
         responder.users -= 1
         if responder.users > 0:
             return
         _responders.pop((responder.address, responder.port), None)
-    responder.close()
+        responder.close()
 
 
 class Webroot:
