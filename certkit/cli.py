@@ -167,15 +167,23 @@ def list_command(ctx: click.Context, as_json: bool) -> None:
     from certkit import records
 
     store = store_from(ctx)
-    recs = [records.record(store, n) for n in store.names()]
+    # One damaged lineage must not hide the others: list them all, report it, exit 1.
+    recs: list[dict[str, Any]] = []
+    for name in store.names():
+        try:
+            recs.append(records.record(store, name))
+        except CertkitError as exc:
+            recs.append({"name": name, "error": str(exc)})
+    broken = [r for r in recs if "error" in r]
     if as_json:
         click.echo(json.dumps(recs, indent=2))
-        return
-    if not recs:
+    elif not recs:
         click.echo(f"No certificates in {store.home} yet - run `certkit issue --cn HOST`.")
-        return
-    for rec in recs:
-        click.echo(summary_line(rec))
+    else:
+        for rec in recs:
+            click.echo(f"{rec['name']}: error: {rec['error']}" if "error" in rec else summary_line(rec))
+    if broken:
+        sys.exit(1)
 
 
 @cli.command("show")

@@ -10,6 +10,7 @@ carries the process exit code the CLI uses for it:
     |   +-- NotFoundError        exit 2  no such lineage / file
     |   +-- NotBuiltError        exit 2  the command exists in the contract but not yet here
     +-- OperationError           exit 1  the operation failed (I/O, a tool, a server)
+        +-- FileWriteError       exit 1  a file could not be written (also an OSError)
         +-- LockError            exit 1  another certkit process holds the state lock
         +-- AcmeError            exit 1  the ACME server refused or failed
         +-- HookError            exit 1  a deploy hook exited non-zero or timed out
@@ -67,6 +68,14 @@ class NotBuiltError(UsageError):
 
 class OperationError(CertkitError):
     """The operation was attempted and failed (exit 1)."""
+
+
+class FileWriteError(OperationError, OSError):
+    """A file could not be written: missing folder, permissions, disk full.
+
+    Also an OSError (with errno/strerror/filename set), so callers that
+    already handle OSError keep working.
+    """
 
 
 class LockError(OperationError):

@@ -7,6 +7,7 @@ from typing import Any
 
 from certkit import due
 from certkit import x509 as cx
+from certkit.errors import OperationError
 from certkit.store import Store
 
 
@@ -41,8 +42,13 @@ def record(store: Store, name: str, now: dt.datetime | None = None) -> dict[str,
     }
     if version is None:
         return out
-    certs = cx.load_chain(paths.cert.read_bytes())
-    cert = certs[0]
+    try:
+        cert = cx.load_chain(paths.cert.read_bytes())[0]
+    except (OSError, ValueError, IndexError) as exc:
+        raise OperationError(
+            f"cannot read the live certificate of {name} ({paths.cert}): {exc}",
+            f"issue it again with `certkit renew --force {name}`",
+        ) from exc
     nb, na = cx.not_before(cert), cx.not_after(cert)
     out.update(
         serial=cx.serial_hex(cert),

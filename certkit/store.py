@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from certkit.errors import LockError, NotFoundError, OperationError, UsageError
+from certkit.errors import FileWriteError, LockError, NotFoundError, OperationError, UsageError
 from certkit.settings import LineageSettings
 
 VERSION_FILES = ("cert.pem", "chain.pem", "fullchain.pem", "privkey.pem", "combined.pem")
@@ -128,21 +128,34 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
 
     The temp file is created with ``mode`` already set, so a private file is
     never readable by others, not even for an instant.
+
+    Raises:
+        FileWriteError: the file could not be written (exit 1, path and reason).
     """
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), mode)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, mode)  # umask may have narrowed/widened it
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), mode)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.chmod(tmp, mode)  # umask may have narrowed/widened it
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        _fsync_dir(path.parent)
+    except OSError as exc:
+        if isinstance(exc, FileWriteError):
+            raise
+        error = FileWriteError(
+            f"cannot write {path}: {exc.strerror or exc}",
+            "check that the folder exists and is writable and that the disk has space",
+        )
+        error.errno, error.strerror, error.filename = exc.errno, exc.strerror, str(path)
+        raise error from exc
 
 
 class Store:

@@ -235,3 +235,28 @@ def test_installed_command_end_to_end(tmp_path: Path) -> None:
     assert refused.returncode == 2 and "/K:2048" in refused.stderr and "Traceback" not in refused.stderr
     module = subprocess.run([sys.executable, "-m", "certkit", "list"], capture_output=True, text=True, env=env)
     assert module.returncode == 0 and "win.block25.or.kr" in module.stdout
+
+
+def test_unwritable_output_is_a_clear_failure(home: Path, tmp_path: Path) -> None:
+    run("issue", "--cn", "mail.example.com")
+    code, out, err = run("export", "mail.example.com", "--format", "der", "--out", str(tmp_path / "no" / "x.der"))
+    assert code == 1
+    assert err.startswith("error: cannot write ") and "No such file or directory" in err
+    assert "Traceback" not in out + err
+
+
+def test_damaged_lineage_does_not_hide_the_others(home: Path) -> None:
+    run("issue", "--cn", "good.example.com")
+    run("issue", "--cn", "bad.example.com")
+    (home / "lineages" / "bad.example.com" / "settings.toml").write_text("name = = broken\n")
+    code, out, err = run("list")
+    assert code == 1
+    assert "bad.example.com: error: cannot read" in out
+    assert "good.example.com  expires" in out
+    code, out, _ = run("list", "--json")
+    assert code == 1
+    assert [("error" in r, r["name"]) for r in json.loads(out)] == [(True, "bad.example.com"),
+                                                                     (False, "good.example.com")]
+    (home / "lineages" / "good.example.com" / "versions" / "0001" / "cert.pem").write_text("junk\n")
+    code, out, err = run("show", "good.example.com")
+    assert code == 1 and "cannot read the live certificate" in err and "renew --force" in err
