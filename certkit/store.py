@@ -214,6 +214,13 @@ class Store:
                     self._release()
 
     def _acquire(self) -> None:
+        if sys.platform == "win32" and not self.home.exists():  # pragma: no cover - Windows
+            self._ensure_dir(self.home)
+            from certkit import runner
+
+            # mode 0700 means nothing on Windows: keys are protected by the folder's ACL,
+            # which every file and subfolder inherits.
+            runner.run(windows_acl_argv(self.home), check=True, what="icacls (restricting the state directory)")
         self._ensure_dir(self.home)
         path = self.home / ".lock"
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
@@ -472,6 +479,16 @@ class Store:
         for fname, data in files.items():
             atomic_write(adir / fname, data, 0o600)
         return adir
+
+
+def windows_acl_argv(folder: Path) -> list[str]:
+    """icacls command restricting ``folder`` to Administrators and SYSTEM (inherited below).
+
+    Well-known SIDs, not names, so it works on every Windows language
+    (S-1-5-32-544 = BUILTIN\\Administrators, S-1-5-18 = LocalSystem).
+    """
+    return ["icacls", str(folder), "/inheritance:r",
+            "/grant:r", "*S-1-5-32-544:(OI)(CI)F", "/grant:r", "*S-1-5-18:(OI)(CI)F"]
 
 
 def _try_lock(fd: int) -> None:

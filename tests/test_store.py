@@ -155,3 +155,12 @@ def test_kill_9_at_random_points_never_breaks_live(tmp_path: Path) -> None:
         store.activate("mail.example.com", v)
     assert not list(store.versions_dir("mail.example.com").glob(".staging-*"))
     assert len(store.versions("mail.example.com")) > 3
+
+
+def test_windows_acl_command_uses_well_known_sids() -> None:
+    from certkit.store import windows_acl_argv
+
+    argv = windows_acl_argv(Path(r"C:\ProgramData\certkit"))
+    assert argv[:3] == ["icacls", r"C:\ProgramData\certkit", "/inheritance:r"]
+    # Administrators and SYSTEM only, inherited by files (OI) and folders (CI); no user names.
+    assert [a for a in argv if a.startswith("*")] == ["*S-1-5-32-544:(OI)(CI)F", "*S-1-5-18:(OI)(CI)F"]
