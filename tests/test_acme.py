@@ -395,6 +395,21 @@ def test_usage_errors_before_any_request(home: Path) -> None:
     no_hook = AcmeSettings(server="https://127.0.0.1:1/dir", challenge="dns-01")
     with pytest.raises(UsageError, match="--dns-hook"):
         obtain(store, no_hook, [names.parse_name("x.example.com")], keys.generate("ec256"))
+    # Half an EAB pair or an unusable --ca-bundle is bad input (exit 2), found before the network
+    # (requests would report a bad bundle as a network failure).
+    kid_only = AcmeSettings(server="https://127.0.0.1:1/dir", eab_kid="kid-1")
+    with pytest.raises(UsageError, match="--eab-kid needs --eab-hmac-key-file"):
+        obtain(store, kid_only, [names.parse_name("x.example.com")], keys.generate("ec256"))
+    key_only = AcmeSettings(server="https://127.0.0.1:1/dir", eab_hmac_key_file=str(home / "eab.key"))
+    with pytest.raises(UsageError, match="--eab-hmac-key-file needs --eab-kid"):
+        obtain(store, key_only, [names.parse_name("x.example.com")], keys.generate("ec256"))
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "empty.pem").write_bytes(b"")
+    for bundle, message in ((home / "missing.pem", "cannot read --ca-bundle"), (home, "cannot read --ca-bundle"),
+                            (home / "empty.pem", "holds no PEM certificate")):
+        with pytest.raises(UsageError, match=message):
+            obtain(store, AcmeSettings(server="https://127.0.0.1:1/dir", ca_bundle=str(bundle)),
+                   [names.parse_name("x.example.com")], keys.generate("ec256"))
 
 
 # ----- ARI end to end: a directory that adds renewalInfo in front of Pebble 2.4 ---------------------

@@ -63,10 +63,30 @@ def check_settings(settings: AcmeSettings, identities: Sequence[Identity]) -> No
             raise UsageError("--challenge dns-01 needs --dns-hook CMD",
                              "pass a command that adds/removes TXT records (see docs/acme.md)")
         dns01.hook_argv(settings.dns_hook)
+    # EAB comes as a pair; one half alone would be ignored (kid) or sent nowhere (key file).
+    if bool(settings.eab_kid) != bool(settings.eab_hmac_key_file):
+        given, missing = ("--eab-kid", "--eab-hmac-key-file") if settings.eab_kid else \
+            ("--eab-hmac-key-file", "--eab-kid")
+        raise UsageError(f"{given} needs {missing}", "pass both values from the CA's portal (the key in a 0600 file)")
+    if settings.ca_bundle:
+        _check_ca_bundle(settings.ca_bundle)
     if settings.dns_resolver:
         dns01.parse_resolver(settings.dns_resolver)
     if settings.challenge == "http-01" and settings.webroot:
         http01.Webroot(settings.webroot)  # checks the folder exists
+
+
+def _check_ca_bundle(path: str) -> None:
+    """--ca-bundle must be a readable PEM file: requests reports a bad one as a network failure."""
+    try:
+        with open(path, "rb") as stream:
+            data = stream.read()
+    except OSError as exc:
+        raise UsageError(f"cannot read --ca-bundle {path}: {exc.strerror or exc}",
+                         "pass a PEM file with the CA certificates that sign the ACME server's HTTPS") from exc
+    if b"-----BEGIN CERTIFICATE-----" not in data:
+        raise UsageError(f"--ca-bundle {path} holds no PEM certificate",
+                         "pass a PEM file with the CA certificates that sign the ACME server's HTTPS")
 
 
 @dataclass
