@@ -78,6 +78,21 @@ def test_bad_usage_exits_2(args: list[str], words: str, home: Path) -> None:
     assert "Traceback" not in res.output
 
 
+def test_empty_lists_and_unreadable_pins_exit_2(tmp_path: Path, home: Path) -> None:
+    """Checking nothing is not a pass; a pin that is not a certificate is bad input, not a trust error."""
+    empty = tmp_path / "targets"
+    empty.write_text("# nothing yet\n\n")
+    res = invoke("--targets", str(empty))
+    assert res.exit_code == 2 and "lists no target" in res.stderr
+    res = CliRunner().invoke(cli, ["check", "--json", "--targets", "-"], input="")
+    assert res.exit_code == 2 and "no target on standard input" in res.stderr
+    for content in (b"", b"garbage", b"-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydA==\n-----END CERTIFICATE-----\n"):
+        pin = tmp_path / "pin.pem"
+        pin.write_bytes(content)
+        res = invoke("smtp://127.0.0.1:1", "--expect", str(pin), home=home)
+        assert res.exit_code == 2 and f"--expect {pin} holds no" in res.stderr, res.output
+
+
 def test_bad_line_in_targets_file_exits_2_before_checking(tmp_path: Path, good: ZooServer) -> None:
     targets = tmp_path / "targets"
     targets.write_text(f"127.0.0.1:{good.port}\nnot a url\n")

@@ -88,12 +88,17 @@ def _load_expected(ctx: click.Context, value: str) -> tuple[bytes, str | None, A
         except OSError as exc:
             raise NotFoundError(f"cannot read --expect {value}: {exc.strerror or exc}",
                                 "give a lineage name or a certificate file") from exc
-        if b"-----BEGIN CERTIFICATE-----" in data:
-            return data, None, None
+        if b"-----BEGIN CERTIFICATE-----" not in data:
+            # DER_cert_to_PEM_cert wraps any bytes: only a DER SEQUENCE can be a certificate.
+            if not data.startswith(b"\x30"):
+                raise UsageError(f"--expect {value} holds no certificate", "give a PEM or DER certificate")
+            data = ssl.DER_cert_to_PEM_cert(data).encode()
         try:
-            return ssl.DER_cert_to_PEM_cert(data).encode(), None, None
+            ssl.create_default_context(cadata=data.decode("ascii", "replace"))
         except (ValueError, ssl.SSLError) as exc:
-            raise UsageError(f"--expect {value} holds no certificate", "give a PEM or DER certificate") from exc
+            raise UsageError(f"--expect {value} holds no readable certificate", "give a PEM or DER certificate") \
+                from exc
+        return data, None, None
     from certkit.cli import store_from
 
     store = store_from(ctx)
@@ -137,12 +142,13 @@ def run_check(ctx: click.Context, urls: tuple[str, ...], opts: dict[str, Any]) -
     if opts["cafile"] and not Path(opts["cafile"]).is_file():
         raise UsageError(f"--cafile {opts['cafile']}: no such file", "give a PEM file of trusted CA certificates")
     many = targets_file is not None or len(urls) > 1
-    if targets_file != "-":
-        for url in _iter_targets(urls, targets_file):  # every URL is checked before anything runs
-            parse_target(url)
-    else:
-        for url in urls:
-            parse_target(url)
+    count = 0
+    for url in (_iter_targets(urls, targets_file) if targets_file != "-" else urls):
+        parse_target(url)  # every URL is checked before anything runs
+        count += 1
+    if count == 0 and targets_file != "-":
+        # An empty list would otherwise "pass" with exit 0 having checked nothing.
+        raise UsageError(f"--targets {targets_file} lists no target", "put one URL a line in the file")
     password = _read_password(opts["password_file"], opts["auth_user"])
     expected_pem, lineage, store = (None, None, None)
     if opts["expect"]:
@@ -193,6 +199,8 @@ def run_check(ctx: click.Context, urls: tuple[str, ...], opts: dict[str, Any]) -
         run_many(_iter_targets(urls, targets_file), options, opts["concurrency"], emit_many)
         if progress:
             click.echo("", err=True)
+        if counter["n"] == 0:
+            raise UsageError("no target on standard input", "pipe one URL a line into `certkit check --targets -`")
         if as_json:
             click.echo("[]" if counter["n"] == 0 else "\n]")
     else:
