@@ -156,6 +156,7 @@ def run_deploy(
         verify=list(dict.fromkeys([*settings.verify, *extra_verify])),
         previous_version=previous,
         rollback=True,
+        just_activated=True,
         echo=echo,
     )
 

@@ -99,3 +99,39 @@ def test_cli_reports_the_failed_deploy(home: Path, tmp_path: Path, monkeypatch: 
     assert data["failed"][0]["name"] == "a.example" and "status 3" in data["failed"][0]["error"]
     assert store.live_version("a.example") == 1
     assert "Traceback" not in result.output
+
+
+def test_renewal_refused_by_a_remembered_target_rolls_back(home: Path, tmp_path: Path) -> None:
+    """A remembered target that refuses (exit 2, e.g. its pid file is gone) after a renewal made
+    the new version live: the previous version goes live again, and no resume marker is left."""
+    runner = CliRunner()
+    assert runner.invoke(cli, ["issue", "--cn", "b.example", "--key", "ec256"]).exit_code == 0
+    store = Store(home)
+    from certkit.settings import DeployTarget
+
+    with store.lock():
+        settings = store.load_settings("b.example")
+        settings.deploy = [DeployTarget("aiosmtpd", {"pid_file": str(tmp_path / "gone.pid")})]
+        store.save_settings(settings)
+    result = runner.invoke(cli, ["renew", "--force"])
+    assert result.exit_code == 1, result.output
+    assert "gone.pid does not exist" in result.output and "Traceback" not in result.output
+    assert store.live_version("b.example") == 1
+    assert store.load_state("b.example").get("renewing") is None
+    assert "version 1 is live again" in (store.load_state("b.example")["last_renewal"]["error"] or "")
+
+
+def test_rollback_message_does_not_claim_a_failed_rerun(home: Path, tmp_path: Path) -> None:
+    """A script that fails again while rolling back is listed as a problem, not as deployed again."""
+    hook = tmp_path / "hook.sh"
+    hook.write_text("#!/bin/sh\nexit 0\n")
+    hook.chmod(0o755)
+    runner = CliRunner()
+    assert runner.invoke(cli, ["issue", "--cn", "c.example", "--key", "ec256",
+                               "--deploy", f"script:{hook}"]).exit_code == 0
+    hook.write_text("#!/bin/sh\nexit 4\n")
+    result = runner.invoke(cli, ["renew", "--force"])
+    assert result.exit_code == 1
+    error = Store(home).load_state("c.example")["last_renewal"]["error"]
+    assert "version 1 is live again" in error and "re-running script:" in error
+    assert "deployed again" not in error

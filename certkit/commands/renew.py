@@ -72,6 +72,6 @@ def renew_command(ctx: click.Context, lineages: tuple[str, ...], force: bool, dr
         names = ", ".join(r.name for r in failed)
         raise OperationError(
             f"renewal failed for {len(failed)} of {len(report.results)} lineage(s): {names}",
-            "the previous certificates stay live; see the lines above, fix the cause and run "
+            "each line above says which version stays live; fix the cause and run "
             f"`certkit renew {failed[0].name}` (or wait for the next timer run)",
         )

@@ -147,6 +147,7 @@ def deploy_live_version(
     verify_timeout: float = DEFAULT_VERIFY_TIMEOUT,
     verifier: Verifier | None = None,
     remember: bool = True,
+    just_activated: bool = False,
 ) -> DeployOutcome:
     """Deploy the lineage's live version to ``targets``, run hooks, verify, roll back on failure.
 
@@ -163,6 +164,9 @@ def deploy_live_version(
         verify_timeout: seconds per network step of a verification.
         verifier: replaces :func:`verify_url` (tests).
         remember: store targets and URLs in the lineage settings on success.
+        just_activated: the caller (issue, renew) has just made this version
+            live, so any failure - even a bad remembered option (exit 2) - rolls
+            back; `certkit deploy` changed nothing before a refusal.
 
     Raises:
         HookError: a target or hook failed (after rollback when possible).
@@ -203,8 +207,9 @@ def deploy_live_version(
         except CertkitError as exc:
             if results:
                 _record_check(store, name, version, results)
-            if exc.exit_code == 2 and len(started) <= 1 and not results:
+            if exc.exit_code == 2 and len(started) <= 1 and not results and not just_activated:
                 # Refused before it changed anything (bad option, Windows-only target here): nothing to undo.
+                # After issue/renew the new version is already live, so that case rolls back.
                 raise
             raise _fail(store, settings, exc, started, version, previous_version, rollback,
                         echo, run, hook_timeout) from exc
@@ -278,14 +283,18 @@ def _fail(
             undone.append(step.label)
         except CertkitError as err:
             problems.append(f"undoing {step.label}: {err}")
+    # A step that refused (exit 2: bad remembered option, Windows-only target here) changed
+    # nothing and would only refuse again.
+    refused = started[-1] if started and exc.exit_code == 2 else None
     rerun_targets = [s.target for s in started
-                     if s.target is not None and not hasattr(s.module, "rollback")]
+                     if s.target is not None and not hasattr(s.module, "rollback") and s is not refused]
     redone: list[_Step] = []
     try:
         _run_all(store, settings, rerun_targets, previous, None, echo, run, hook_timeout, redone)
     except CertkitError as err:
         problems.append(f"re-running {redone[-1].label if redone else 'the targets'} "
                         f"with version {previous}: {err}")
+        redone = redone[:-1]  # the failed one was not deployed again
     except OSError as err:  # pragma: no cover - defensive: never lose the original error
         problems.append(f"re-running the targets: {err}")
     restored = f"version {previous} is live again"
