@@ -193,3 +193,22 @@ def test_default_kind_and_remove_everything(tmp_path: Path) -> None:
     assert "removed" in result.output and not cron.exists() and list(units.iterdir()) == []
     result = runner.invoke(cli, ["timer", "install", "--kind", "launchd"])
     assert result.exit_code == 2 and "launchd" in result.output
+
+
+def test_place_flags_pick_the_kind_and_never_write_elsewhere(tmp_path: Path) -> None:
+    """--unit-dir without --kind installs systemd units there (it once wrote /etc/cron.d instead)."""
+    runner = CliRunner()
+    home = ["--home", str(tmp_path / "h")]
+    units = tmp_path / "units"
+    result = runner.invoke(cli, [*home, "timer", "install", "--unit-dir", str(units), "--print"])
+    assert result.exit_code == 0, result.output
+    assert "[Timer]" in result.output and "cron" not in result.output
+    cron = tmp_path / "certkit.cron"
+    result = runner.invoke(cli, [*home, "timer", "install", "--cron-file", str(cron)])
+    assert result.exit_code == 0, result.output
+    assert "renew --jitter" in cron.read_text()
+    for argv in (["--kind", "cron", "--unit-dir", str(units)], ["--kind", "systemd", "--cron-file", str(cron)],
+                 ["--unit-dir", str(units), "--cron-file", str(cron)]):
+        result = runner.invoke(cli, [*home, "timer", "install", *argv])
+        assert result.exit_code == 2 and "error:" in result.output, argv
+    assert not units.exists()

@@ -33,7 +33,17 @@ def install_command(ctx: click.Context, kind: str | None, print_only: bool, unit
                     cron_file: str | None) -> None:
     """Install the renewal schedule (twice a day, random delay, --home baked in)."""
     from certkit import timer
+    from certkit.errors import UsageError
 
+    if kind is None and (unit_dir or cron_file):
+        # The place given says which kind is meant: never write the default kind's file elsewhere.
+        kind = "cron" if cron_file else ("windows" if timer.default_kind() == "windows" else "systemd")
+    if unit_dir and cron_file:
+        raise UsageError("--unit-dir and --cron-file belong to different kinds", "give one of them")
+    if (kind == "cron" and unit_dir) or (kind in ("systemd", "windows") and cron_file):
+        flag = "--unit-dir" if unit_dir else "--cron-file"
+        raise UsageError(f"{flag} does not apply to --kind {kind}",
+                         "use --unit-dir with systemd or windows, --cron-file with cron")
     plan = timer.plan(kind or timer.default_kind(), _home(ctx),
                       unit_dir=Path(unit_dir) if unit_dir else None,
                       cron_file=Path(cron_file) if cron_file else None)
