@@ -326,3 +326,22 @@ def test_smtp_mode_policy(zoo: Zoo, zoo_pki: ZooPki, good_ctx: ssl.SSLContext) -
     report = audit(f"smtp://127.0.0.1:{srv.port}", zoo_pki)
     assert report.ok, [c.to_json() for c in report.checks if c.status != "PASS"]
     assert report.get("plaintext-mail-refused") is None
+
+
+def test_probe_that_cannot_reach_tls_never_passes(zoo: Zoo, good_ctx: ssl.SSLContext) -> None:
+    """A side probe whose STARTTLS is refused for now (454) proved nothing: WARN, never PASS."""
+    import ssl as ssl_mod
+
+    from certkit.check.probes import probe_injection, probe_old_tls, probe_weak_ciphers
+    from certkit.check.target import parse_target
+
+    srv = zoo(tls=good_ctx, starttls_busy=True)
+    target = parse_target(f"smtp://127.0.0.1:{srv.port}")
+    results = [probe_old_tls(target, 5, "probe.test", ssl_mod.TLSVersion.TLSv1, "tls10-refused", "TLS 1.0"),
+               probe_weak_ciphers(target, 5, "probe.test"), probe_injection(target, 5, "probe.test")]
+    assert [r.status for r in results] == ["WARN"] * 3, results
+    assert "454" in results[2].detail
+    # The whole audit: STARTTLS itself fails, and the probes are not counted as passed either.
+    report = check_url(target.url, CheckOptions(timeout=5))
+    assert status(report, "starttls") == "FAIL"
+    assert {status(report, i) for i in ("tls10-refused", "weak-ciphers-refused", "starttls-injection")} == {"SKIP"}

@@ -57,7 +57,8 @@ def probe_context(version: ssl.TLSVersion | None = None, ciphers: str = "DEFAULT
 def reach_tls(target: Target, timeout: float, helo: str) -> SmtpSession | None:
     """A connected session at the point where the TLS handshake starts.
 
-    Returns None when the server does not offer STARTTLS (the main session reports that).
+    Returns None when STARTTLS is not offered or not accepted on this connection (the
+    main session reports the server's STARTTLS; the probe then could not run).
 
     Raises:
         SessionError: the server failed before TLS could start.
@@ -113,8 +114,8 @@ def _try_handshake(target: Target, timeout: float, helo: str, ctx: ssl.SSLContex
         session = reach_tls(target, timeout, helo)
     except SessionError as exc:
         return CheckResult(check_id, WARN, f"could not probe {label}: {exc.message}")
-    if session is None:
-        return CheckResult(check_id, PASS, f"not probed: no STARTTLS to negotiate {label} on")
+    if session is None:  # the probe never got to offer anything: no verdict, never a PASS
+        return CheckResult(check_id, WARN, f"could not probe {label}: STARTTLS not available on the probe connection")
     try:
         sni = None if target.host_is_ip else target.host
         tls = session.start_tls(ctx, sni)
@@ -158,11 +159,13 @@ def probe_injection(target: Target, timeout: float, helo: str) -> CheckResult:
             return CheckResult(check_id, WARN, "could not probe: no 220 greeting")
         ehlo = session.command(f"EHLO {helo}")
         if "STARTTLS" not in ehlo.ehlo_keywords():
-            return CheckResult(check_id, PASS, "not probed: STARTTLS not offered")
+            return CheckResult(check_id, WARN, "could not probe: STARTTLS not offered on the probe connection")
         session.send_raw(b"STARTTLS\r\nNOOP\r\n", "STARTTLS\nNOOP")
         reply = session.read_reply("reply to STARTTLS")
-        if reply.code != 220:
+        if reply.code >= 500:  # refusing a pipelined STARTTLS outright is a defence in itself
             return CheckResult(check_id, PASS, f"pipelined STARTTLS refused: {reply.first}")
+        if reply.code != 220:
+            return CheckResult(check_id, WARN, f"could not probe: STARTTLS answered {reply.first}")
         if session.pending():
             return CheckResult(check_id, WARN, "the server answered the pipelined NOOP in plaintext after 220")
         session.start_tls(probe_context(), None if target.host_is_ip else target.host)

@@ -185,6 +185,7 @@ class Behaviour:
     offer_auth_after_tls: bool = True
     open_relay: bool = False
     hang_up_before_tls: bool = False  # refuse AUTH/MAIL before TLS with 421 and close
+    starttls_busy: bool = False  # advertise STARTTLS but answer it 454 (temporary), as an overloaded server does
     users: dict[str, str] = field(default_factory=lambda: {USER: PASSWORD})
     messages: list[bytes] = field(default_factory=list)
 
@@ -287,6 +288,9 @@ class ZooServer:
             elif verb == "STARTTLS":
                 if c.tls or not b.offer_starttls or b.tls is None:
                     c.send("503 5.5.1 TLS not available\r\n" if not c.tls else "503 5.5.1 Already in TLS\r\n")
+                    continue
+                if b.starttls_busy:
+                    c.send("454 4.7.0 TLS not available due to temporary reason\r\n")
                     continue
                 c.send("220 2.0.0 Ready to start TLS\r\n")
                 if b.break_tls:
