@@ -161,6 +161,8 @@ def hook_dir_scripts(store: Store, echo: Echo | None = None) -> list[Path]:
 def check_script(path: str) -> str:
     """An absolute path to an existing executable (exit 2 otherwise)."""
     full = Path(path).expanduser().absolute()
+    if full.is_dir():
+        raise UsageError(f"deploy script {full} is a folder", "give the path of an executable file in it")
     if not full.is_file():
         raise UsageError(f"deploy script {full} does not exist", "give the path of an executable file")
     if os.name != "nt" and not os.access(full, os.X_OK):

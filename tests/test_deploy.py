@@ -78,6 +78,7 @@ def test_parse_target_forms(tmp_path: Path) -> None:
     ("postfix:setup_submission=perhaps", "yes or no"),
     ("iis:port=http", "a number"),
     ("script:/nonexistent/hook", "does not exist"),
+    ("script:/", "is a folder"),
     ("script:", "without a path"),
 ])
 def test_parse_target_refuses_bad_specs(spec: str, words: str) -> None:
