@@ -345,3 +345,13 @@ def test_probe_that_cannot_reach_tls_never_passes(zoo: Zoo, good_ctx: ssl.SSLCon
     report = check_url(target.url, CheckOptions(timeout=5))
     assert status(report, "starttls") == "FAIL"
     assert {status(report, i) for i in ("tls10-refused", "weak-ciphers-refused", "starttls-injection")} == {"SKIP"}
+
+
+def test_send_test_needs_354_to_data(zoo: Zoo, zoo_pki: ZooPki, good_ctx: ssl.SSLContext) -> None:
+    """A 250 to DATA is not an invitation to send the body: the message was not sent."""
+    srv = zoo(tls=good_ctx, data_250=True)
+    report = audit(f"submission://127.0.0.1:{srv.port}", zoo_pki, auth_user=USER, password=PASSWORD,
+                   send_test=True, mail_from="alice@example.test", rcpt_to="bob@example.org")
+    assert failing(report) == {"send-test"}
+    assert report.get("send-test").detail.startswith("DATA refused: 250")  # type: ignore[union-attr]
+    assert srv.b.messages == []

@@ -185,6 +185,7 @@ class Behaviour:
     offer_auth_after_tls: bool = True
     open_relay: bool = False
     hang_up_before_tls: bool = False  # refuse AUTH/MAIL before TLS with 421 and close
+    data_250: bool = False  # answer DATA with 250 instead of 354 (a broken or hostile server)
     starttls_busy: bool = False  # advertise STARTTLS but answer it 454 (temporary), as an overloaded server does
     users: dict[str, str] = field(default_factory=lambda: {USER: PASSWORD})
     messages: list[bytes] = field(default_factory=list)
@@ -313,6 +314,8 @@ class ZooServer:
                     c.send("250 2.1.5 Ok\r\n")
                 else:
                     c.send("554 5.7.1 Relay access denied\r\n")
+            elif verb == "DATA" and b.data_250:
+                c.send("250 2.0.0 Ok\r\n")
             elif verb == "DATA":
                 c.send("354 End data with <CR><LF>.<CR><LF>\r\n")
                 data = bytearray()
