@@ -252,7 +252,6 @@ def test_issue_deploy_option_uses_parse_target(home: Path, tmp_path: Path) -> No
 
 
 def test_windows_target_elsewhere_changes_nothing(issued: Store, tmp_path: Path) -> None:
-    pytest.importorskip("certkit.deploy.windows")
     if os.name == "nt":
         pytest.skip("on Windows the iis target really runs")
     hook = script(tmp_path, "ok.sh", "exit 0\n")

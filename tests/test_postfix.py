@@ -195,7 +195,6 @@ def test_failing_hook_restores_previous_certificate(postfix: PostfixInstance, is
 
 def test_failing_verification_restores_previous_certificate(
         postfix: PostfixInstance, issued: Path) -> None:
-    pytest.importorskip("certkit.check")
     good = f"smtp://127.0.0.1:{postfix.smtp_port}"
     code, out = certkit(*deploy_args(postfix, "--verify", good,
                                      "--verify", f"submission://127.0.0.1:{postfix.submission_port}"))

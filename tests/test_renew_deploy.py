@@ -15,8 +15,6 @@ from certkit import x509 as cx
 from certkit.cli import cli
 from certkit.store import Store
 
-pytest.importorskip("certkit.deploy.pipeline")
-
 HOOK = """#!/bin/sh
 # Records which certificate it was given; fails while $FAIL_FLAG exists.
 printf '%s %s %s\\n' "$CERTKIT_NAME" "$(sha256sum < "$CERTKIT_CERT" | cut -c1-16)" "$RENEWED_LINEAGE" >> "$LOG"
