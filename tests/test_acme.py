@@ -7,6 +7,7 @@ and leave no lineage behind.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -15,7 +16,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -412,30 +413,26 @@ def test_usage_errors_before_any_request(home: Path) -> None:
                    [names.parse_name("x.example.com")], keys.generate("ec256"))
 
 
-# ----- ARI end to end: a directory that adds renewalInfo in front of Pebble 2.4 ---------------------
+# ----- a directory in front of Pebble 2.4 (which predates ARI and profiles) -----------------------
 
 
-def test_ari_window_stored_and_replaces_sent(pebble: PebbleServer, home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@contextlib.contextmanager
+def directory_front(pebble: PebbleServer, monkeypatch: pytest.MonkeyPatch,
+                    answer: Callable[[str, dict[str, Any], int], dict[str, Any]]) -> Iterator[tuple[str, list[Any]]]:
+    """Serve ``answer(path, pebble_directory, own_port)`` as JSON on a local HTTP port and record every
+    JWS payload certkit POSTs. Yields (directory URL, payloads)."""
     import ssl
     import urllib.request
 
     from certkit.acme import net as acme_net
-    from certkit.issuing import issue
-    from certkit.settings import LineageSettings
 
     with urllib.request.urlopen(pebble.directory_url,
                                 context=ssl.create_default_context(cafile=str(pebble.ca_bundle))) as resp:
         directory = json.loads(resp.read())
-    asked: list[str] = []
 
     class Handler(SimpleHTTPRequestHandler):
         def do_GET(self) -> None:
-            asked.append(self.path)
-            if self.path == "/dir":
-                body = {**directory, "renewalInfo": f"http://127.0.0.1:{self.server.server_address[1]}/ari"}
-            else:
-                body = {"suggestedWindow": {"start": "2030-01-01T00:00:00Z", "end": "2030-01-02T00:00:00Z"}}
-            data = json.dumps(body).encode()
+            data = json.dumps(answer(self.path, directory, self.server.server_address[1])).encode()
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
@@ -456,7 +453,26 @@ def test_ari_window_stored_and_replaces_sent(pebble: PebbleServer, home: Path, m
 
     monkeypatch.setattr(acme_net.Network, "post", spy)
     try:
-        url = f"http://127.0.0.1:{front.server_address[1]}/dir"
+        yield f"http://127.0.0.1:{front.server_address[1]}/dir", payloads
+    finally:
+        front.shutdown()
+        front.server_close()
+
+
+def test_ari_window_stored_and_replaces_sent(pebble: PebbleServer, home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from certkit.acme.ari import cert_id
+    from certkit.issuing import issue
+    from certkit.settings import LineageSettings
+
+    asked: list[str] = []
+
+    def answer(path: str, directory: dict[str, Any], port: int) -> dict[str, Any]:
+        asked.append(path)
+        if path == "/dir":
+            return {**directory, "renewalInfo": f"http://127.0.0.1:{port}/ari"}
+        return {"suggestedWindow": {"start": "2030-01-01T00:00:00Z", "end": "2030-01-02T00:00:00Z"}}
+
+    with directory_front(pebble, monkeypatch, answer) as (url, payloads):
         store = Store(home)
         settings = LineageSettings(name="ari.example.com", domains=["ari.example.com"], key_type="ec256",
                                    acme=settings_for(pebble, server=url))
@@ -466,15 +482,10 @@ def test_ari_window_stored_and_replaces_sent(pebble: PebbleServer, home: Path, m
         first_cert = x509.load_pem_x509_certificate(store.read_version("ari.example.com", 1).cert_pem)
         assert not any(isinstance(p, dict) and "replaces" in p for p in payloads)
         issue(store, store.load_settings("ari.example.com"), echo=lambda s: None)
-        from certkit.acme.ari import cert_id
-
         orders = [p for p in payloads if isinstance(p, dict) and "identifiers" in p]
         assert orders[-1]["replaces"] == cert_id(first_cert)  # Pebble 2.4 ignores the field and issues
         assert store.live_version("ari.example.com") == 2
         assert any(p.startswith("/ari/" + cert_id(first_cert)) for p in asked)
-    finally:
-        front.shutdown()
-        front.server_close()
 
 
 def test_account_unknown_to_the_ca_is_registered_again(pebble: PebbleServer, home: Path) -> None:
@@ -498,45 +509,18 @@ def test_account_unknown_to_the_ca_is_registered_again(pebble: PebbleServer, hom
 
 
 def test_profiles(pebble: PebbleServer, home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import ssl
-    import urllib.request
-
-    from certkit.acme import net as acme_net
-
     no_profiles = CliRunner().invoke(cli, ["--home", str(home), "issue", "--cn", "p.example.com",
                                            *acme_args(pebble, "--profile", "tlsserver")])
     assert no_profiles.exit_code == 2 and "offers no certificate profiles" in no_profiles.output
 
-    with urllib.request.urlopen(pebble.directory_url,
-                                context=ssl.create_default_context(cafile=str(pebble.ca_bundle))) as resp:
-        directory = json.loads(resp.read())
-    directory["meta"]["profiles"] = {"classic": "the usual", "tlsserver": "server auth only"}
-    body = json.dumps(directory).encode()
+    profiles = {"classic": "the usual", "tlsserver": "server auth only"}
 
-    class Handler(SimpleHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+    def answer(path: str, directory: dict[str, Any], port: int) -> dict[str, Any]:
+        return {**directory, "meta": {**directory["meta"], "profiles": profiles}}
 
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    front = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=front.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-    payloads: list[Any] = []
-    real_post = acme_net.Network.post
-
-    def spy(self: Any, url: str, obj: Any, **kw: Any) -> Any:
-        payloads.append(obj.to_partial_json() if obj is not None else None)
-        return real_post(self, url, obj, **kw)
-
-    monkeypatch.setattr(acme_net.Network, "post", spy)
-    try:
+    with directory_front(pebble, monkeypatch, answer) as (url, payloads):
         args = acme_args(pebble)
-        args[args.index("--server") + 1] = f"http://127.0.0.1:{front.server_address[1]}/dir"
+        args[args.index("--server") + 1] = url
         unknown = CliRunner().invoke(cli, ["--home", str(home), "issue", "--cn", "p.example.com", *args,
                                            "--profile", "shortlived"])
         assert unknown.exit_code == 2 and "classic, tlsserver" in unknown.output
@@ -545,6 +529,3 @@ def test_profiles(pebble: PebbleServer, home: Path, monkeypatch: pytest.MonkeyPa
         orders = [p for p in payloads if isinstance(p, dict) and "identifiers" in p]
         assert orders[-1]["profile"] == "tlsserver"
         assert Store(home).load_settings("p.example.com").acme.profile == "tlsserver"  # type: ignore[union-attr]
-    finally:
-        front.shutdown()
-        front.server_close()
