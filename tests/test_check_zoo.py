@@ -355,3 +355,18 @@ def test_send_test_needs_354_to_data(zoo: Zoo, zoo_pki: ZooPki, good_ctx: ssl.SS
     assert failing(report) == {"send-test"}
     assert report.get("send-test").detail.startswith("DATA refused: 250")  # type: ignore[union-attr]
     assert srv.b.messages == []
+
+
+def test_sni_is_the_expected_name_never_an_ip(zoo: Zoo, zoo_pki: ZooPki) -> None:
+    """SNI carries --name (what a multi-certificate server selects on); never an IP literal (RFC 6066 3)."""
+    seen: list[str | None] = []
+    ctx = server_context(zoo_pki.leaf("good"))
+    ctx.sni_callback = lambda sock, name, context: seen.append(name)  # type: ignore[assignment,misc,return-value]
+    srv = zoo(tls=ctx)
+    url = f"submission://127.0.0.1:{srv.port}"
+    assert check_url(url, CheckOptions(cafile=str(zoo_pki.ca_file), name="MAIL.Example.TEST.", quick=True)).ok
+    assert seen == ["mail.example.test"]
+    seen.clear()
+    report = check_url(url, CheckOptions(cafile=str(zoo_pki.ca_file), quick=True))
+    assert report.ok and status(report, "name-match") == "PASS"  # 127.0.0.1 is an iPAddress SAN of the leaf
+    assert seen == [None]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import ipaddress
 import socket
 import ssl
 import threading
@@ -336,8 +337,8 @@ def _banner(report: CheckReport, session: SmtpSession, record: bool) -> None:
 def _handshake(target: Target, opts: CheckOptions, report: CheckReport, session: SmtpSession,
                verified: bool) -> ssl.SSLSocket | None:
     name = opts.name or target.host
-    sni = None if target.host_is_ip and not opts.name else certinfo.normalise_name(name)
-    if sni is not None and _is_ip(sni):
+    sni: str | None = certinfo.normalise_name(name)
+    if _is_ip(sni):
         sni = None  # RFC 6066 3: no IP literals in SNI
     ctx = opts.verify_context() if verified else probes.probe_context(None)
     if not verified:
@@ -363,8 +364,12 @@ def _handshake(target: Target, opts: CheckOptions, report: CheckReport, session:
     return tls
 
 
-def _is_ip(text: str) -> bool:
-    return text.replace(".", "").isdigit() or ":" in text
+def _is_ip(text: str | None) -> bool:
+    try:
+        ipaddress.ip_address(text or "")
+    except ValueError:
+        return False
+    return True
 
 
 def _plaintext_probes(target: Target, report: CheckReport, session: SmtpSession) -> bool:
