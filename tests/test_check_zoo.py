@@ -17,6 +17,7 @@ import pytest
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from certkit.check import CheckOptions, CheckReport, check_url, verify_deployment
+from tests.conftest import skip_or_fail
 from tests.servers.zoo import NAME, PASSWORD, USER, ZooPki, ZooServer, aiosmtpd_server, server_context
 
 Zoo = Callable[..., ZooServer]
@@ -41,7 +42,7 @@ def status(report: CheckReport, check_id: str) -> str:
 
 def openssl_verify(port: int, pki: ZooPki, *extra: str, starttls: bool = True) -> subprocess.CompletedProcess[str]:
     if not shutil.which("openssl"):
-        pytest.skip("openssl not installed")
+        skip_or_fail("openssl not installed (the independent cross-check)")
     argv = ["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-CAfile", str(pki.ca_file),
             "-verify_return_error", "-servername", NAME, *extra]
     if starttls:
@@ -189,7 +190,7 @@ def test_rsa2048_is_a_warning_only_with_strict(zoo: Zoo, zoo_pki: ZooPki) -> Non
 
 def test_sha1_signed(zoo: Zoo, zoo_pki: ZooPki) -> None:
     if not shutil.which("openssl"):
-        pytest.skip("openssl not installed")
+        skip_or_fail("openssl not installed (the independent cross-check)")
     srv = zoo(tls=server_context(zoo_pki.sha1_leaf()))
     report = audit(f"submission://127.0.0.1:{srv.port}", zoo_pki)
     assert status(report, "signature-hash") == "FAIL"
@@ -223,12 +224,13 @@ def test_open_relay_aiosmtpd_cross_checked_with_swaks(zoo_pki: ZooPki, good_ctx:
         report = audit(f"submission://127.0.0.1:{port}", zoo_pki)
         assert status(report, "relay-refused") == "FAIL"
         assert "OPEN RELAY" in report.get("relay-refused").detail  # type: ignore[union-attr]
-        if shutil.which("swaks"):
-            proc = subprocess.run(["swaks", "--server", "127.0.0.1", "--port", str(port), "-tls",
-                                   "--tls-verify", "--tls-ca-path", str(zoo_pki.ca_file),
-                                   "--from", "a@example.com", "--to", "b@example.net", "--quit-after", "RCPT"],
-                                  capture_output=True, text=True, timeout=30)
-            assert proc.returncode == 0, proc.stdout[-800:]  # swaks too got RCPT accepted without AUTH
+        if not shutil.which("swaks"):
+            skip_or_fail("swaks not installed (the independent cross-check)")
+        proc = subprocess.run(["swaks", "--server", "127.0.0.1", "--port", str(port), "-tls",
+                               "--tls-verify", "--tls-ca-path", str(zoo_pki.ca_file),
+                               "--from", "a@example.com", "--to", "b@example.net", "--quit-after", "RCPT"],
+                              capture_output=True, text=True, timeout=30)
+        assert proc.returncode == 0, proc.stdout[-800:]  # swaks too got RCPT accepted without AUTH
 
 
 # ----- pin, AUTH, send-test, redaction ---------------------------------------------
