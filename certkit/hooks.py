@@ -20,12 +20,16 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from certkit import runner
 from certkit import x509 as cx
-from certkit.errors import HookError, UsageError
+from certkit.errors import HookError, OperationError, UsageError
 from certkit.settings import LineageSettings
 from certkit.store import Store
+
+if TYPE_CHECKING:
+    from cryptography import x509
 
 Echo = Callable[[str], None]
 Runner = Callable[..., runner.Result]
@@ -95,7 +99,11 @@ def hook_env(
     """
     name = settings.name
     live = store.live_paths(name)
-    cert = cx.load_chain(store.version_paths(name, version).cert.read_bytes())[0]
+    cert = read_leaf(store.version_paths(name, version).cert)
+    if cert is None:
+        raise OperationError(f"version {version} of {name} has no readable certificate "
+                             f"({store.version_paths(name, version).cert})",
+                             f"issue a fresh one: certkit renew --force {name}")
     pfx_password_file = ""
     if live.pfx_password.is_file():
         pfx_password_file = str(live.pfx_password)
@@ -125,10 +133,19 @@ def hook_env(
     }
     if previous_version is not None:
         prev = store.version_paths(name, previous_version).cert
-        if prev.is_file():
+        prev_cert = read_leaf(prev)
+        if prev_cert is not None:  # a damaged old version must not block deploying a good new one
             env["CERTKIT_PREVIOUS_CERT"] = str(prev)
-            env["CERTKIT_PREVIOUS_THUMBPRINT"] = cx.thumbprint(cx.load_chain(prev.read_bytes())[0])
+            env["CERTKIT_PREVIOUS_THUMBPRINT"] = cx.thumbprint(prev_cert)
     return env
+
+
+def read_leaf(path: Path) -> x509.Certificate | None:
+    """The first certificate in ``path``; None when the file is missing, empty or not PEM."""
+    try:
+        return cx.load_chain(path.read_bytes())[0]
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def hook_dir(store: Store) -> Path:

@@ -134,10 +134,11 @@ def decide(store: Store, name: str, now: dt.datetime, force: bool = False) -> De
                         resume_from=marker.get("from_version"))
     if version is None:
         return Decision(name, True, "no live version (an earlier issue did not finish)")
-    try:
-        cert = cx.load_chain(store.live_paths(name).cert.read_bytes())[0]
-    except (OSError, ValueError, IndexError) as exc:  # damaged by hand or by a disk: issue a good one
-        return Decision(name, True, f"the live certificate cannot be read ({exc})")
+    from certkit.hooks import read_leaf
+
+    cert = read_leaf(store.live_paths(name).cert)
+    if cert is None:  # missing, empty or damaged by hand or by a disk: issue a good one
+        return Decision(name, True, "the live certificate is missing or unreadable")
     nb, na = cx.not_before(cert), cx.not_after(cert)
     ari = state.get("ari") if isinstance(state.get("ari"), dict) else None
     when = due.renew_after(nb, na, ari)

@@ -368,3 +368,21 @@ def test_postfix_file_parameters_by_version(tmp_path: Path) -> None:
     assert tls_file_settings("3.4.0", live) == {"smtpd_tls_chain_files": str(live.combined)}
     assert tls_file_settings("2.10.1", live) == {"smtpd_tls_cert_file": str(live.fullchain),
                                                  "smtpd_tls_key_file": str(live.key)}
+
+
+def test_damaged_certificates_are_errors_not_tracebacks(issued: Store, tmp_path: Path) -> None:
+    """An emptied cert.pem of the live version is exit 1 with the fix; a damaged old version
+    only leaves CERTKIT_PREVIOUS_* empty (it used to raise IndexError in both cases)."""
+    hook, out = env_dumper(tmp_path)
+    assert certkit("issue", "--cn", NAME, "--san", "smtp.example.com")[0] == 0
+    old = issued.version_paths(NAME, 1).cert
+    old.chmod(0o644)
+    old.write_bytes(b"")
+    code, text = certkit("deploy", NAME, "--to", f"script:{hook}")
+    assert code == 0, text
+    assert records(out)[-1]["CERTKIT_PREVIOUS_CERT"] == ""
+    live = issued.version_paths(NAME, 2).cert
+    live.chmod(0o644)
+    live.write_bytes(b"")
+    code, text = certkit("deploy", NAME, "--to", f"script:{hook}", "--no-rollback")
+    assert code == 1 and "no readable certificate" in text and "Traceback" not in text

@@ -352,7 +352,7 @@ def test_damaged_live_certificate_is_replaced(home: Path) -> None:
     target.write_bytes(b"-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n")
     report = renew.run(store, echo=quiet)
     assert report.names("renewed") == ["damaged.example"] and report.names("not_due") == ["ok.example"]
-    assert "cannot be read" in report.results[0].reason
+    assert "missing or unreadable" in report.results[0].reason
     assert_live_consistent(store, "damaged.example")
 
 
