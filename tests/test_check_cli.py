@@ -93,6 +93,26 @@ def test_empty_lists_and_unreadable_pins_exit_2(tmp_path: Path, home: Path) -> N
         assert res.exit_code == 2 and f"--expect {pin} holds no" in res.stderr, res.output
 
 
+def test_undecodable_files_and_unsafe_values_exit_2(tmp_path: Path, home: Path) -> None:
+    """Bytes that are not UTF-8, CR/LF that would smuggle SMTP commands, names no server can match: exit 2."""
+    binary = tmp_path / "binary"
+    binary.write_bytes(b"\xff\xfe\xfa\n")
+    cases = [
+        (["--auth-user", "u", "--password-file", str(binary)], "is not UTF-8 text"),
+        (["--targets", str(binary)], "is not UTF-8 text"),
+        (["--helo", "a\r\nRSET"], "--helo 'a\\r\\nRSET' is empty or holds control characters"),
+        (["--send-test", "--from", "a@example.com>\r\nRCPT TO:<x@example.net", "--to", "b@example.com"],
+         "--from"),
+        (["--auth-user", "u\n", "--password-file", str(binary)], "--auth-user"),
+        (["--name", "mail..example.com"], "--name: invalid name"),
+        (["--name", "*.example.com"], "is a wildcard"),
+    ]
+    for args, words in cases:
+        res = invoke("smtp://127.0.0.1:1", *args, home=home)
+        assert res.exit_code == 2 and words in res.stderr, (args, res.output)
+        assert "Traceback" not in res.output and "\xff" not in res.output
+
+
 def test_bad_line_in_targets_file_exits_2_before_checking(tmp_path: Path, good: ZooServer) -> None:
     targets = tmp_path / "targets"
     targets.write_text(f"127.0.0.1:{good.port}\nnot a url\n")

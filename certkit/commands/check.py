@@ -68,6 +68,9 @@ def _read_password(path: str | None, user: str | None) -> str | None:
         except OSError as exc:
             raise UsageError(f"cannot read --password-file {path}: {exc.strerror or exc}",
                              "give a readable file whose first line is the password") from exc
+        except UnicodeDecodeError:  # the message names the file only, never its bytes (from None: no chained bytes)
+            raise UsageError(f"--password-file {path} is not UTF-8 text",
+                             "save the password as UTF-8 on the file's first line") from None
         lines = text.splitlines()
         if not lines or not lines[0]:
             raise UsageError(f"--password-file {path} is empty", "put the password on its first line")
@@ -117,12 +120,20 @@ def _iter_targets(urls: tuple[str, ...], targets_file: str | None) -> Iterator[s
     yield from urls
     if targets_file is None:
         return
-    stream = sys.stdin if targets_file == "-" else open(targets_file, encoding="utf-8")
+    where = "standard input" if targets_file == "-" else targets_file
+    try:
+        stream = sys.stdin if targets_file == "-" else open(targets_file, encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot read --targets {targets_file}: {exc.strerror or exc}",
+                         "give a readable file with one URL a line") from exc
     try:
         for line in stream:
             line = line.strip()
             if line and not line.startswith("#"):
                 yield line
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"--targets {where} is not UTF-8 text ({exc.reason})",
+                         "save the list as UTF-8 (IDN host names are fine), one URL a line") from None
     finally:
         if stream is not sys.stdin:
             stream.close()
@@ -149,6 +160,22 @@ def run_check(ctx: click.Context, urls: tuple[str, ...], opts: dict[str, Any]) -
     if count == 0 and targets_file != "-":
         # An empty list would otherwise "pass" with exit 0 having checked nothing.
         raise UsageError(f"--targets {targets_file} lists no target", "put one URL a line in the file")
+    for flag, key in (("--helo", "helo"), ("--from", "mail_from"), ("--to", "rcpt_to"), ("--auth-user", "auth_user"),
+                      ("--name", "name")):
+        # These go into SMTP command lines: a CR or LF would smuggle in a command of the user's own.
+        value = opts[key]
+        if value is not None and (not value.strip() or any(ord(ch) < 32 or ord(ch) == 127 for ch in value)):
+            raise UsageError(f"{flag} {value!r} is empty or holds control characters (CR, LF...)",
+                             f"give {flag} as plain text on one line")
+    if opts["name"] is not None:
+        from certkit.names import parse_name
+
+        try:  # a malformed name is the user's mistake, not a handshake failure
+            ident = parse_name(opts["name"])
+        except UsageError as exc:
+            raise UsageError(f"--name: {exc.message}", exc.hint) from None
+        if ident.is_wildcard:
+            raise UsageError(f"--name {opts['name']} is a wildcard", "give the host name clients connect to")
     password = _read_password(opts["password_file"], opts["auth_user"])
     expected_pem, lineage, store = (None, None, None)
     if opts["expect"]:
