@@ -304,6 +304,13 @@ def test_eab(pebble_eab: PebbleServer, home: Path, tmp_path: Path) -> None:
     wrong = CliRunner().invoke(cli, ["--home", str(home), "issue", "--cn", "eab.example.com",
                                      *acme_args(pebble_eab, "--eab-kid", "kid-1", "--eab-hmac-key-file", str(bad))])
     assert wrong.exit_code == 1 and "refused" in wrong.output
+    binary = tmp_path / "binary.key"
+    binary.write_bytes(b"\xff\xfe\x00secret\n")
+    undecodable = CliRunner().invoke(cli, ["--home", str(home), "issue", "--cn", "eab.example.com",
+                                           *acme_args(pebble_eab, "--eab-kid", "kid-1", "--eab-hmac-key-file",
+                                                      str(binary))])
+    assert undecodable.exit_code == 2 and "is not text" in undecodable.output, undecodable.output
+    assert "secret" not in undecodable.output and Store(home).names() == []
     good = tmp_path / "eab.key"
     good.write_text(pebble_eab.eab_keys["kid-1"] + "\n")
     ok = issue_cli(home, "--cn", "eab.example.com",

@@ -177,7 +177,11 @@ def _eab(settings: AcmeSettings, directory: messages.Directory, directory_url: s
         raise UsageError("--eab-kid needs --eab-hmac-key-file", "put the HMAC key from the CA in a file (0600)")
     from certkit.issuing import read_secret_file
 
-    hmac_key = read_secret_file(settings.eab_hmac_key_file, "EAB HMAC key").strip()
+    try:
+        hmac_key = read_secret_file(settings.eab_hmac_key_file, "EAB HMAC key").strip()
+    except UnicodeDecodeError:  # from None: the exception would carry the file's bytes
+        raise UsageError(f"the EAB HMAC key file {settings.eab_hmac_key_file} is not text",
+                         "copy the key exactly as the CA shows it (base64url) into the file") from None
     try:
         b64.b64decode(hmac_key)
     except (ValueError, TypeError) as exc:
