@@ -197,6 +197,15 @@ def test_terms_not_accepted_exit_2(pebble: PebbleServer, home: Path) -> None:
     assert not (home / "accounts").exists() or not any((home / "accounts").iterdir())
 
 
+def test_invalid_email_exit_2_nothing_stored(pebble: PebbleServer, home: Path) -> None:
+    result = CliRunner().invoke(cli, ["--home", str(home), "issue", "--cn", "mail.example.com",
+                                      *acme_args(pebble, "--email", "not-an-email")])
+    assert result.exit_code == 2, result.output
+    assert "invalidContact" in result.output and "check --email" in result.output
+    assert Store(home).names() == []
+    assert not (home / "accounts").exists() or not any((home / "accounts").rglob("*.json"))
+
+
 def test_wildcard_needs_dns01_exit_2(pebble: PebbleServer, home: Path) -> None:
     result = CliRunner().invoke(cli, ["--home", str(home), "issue", "--cn", "*.example.com", *acme_args(pebble)])
     assert result.exit_code == 2

@@ -232,6 +232,22 @@ def test_problem_with_subproblems_is_readable() -> None:
     assert info.value.exit_code == 1
 
 
+def test_problems_blaming_the_input_exit_2() -> None:
+    from acme import messages
+
+    from certkit.acme.problems import translate
+
+    problem = messages.Error.from_json({"type": "urn:ietf:params:acme:error:invalidContact",
+                                        "detail": 'contact email "x" is invalid'})
+    with pytest.raises(UsageError) as info, translate("https://ca.example/dir", "create the ACME account"):
+        raise problem
+    assert info.value.exit_code == 2 and "--email" in (info.value.hint or "")
+    unknown = messages.Error.from_json({"type": "urn:example:odd", "detail": "odd"})
+    with pytest.raises(AcmeError) as info2, translate("https://ca.example/dir", "create the order"):
+        raise unknown
+    assert info2.value.exit_code == 1 and info2.value.hint == "the CA's message says why; the CA is https://ca.example/dir"
+
+
 def test_translate_network_errors() -> None:
     import requests
 

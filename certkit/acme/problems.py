@@ -41,7 +41,12 @@ HINTS = {
     "malformed": "the CA did not understand the request: report this as a certkit bug with the message",
     "invalidProfile": "pick one of the profiles the CA lists in its directory, or drop --profile",
     "alreadyReplaced": "this certificate was already renewed",
+    "invalidContact": "check --email: the CA accepts only a working address it can write to",
+    "unsupportedContact": "check --email: give a plain e-mail address",
 }
+
+# Problems caused by what the user typed, not by the CA or the network: exit 2 like other bad input.
+USAGE_TYPES = frozenset({"invalidContact", "unsupportedContact", "invalidProfile"})
 
 
 def problem_type(error: Any) -> str:
@@ -60,14 +65,19 @@ def describe_problem(error: Any) -> str:
     return "\n".join(parts).rstrip(": ")
 
 
-def acme_error(error: Any, what: str, directory_url: str) -> AcmeError:
-    """AcmeError for a problem document returned while doing ``what``."""
+def acme_error(error: Any, what: str, directory_url: str) -> AcmeError | UsageError:
+    """The error for a problem document returned while doing ``what``.
+
+    AcmeError (exit 1), or UsageError (exit 2) for the problem types that
+    blame the user's input (:data:`USAGE_TYPES`, e.g. a malformed --email).
+    """
     typ = problem_type(error)
-    hint = HINTS.get(typ) or f"see the problem type above; the CA is {directory_url}"
+    hint = HINTS.get(typ) or "the CA's message says why" + (f"; the CA is {directory_url}" if directory_url else "")
     sub_types = {problem_type(s) for s in getattr(error, "subproblems", None) or ()}
     if not HINTS.get(typ) and len(sub_types) == 1:
         hint = HINTS.get(sub_types.pop()) or hint
-    return AcmeError(f"the ACME server refused to {what}: {describe_problem(error)}", hint)
+    cls = UsageError if typ in USAGE_TYPES else AcmeError
+    return cls(f"the ACME server refused to {what}: {describe_problem(error)}", hint)
 
 
 @contextlib.contextmanager
