@@ -304,3 +304,18 @@ def test_failed_postfix_step_puts_config_back(postfix: PostfixInstance, issued: 
     assert served_sha256(postfix.submission_port) == first, postfix.log()
     with pytest.raises(OSError):
         smtplib.SMTP("127.0.0.1", other_port, timeout=2)  # the half-made service is gone again
+
+
+def test_listen_name_taken_by_another_program_changes_nothing(postfix: PostfixInstance, issued: Path) -> None:
+    """The docs promise exit 2 and no change; main.cf used to be edited before the refusal."""
+    from tests.conftest import free_port
+
+    listen = f"127.0.0.1:{free_port()}"
+    postfix.postconf("-M", f"{listen}/inet={listen} inet n - n - - qmqpd")
+    before = {f: (postfix.config_dir / f).read_bytes() for f in ("main.cf", "master.cf")}
+    code, out = certkit("deploy", NAME, "--to", "postfix", "--postfix-config-dir", str(postfix.config_dir),
+                        "--setup-submission", "--submission-listen", listen)
+    assert code == 2, out
+    assert "runs qmqpd, not smtpd" in out
+    assert {f: (postfix.config_dir / f).read_bytes() for f in ("main.cf", "master.cf")} == before
+    postfix.reset()

@@ -350,6 +350,8 @@ def deploy(ctx: DeployContext) -> None:
     submission = bool(ctx.options.get("setup_submission"))
     service, aliases = parse_listen(listen)  # bad input fails before anything is touched
     pf = Postfix(config_dir, ctx.run)
+    # A listen name taken by another program is refused before main.cf is touched (exit 2, nothing changed).
+    existing = _submission_entry(pf, aliases) if submission else None
     backup(ctx, config_dir)
     current = pf.values("mail_version", "smtpd_tls_chain_files", "smtpd_tls_cert_file", "smtpd_tls_key_file",
                         "smtpd_tls_security_level",
@@ -374,26 +376,32 @@ def deploy(ctx: DeployContext) -> None:
         for key, value in changes.items():
             ctx.echo(f"  postfix: main.cf {key} = {value}")
     if submission:
-        _setup_submission(ctx, pf, service, aliases, protocols)
+        _setup_submission(ctx, pf, service, existing, protocols)
     pf.check()
     action = pf.reload_or_start()
     ctx.echo(f"  postfix: {config_dir} {action}; serving {served} (version {ctx.version})")
 
 
-def _setup_submission(ctx: DeployContext, pf: Postfix, service: str, aliases: list[str], protocols: str) -> None:
-    entries = pf.services()
-    existing = next((e for e in entries if len(e) >= 8 and e[1] == "inet" and e[0] in aliases), None)
+def _submission_entry(pf: Postfix, aliases: list[str]) -> list[str] | None:
+    """The master.cf inet entry already listening where submission should; exit 2 if it is not smtpd."""
+    existing = next((e for e in pf.services() if len(e) >= 8 and e[1] == "inet" and e[0] in aliases), None)
+    if existing is not None and existing[7] != "smtpd":
+        raise UsageError(f"master.cf service {existing[0]}/inet runs {existing[7]}, not smtpd",
+                         "remove or rename that entry, or choose another --submission-listen")
+    return existing
+
+
+def _setup_submission(ctx: DeployContext, pf: Postfix, service: str, existing: list[str] | None,
+                      protocols: str) -> None:
     if existing is None:
         # Same chroot choice as the main smtp service: a jail that works there works here.
+        entries = pf.services()
         smtp = next((e for e in entries if len(e) >= 8 and e[1] == "inet" and e[7] == "smtpd"), None)
         chroot = smtp[4] if smtp else "n"
         pf.add_service(f"{service} inet n - {chroot} - - smtpd", service)
         ctx.echo(f"  postfix: master.cf added the submission service {service}")
     else:
         service = existing[0]
-        if existing[7] != "smtpd":
-            raise UsageError(f"master.cf service {service}/inet runs {existing[7]}, not smtpd",
-                             "remove or rename that entry, or choose another --submission-listen")
     have = pf.service_params(service)
     wanted = submission_overrides(protocols)
     if protocols_ok(have.get("smtpd_tls_protocols", "")):
