@@ -425,3 +425,25 @@ def test_long_rate_limit_is_reported_not_waited(flaky: tuple[str, type[_FlakyAcm
         _network(base).post(base + "/new-order", None)
     assert time.monotonic() - start < 1
     assert "letsencrypt-staging" in str(info.value)
+
+
+def test_dns_hook_serialises_values_of_one_name(tmp_path: Path) -> None:
+    """A wildcard and its base name share one record name: a read-add-write hook must not run for both at once.
+    Different names still run in parallel."""
+    from certkit.acme import dns01
+
+    log = tmp_path / "log"
+    hook = tmp_path / "hook.sh"
+    hook.write_text('#!/bin/sh\necho "start $CERTKIT_DNS_NAME $CERTKIT_DNS_VALUE" >> "$1"\nsleep 0.4\n'
+                    'echo "end $CERTKIT_DNS_NAME $CERTKIT_DNS_VALUE" >> "$1"\n')
+    hook.chmod(0o755)
+    records = [dns01.TxtRecord("a.example", "_acme-challenge.a.example", "v1"),
+               dns01.TxtRecord("a.example", "_acme-challenge.a.example", "v2"),
+               dns01.TxtRecord("b.example", "_acme-challenge.b.example", "v3")]
+    dns01.present(f"{hook} {log}", records)
+    lines = log.read_text().splitlines()
+    a_lines = [ln for ln in lines if "a.example" in ln]
+    assert a_lines == ["start _acme-challenge.a.example v1", "end _acme-challenge.a.example v1",
+                       "start _acme-challenge.a.example v2", "end _acme-challenge.a.example v2"]
+    # b ran alongside a's turns, not after them
+    assert lines.index("start _acme-challenge.b.example v3") < lines.index("start _acme-challenge.a.example v2")

@@ -4,9 +4,9 @@ The hook runs once per TXT record, with the contract's environment:
 ``CERTKIT_DNS_ACTION`` (present/cleanup), ``CERTKIT_DNS_NAME``
 (``_acme-challenge.example.com``), ``CERTKIT_DNS_VALUE`` and
 ``CERTKIT_DOMAIN``. A wildcard and its base name share one record name with
-two values, so a hook must add records, not replace them. Hooks for
-different records run in parallel; cleanup always runs, and its failures
-are reported, not fatal.
+two values, so a hook must add records, not replace them; certkit runs the
+hook for those two one after the other, and for different record names in
+parallel. Cleanup always runs, and its failures are reported, not fatal.
 """
 
 from __future__ import annotations
@@ -59,11 +59,30 @@ def _run_hook(argv: list[str], action: str, record: TxtRecord) -> runner.Result:
         raise HookError(exc.message, "check --dns-hook: the program must exist and be executable") from exc
 
 
+def _by_name(records: Sequence[TxtRecord]) -> list[list[TxtRecord]]:
+    """Records grouped by record name, in first-seen order.
+
+    Groups run in parallel, the records of one group one after the other: a
+    wildcard and its base name share ``_acme-challenge.<domain>``, and a hook
+    that edits a zone file or an API record set (read, add, write) would lose
+    one of two values written at the same moment.
+    """
+    groups: dict[str, list[TxtRecord]] = {}
+    for record in records:
+        groups.setdefault(record.name.rstrip(".").lower(), []).append(record)
+    return list(groups.values())
+
+
 def present(command: str, records: Sequence[TxtRecord]) -> None:
-    """Run the hook with ``present`` for every record (in parallel); HookError when one fails."""
+    """Run the hook with ``present`` for every record; HookError when one fails.
+
+    Different record names in parallel, values of one name in turn (see :func:`_by_name`).
+    """
     argv = hook_argv(command)
-    with ThreadPoolExecutor(max_workers=min(8, max(1, len(records)))) as pool:
-        results = list(pool.map(lambda r: (r, _run_hook(argv, "present", r)), records))
+    groups = _by_name(records)
+    with ThreadPoolExecutor(max_workers=min(8, max(1, len(groups)))) as pool:
+        done = pool.map(lambda group: [(r, _run_hook(argv, "present", r)) for r in group], groups)
+        results = [pair for group_results in done for pair in group_results]
     for record, result in results:
         if not result.ok:
             raise HookError(f"the DNS hook failed to add the TXT record {record.name} (exit {result.returncode})"
@@ -85,8 +104,9 @@ def cleanup(command: str, records: Sequence[TxtRecord], echo: Callable[[str], No
             return f"{record.name}: {exc}"
         return None if result.ok else f"{record.name}: exit {result.returncode} {result.output_tail(3)}"
 
-    with ThreadPoolExecutor(max_workers=min(8, len(records))) as pool:
-        problems = [p for p in pool.map(one, records) if p]
+    groups = _by_name(records)
+    with ThreadPoolExecutor(max_workers=min(8, len(groups))) as pool:
+        problems = [p for group in pool.map(lambda g: [one(r) for r in g], groups) for p in group if p]
     for problem in problems:
         echo(f"warning: the DNS hook could not remove a TXT record ({problem}); remove it by hand")
 
