@@ -133,3 +133,22 @@ def test_rollback_message_does_not_claim_a_failed_rerun(home: Path, tmp_path: Pa
     error = Store(home).load_state("c.example")["last_renewal"]["error"]
     assert "version 1 is live again" in error and "re-running script:" in error
     assert "deployed again" not in error
+
+
+def test_quiet_prints_only_the_summary_lines(home: Path, tmp_path: Path) -> None:
+    """--quiet (cron mails any output): no --jitter wait line, no deploy progress - one line per renewal."""
+    hook = tmp_path / "hook.sh"
+    hook.write_text("#!/bin/sh\necho reloaded\n")
+    hook.chmod(0o755)
+    runner = CliRunner()
+    assert runner.invoke(cli, ["issue", "--cn", "q.example", "--key", "ec256",
+                               "--deploy", f"script:{hook}"]).exit_code == 0
+    result = runner.invoke(cli, ["renew", "--force", "--jitter", "--jitter-max", "0.01", "--quiet"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("renewed   q.example: version 2"), result.output
+    hook.write_text("#!/bin/sh\necho 'reload failed' >&2\nexit 5\n")
+    result = runner.invoke(cli, ["renew", "--force", "--quiet"])
+    assert result.exit_code == 1
+    assert "FAILED    q.example" in result.output and "reload failed" in result.output
+    assert "Deploying" not in result.output

@@ -53,7 +53,11 @@ def renew_command(ctx: click.Context, lineages: tuple[str, ...], force: bool, dr
         if not (quiet and text.startswith("not due")):
             click.echo(text)
 
-    report = renew.run(store, lineages, force=force, dry_run=dry_run, jitter=jitter, echo=_err,
+    # --quiet is for cron, which mails any output: progress (the --jitter wait, which an ACME
+    # lineage's ARI check triggers every run, deploy steps) is dropped; the summary line of a
+    # renewal or failure, which carries the reason, and the final error stay.
+    report = renew.run(store, lineages, force=force, dry_run=dry_run, jitter=jitter,
+                       echo=(lambda _text: None) if quiet else _err,
                        report_line=None if as_json else line, **kwargs)
     if as_json:
         click.echo(json.dumps(report.to_json(), indent=2))
