@@ -147,12 +147,10 @@ class Delivery:
                 smtp.sendmail(mail_from, rcpts, data)
         except smtplib.SMTPRecipientsRefused as exc:
             code, msg = next(iter(exc.recipients.values()))
-            text = msg.decode(errors="replace") if isinstance(msg, bytes) else str(msg)
-            return f"{code} {text}" if code >= 500 else "451 4.4.0 relay refused recipients"
+            return f"{code} {_one_line(msg)}" if code >= 500 else "451 4.4.0 relay refused recipients"
         except smtplib.SMTPResponseException as exc:
             if exc.smtp_code >= 500:
-                error = exc.smtp_error
-                return f"{exc.smtp_code} {error.decode(errors='replace') if isinstance(error, bytes) else error}"
+                return f"{exc.smtp_code} {_one_line(exc.smtp_error)}"
             return f"451 4.4.0 relay temporarily failed ({exc.smtp_code})"
         except (OSError, smtplib.SMTPException) as exc:
             self.cfg.log(f"relay to {host}:{port} failed: {exc}")
@@ -200,6 +198,14 @@ class Handler:
         self.cfg.log(f"{_peer(session)} user {_printable(login)} from <{_printable(envelope.mail_from)}> "
                      f"to {len(envelope.rcpt_tos)} recipient(s), {len(content)} bytes: {reply}")
         return reply
+
+
+def _one_line(text: bytes | str) -> str:
+    """A smarthost's (maybe multi-line) reply text as one reply line: smtplib joins the lines of a
+    multi-line reply with LF, and passed on as is that would break the client's reply framing."""
+    if isinstance(text, bytes):
+        text = text.decode(errors="replace")
+    return " ".join(_printable(line.strip()) for line in text.splitlines() if line.strip()) or "rejected"
 
 
 def _peer(session: Any) -> str:

@@ -450,3 +450,24 @@ def test_startup_time(tmp_path: Path) -> None:
     srv.proc.send_signal(signal.SIGTERM)
     srv.proc.wait(10)
     assert elapsed < 5, elapsed
+
+
+def test_multi_line_smarthost_refusal_is_passed_on_as_one_line(tmp_path: Path) -> None:
+    """smtplib joins a multi-line reply with LF; handed to the client as is, that broke its framing."""
+    from certkit.smtpd import Delivery, ServerConfig
+
+    class Refuser:
+        async def handle_RCPT(self, server, session, envelope, address, options):
+            return "550-5.1.1 <nobody@example.net>: no such user\r\n550 5.1.1 see https://example.net/help"
+
+    port = free_port()
+    controller = Controller(Refuser(), hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        cfg = ServerConfig(listen=("127.0.0.1", 0), users_file=tmp_path / "u", tls=None,
+                           relay=("127.0.0.1", port), hostname="mail.test", log=lambda _line: None)
+        reply = Delivery(cfg).deliver("a@example.test", ["nobody@example.net"], b"Subject: x\r\n\r\nx\r\n")
+    finally:
+        controller.stop()
+    assert "\n" not in reply and "\r" not in reply
+    assert reply == "550 5.1.1 <nobody@example.net>: no such user 5.1.1 see https://example.net/help"
