@@ -207,3 +207,21 @@ def test_der_reader_rejects_junk(junk: bytes) -> None:
 
     with pytest.raises(ValueError):
         parse_certificate(junk)
+
+
+@pytest.mark.parametrize("host", ["a..b", "ä..b", ".", "x" * 64 + ".example", "a." * 130 + "com"])
+def test_unresolvable_names_are_bad_targets(host: str) -> None:
+    """Names the idna codec refuses are the user's typo (exit 2), not a thread traceback at lookup time."""
+    with pytest.raises(UsageError, match="is not a host name"):
+        parse_target(f"smtp://{host}:25")
+
+
+def test_session_lookup_of_an_unencodable_name_is_a_connect_failure(monkeypatch: pytest.MonkeyPatch) -> None:
+    escaped: list[BaseException | None] = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: escaped.append(args.exc_value))
+    session = SmtpSession("a..b", 25, 2.0)
+    with pytest.raises(SessionError) as info:
+        session.connect()
+    assert info.value.kind == "connect" and "cannot resolve a..b" in info.value.message
+    assert "label empty or too long" in info.value.message  # the codec's reason, not a guess
+    assert escaped == []  # nothing escaped the lookup thread (it used to print a traceback)

@@ -137,13 +137,13 @@ class SmtpSession:
         import threading
 
         found: list[str] = []  # addresses, de-duplicated below
-        failed: list[OSError] = []
+        failed: list[OSError | UnicodeError] = []
 
         def lookup() -> None:
             try:
                 infos = socket.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM)
                 found.extend(str(info[4][0]) for info in infos)
-            except OSError as exc:
+            except (OSError, UnicodeError) as exc:  # UnicodeError: the idna codec refuses the name
                 failed.append(exc)
 
         worker = threading.Thread(target=lookup, daemon=True)
@@ -152,7 +152,7 @@ class SmtpSession:
         if worker.is_alive():
             raise SessionError("timeout", "connect", f"name lookup of {self.host} took more than {self.timeout:g} s")
         if failed or not found:
-            why = failed[0].strerror or str(failed[0]) if failed else "no address"
+            why = (getattr(failed[0], "strerror", None) or str(failed[0])) if failed else "no address"
             raise SessionError("connect", "connect", f"cannot resolve {self.host}: {why}")
         return list(dict.fromkeys(found))
 

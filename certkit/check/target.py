@@ -78,11 +78,27 @@ def _split_host_port(url: str, rest: str) -> tuple[str, int | None]:
         raise _bad(url, "no host")
     if "/" in host or "@" in host or " " in host:
         raise _bad(url, "a host name cannot contain '/', '@' or spaces")
+    _check_host(url, host)
     if port_text is None:
         return host, None
     if not port_text.isdigit() or not 0 < int(port_text) < 65536:
         raise _bad(url, f"port {port_text!r} is not a number from 1 to 65535")
     return host, int(port_text)
+
+
+def _check_host(url: str, host: str) -> None:
+    """An IP address, or a name the resolver can be asked about (labels of 1-63 octets, IDN allowed)."""
+    try:
+        ipaddress.ip_address(host)
+        return
+    except ValueError:
+        pass
+    try:
+        encoded = host.rstrip(".").encode("idna")
+    except UnicodeError:
+        raise _bad(url, f"{host!r} is not a host name (empty or over-long label)") from None
+    if not encoded or len(encoded) > 253:
+        raise _bad(url, f"{host!r} is not a host name")
 
 
 def parse_target(url: str) -> Target:
