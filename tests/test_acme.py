@@ -169,6 +169,8 @@ def test_refused_authorization_exit_1_nothing_stored(pebble: PebbleServer, home:
     assert "could not validate these names" in result.output
     assert "bad.example.com: connection" in result.output and "bad2.example.com: connection" in result.output
     assert "Traceback" not in result.output
+    # As docs/acme.md shows it: one line per name, then the hint on a line of its own.
+    assert "\n - the CA could not connect to your server" in result.output, result.output
     store = Store(home)
     assert store.names() == [] and not (home / "lineages" / "bad.example.com").exists()
 

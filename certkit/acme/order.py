@@ -322,7 +322,7 @@ def _poll_authorizations(net: Network, pending: list[_Pending], end: float) -> N
     if failures:
         hint = acme_error(first_error, "validate", "").hint if first_error is not None else None
         raise AcmeError("the CA could not validate " + ("this name" if len(failures) == 1 else "these names")
-                        + ":\n" + "\n".join(failures),
+                        + ":\n" + "\n".join(failures) + "\n",  # the hint then gets a line of its own
                         hint or "check that the names point at this server and the challenge is reachable")
 
 
