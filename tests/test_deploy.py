@@ -80,6 +80,8 @@ def test_parse_target_forms(tmp_path: Path) -> None:
     ("script:/nonexistent/hook", "does not exist"),
     ("script:/", "is a folder"),
     ("script:", "without a path"),
+    ("postfix:config_dir=", "config_dir of postfix is empty"),
+    ("aiosmtpd:pid_file= ", "pid_file of aiosmtpd is empty"),
 ])
 def test_parse_target_refuses_bad_specs(spec: str, words: str) -> None:
     with pytest.raises(UsageError) as err:

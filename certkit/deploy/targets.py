@@ -122,7 +122,10 @@ def convert_option(kind: TargetKind, key: str, value: Any) -> tuple[str, Any]:
             raise UsageError(f"option {norm} of {kind.name} must be positive")
         return norm, number
     text = str(value)
-    if norm in kind.paths and text:
+    if not text.strip():
+        # "postfix:config_dir=" would silently mean the default (/etc/postfix): refuse, never guess.
+        raise UsageError(f"option {norm} of {kind.name} is empty", f"give it a value, or leave {norm} out")
+    if norm in kind.paths:
         text = str(Path(text).expanduser().absolute())
     return norm, text
 
