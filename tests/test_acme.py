@@ -414,6 +414,13 @@ def test_usage_errors_before_any_request(home: Path) -> None:
     no_hook = AcmeSettings(server="https://127.0.0.1:1/dir", challenge="dns-01")
     with pytest.raises(UsageError, match="--dns-hook"):
         obtain(store, no_hook, [names.parse_name("x.example.com")], keys.generate("ec256"))
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "hook.sh").write_text("#!/bin/sh\n")
+    (home / "hook.sh").chmod(0o644)
+    for hook in ("/nonexistent/dns-hook --zone x", str(home / "hook.sh")):  # missing; not executable
+        with pytest.raises(UsageError, match="is not an executable file"):
+            obtain(store, AcmeSettings(server="https://127.0.0.1:1/dir", challenge="dns-01", dns_hook=hook),
+                   [names.parse_name("x.example.com")], keys.generate("ec256"))
     # Half an EAB pair or an unusable --ca-bundle is bad input (exit 2), found before the network
     # (requests would report a bad bundle as a network failure).
     kid_only = AcmeSettings(server="https://127.0.0.1:1/dir", eab_kid="kid-1")

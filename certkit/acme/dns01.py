@@ -44,6 +44,17 @@ def hook_argv(command: str) -> list[str]:
     return argv
 
 
+def check_runnable(command: str) -> None:
+    """The hook's program exists and is executable: else exit 2 before any request to the CA
+    (and no cleanup runs for records that were never added)."""
+    import shutil
+
+    program = hook_argv(command)[0]
+    if shutil.which(program) is None:
+        raise UsageError(f"--dns-hook program {program!r} is not an executable file (or not on PATH)",
+                         f"check the path, and chmod +x {program}")
+
+
 def _run_hook(argv: list[str], action: str, record: TxtRecord) -> runner.Result:
     env = runner.child_env({
         "CERTKIT_DNS_ACTION": action,

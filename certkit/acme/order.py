@@ -62,7 +62,7 @@ def check_settings(settings: AcmeSettings, identities: Sequence[Identity]) -> No
         if not settings.dns_hook:
             raise UsageError("--challenge dns-01 needs --dns-hook CMD",
                              "pass a command that adds/removes TXT records (see docs/acme.md)")
-        dns01.hook_argv(settings.dns_hook)
+        dns01.check_runnable(settings.dns_hook)
     # EAB comes as a pair; one half alone would be ignored (kid) or sent nowhere (key file).
     if bool(settings.eab_kid) != bool(settings.eab_hmac_key_file):
         given, missing = ("--eab-kid", "--eab-hmac-key-file") if settings.eab_kid else \
