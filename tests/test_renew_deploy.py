@@ -119,14 +119,19 @@ def test_renewal_refused_by_a_remembered_target_rolls_back(home: Path, tmp_path:
     assert "version 1 is live again" in (store.load_state("b.example")["last_renewal"]["error"] or "")
 
 
-def test_rollback_message_does_not_claim_a_failed_rerun(home: Path, tmp_path: Path) -> None:
-    """A script that fails again while rolling back is listed as a problem, not as deployed again."""
+def issue_with_hook(tmp_path: Path, name: str, body: str) -> tuple[CliRunner, Path]:
+    """Issue ``name`` with a ``script:`` deploy target running ``body`` (rewrite the file to change it)."""
     hook = tmp_path / "hook.sh"
-    hook.write_text("#!/bin/sh\nexit 0\n")
+    hook.write_text(f"#!/bin/sh\n{body}\n")
     hook.chmod(0o755)
     runner = CliRunner()
-    assert runner.invoke(cli, ["issue", "--cn", "c.example", "--key", "ec256",
-                               "--deploy", f"script:{hook}"]).exit_code == 0
+    assert runner.invoke(cli, ["issue", "--cn", name, "--key", "ec256", "--deploy", f"script:{hook}"]).exit_code == 0
+    return runner, hook
+
+
+def test_rollback_message_does_not_claim_a_failed_rerun(home: Path, tmp_path: Path) -> None:
+    """A script that fails again while rolling back is listed as a problem, not as deployed again."""
+    runner, hook = issue_with_hook(tmp_path, "c.example", "exit 0")
     hook.write_text("#!/bin/sh\nexit 4\n")
     result = runner.invoke(cli, ["renew", "--force"])
     assert result.exit_code == 1
@@ -137,12 +142,7 @@ def test_rollback_message_does_not_claim_a_failed_rerun(home: Path, tmp_path: Pa
 
 def test_quiet_prints_only_the_summary_lines(home: Path, tmp_path: Path) -> None:
     """--quiet (cron mails any output): no --jitter wait line, no deploy progress - one line per renewal."""
-    hook = tmp_path / "hook.sh"
-    hook.write_text("#!/bin/sh\necho reloaded\n")
-    hook.chmod(0o755)
-    runner = CliRunner()
-    assert runner.invoke(cli, ["issue", "--cn", "q.example", "--key", "ec256",
-                               "--deploy", f"script:{hook}"]).exit_code == 0
+    runner, hook = issue_with_hook(tmp_path, "q.example", "echo reloaded")
     result = runner.invoke(cli, ["renew", "--force", "--jitter", "--jitter-max", "0.01", "--quiet"])
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
