@@ -372,3 +372,16 @@ def test_sni_is_the_expected_name_never_an_ip(zoo: Zoo, zoo_pki: ZooPki) -> None
     report = check_url(url, CheckOptions(cafile=str(zoo_pki.ca_file), quick=True))
     assert report.ok and status(report, "name-match") == "PASS"  # 127.0.0.1 is an iPAddress SAN of the leaf
     assert seen == [None]
+
+
+def test_secrets_echoed_by_the_server_are_redacted(zoo: Zoo, zoo_pki: ZooPki, good_ctx: ssl.SSLContext) -> None:
+    """A server quoting the AUTH data back must not put the password into the transcript or the details."""
+    import base64
+
+    srv = zoo(tls=good_ctx, echo_auth=True)
+    report = audit(f"submission://127.0.0.1:{srv.port}", zoo_pki, auth_user=USER, password="wrong-Pa55word")
+    assert failing(report) == {"auth"}
+    text = str(report.to_json())
+    assert "wrong-Pa55word" not in text
+    assert base64.b64encode(f"\0{USER}\0wrong-Pa55word".encode()).decode() not in text
+    assert any(line.startswith("S: 535-5.7.8 authentication failed for <redacted>") for line in report.transcript)

@@ -547,8 +547,11 @@ def _relay_probe(report: CheckReport, session: SmtpSession) -> None:
 
 def _auth(opts: CheckOptions, report: CheckReport, session: SmtpSession, mechs: list[str]) -> bool:
     user, password = opts.auth_user or "", opts.password or ""
+    token = base64.b64encode(f"\0{user}\0{password}".encode()).decode()
+    # Longest first: the PLAIN token contains neither, but the base64 forms must go before the raw password.
+    session.secrets.extend(sorted({token, base64.b64encode(password.encode()).decode(), password},
+                                  key=len, reverse=True))
     if "PLAIN" in mechs or not mechs:
-        token = base64.b64encode(f"\0{user}\0{password}".encode()).decode()
         reply = session.command(f"AUTH PLAIN {token}", shown=f"AUTH PLAIN {REDACTED}")
         if reply.code == 334:
             reply = session.command(token, shown=REDACTED)
@@ -564,7 +567,7 @@ def _auth(opts: CheckOptions, report: CheckReport, session: SmtpSession, mechs: 
     if reply.code == 235:
         report.add("auth", PASS, f"logged in as {user}")
         return True
-    report.add("auth", FAIL, f"AUTH as {user} refused: {reply.first}", FIX["auth"])
+    report.add("auth", FAIL, f"AUTH as {user} refused: {session.redact(reply.first)}", FIX["auth"])
     return False
 
 

@@ -91,12 +91,24 @@ class SmtpSession:
         self.sock: socket.socket | None = None
         self.tls: ssl.SSLSocket | None = None
         self._buf = bytearray()
+        self.secrets: list[str] = []  # see redact()
 
     # ----- transcript ----------------------------------------------------
+    def redact(self, text: str) -> str:
+        """``text`` with every registered secret replaced by <redacted>.
+
+        A server may echo what it got (a 535 quoting the AUTH data); its
+        replies reach the transcript and check details, so they are scrubbed too.
+        """
+        for secret in self.secrets:
+            if secret and secret in text:
+                text = text.replace(secret, REDACTED)
+        return text
+
     def note(self, line: str) -> None:
-        """Add a line to the transcript (handshake summaries, remarks)."""
+        """Add a line to the transcript (handshake summaries, remarks), secrets redacted."""
         if self.transcript is not None:
-            self.transcript.append(line)
+            self.transcript.append(self.redact(line) if self.secrets else line)
 
     # ----- connection ------------------------------------------------------
     def connect(self) -> None:

@@ -186,6 +186,7 @@ class Behaviour:
     open_relay: bool = False
     hang_up_before_tls: bool = False  # refuse AUTH/MAIL before TLS with 421 and close
     data_250: bool = False  # answer DATA with 250 instead of 354 (a broken or hostile server)
+    echo_auth: bool = False  # a failed AUTH's 535 quotes what the client sent (some servers log-echo it)
     starttls_busy: bool = False  # advertise STARTTLS but answer it 454 (temporary), as an overloaded server does
     users: dict[str, str] = field(default_factory=lambda: {USER: PASSWORD})
     messages: list[bytes] = field(default_factory=list)
@@ -373,6 +374,8 @@ class ZooServer:
         if b.users.get(user) == password:
             c.authed = True
             c.send("235 2.7.0 Authentication successful\r\n")
+        elif b.echo_auth:
+            c.send(f"535-5.7.8 authentication failed for {initial}\r\n535 5.7.8 password {password!r} wrong\r\n")
         else:
             c.send("535 5.7.8 Error: authentication failed\r\n")
 
