@@ -113,6 +113,16 @@ def test_undecodable_files_and_unsafe_values_exit_2(tmp_path: Path, home: Path) 
         assert "Traceback" not in res.output and "\xff" not in res.output
 
 
+def test_bad_line_on_stdin_mid_run_keeps_the_json_valid(good: ZooServer, zoo_pki: ZooPki) -> None:
+    # --concurrency 1: at most 4 targets pending, so the first ones are printed before the bad line is read.
+    stdin = f"127.0.0.1:{good.port}\n" * 6 + "not a url\n"
+    res = CliRunner().invoke(cli, ["check", "--targets", "-", "--json", "--quick", "--concurrency", "1",
+                                   *ca_args(zoo_pki)], input=stdin)
+    assert res.exit_code == 2 and "not a url" in res.stderr
+    printed = json.loads(res.stdout)  # a closed array of what was printed before the bad line
+    assert 1 <= len(printed) <= 6 and {d["target"] for d in printed} == {f"127.0.0.1:{good.port}"}
+
+
 def test_bad_line_in_targets_file_exits_2_before_checking(tmp_path: Path, good: ZooServer) -> None:
     targets = tmp_path / "targets"
     targets.write_text(f"127.0.0.1:{good.port}\nnot a url\n")

@@ -223,13 +223,16 @@ def run_check(ctx: click.Context, urls: tuple[str, ...], opts: dict[str, Any]) -
             if progress:
                 click.echo(f"\r[{counter['n']} checked, {len(failures)} failed]", err=True, nl=False)
 
-        run_many(_iter_targets(urls, targets_file), options, opts["concurrency"], emit_many)
-        if progress:
-            click.echo("", err=True)
+        try:
+            run_many(_iter_targets(urls, targets_file), options, opts["concurrency"], emit_many)
+        finally:
+            # Also when a bad line arrives on stdin mid-run: what was printed stays a valid JSON array.
+            if progress:
+                click.echo("", err=True)
+            if as_json and counter["n"]:
+                click.echo("\n]")
         if counter["n"] == 0:
             raise UsageError("no target on standard input", "pipe one URL a line into `certkit check --targets -`")
-        if as_json:
-            click.echo("[]" if counter["n"] == 0 else "\n]")
     else:
         from certkit.check import audit
 
