@@ -266,6 +266,8 @@ def test_windows_target_elsewhere_changes_nothing(issued: Store, tmp_path: Path)
     code, out = certkit("deploy", NAME, "--to", "iis", "--site", "Default Web Site", "--print")
     assert code == 0, out
     assert "-Site 'Default Web Site'" in out and "not remembered" in out
+    # The whole output is pasteable PowerShell: comments, variables, the command.
+    assert all(line.startswith(("#", "$env:", "powershell.exe ")) for line in out.splitlines()), out
     assert [t.target for t in issued.load_settings(NAME).deploy] == [f"script:{hook}"]
     assert Path(json.loads(certkit("show", NAME, "--json")[1])["paths"]["pfx"]).is_file()  # made for iis
 

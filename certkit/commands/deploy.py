@@ -172,7 +172,7 @@ def run_deploy_command(store: Any, lineage: str, to: tuple[str, ...], verify: tu
         done = ", ".join([format_target(t) for t in deployed] + outcome.hooks) or "no targets"
         click.echo(f"Deployed {lineage} version {outcome.version} to {done}.")
     if printed:
-        click.echo(f"Printed the commands for {', '.join(t.target for t in printed)}: nothing was changed "
+        click.echo(f"# Printed the commands for {', '.join(t.target for t in printed)}: nothing was changed "
                    "by them here, and they are not remembered.")
     for result in outcome.verified:
         click.echo(f"Verified: {result.detail}")

@@ -108,7 +108,8 @@ def _run_all(store: Store, settings: LineageSettings, targets: Sequence[DeployTa
             preflight(ctx)  # bad options/paths fail here, before any target changed anything
     for target, module, ctx in zip(targets, modules, contexts, strict=True):
         started.append(_Step(target.target, target, module, ctx))
-        echo(f"Deploying {settings.name} (version {version}) to {target.target}")
+        if not target.options.get("print"):  # --print output stays pasteable PowerShell
+            echo(f"Deploying {settings.name} (version {version}) to {target.target}")
         module.deploy(ctx)
     for path in hooks.hook_dir_scripts(store, echo):
         started.append(_Step(f"hook {path}", None, None, None, str(path)))
