@@ -63,6 +63,7 @@ def test_fail_exits_1_with_the_fix(zoo: Zoo, zoo_pki: ZooPki) -> None:
         (["x:99999"], "port"),
         ([], "no target"),
         (["smtp://x", "--send-test"], "--from"),
+        (["smtp://x", "--from", "a@example.com", "--to", "b@example.com"], "add --send-test"),
         (["smtp://x", "--password-file", "/nonexistent"], "--auth-user"),
         (["smtp://x", "--expect", "no-such-lineage"], "no such lineage"),
         (["smtp://x", "--expect", "/no/such/file.pem"], "cannot read"),

@@ -150,6 +150,9 @@ def run_check(ctx: click.Context, urls: tuple[str, ...], opts: dict[str, Any]) -
         raise UsageError(f"--targets {targets_file}: no such file", "give a file with one URL a line")
     if opts["send_test"] and not (opts["mail_from"] and opts["rcpt_to"]):
         raise UsageError("--send-test needs --from ADDR and --to ADDR", "add both addresses")
+    if not opts["send_test"] and (opts["mail_from"] or opts["rcpt_to"]):
+        # Without --send-test nothing is sent: say so rather than let the user believe a message went out.
+        raise UsageError("--from and --to are for --send-test, which was not given", "add --send-test to send one")
     if opts["cafile"] and not Path(opts["cafile"]).is_file():
         raise UsageError(f"--cafile {opts['cafile']}: no such file", "give a PEM file of trusted CA certificates")
     many = targets_file is not None or len(urls) > 1
