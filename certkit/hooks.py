@@ -36,6 +36,8 @@ Runner = Callable[..., runner.Result]
 
 DEFAULT_HOOK_TIMEOUT = runner.DEFAULT_TIMEOUT
 HOOK_TIMEOUT_ENV = "CERTKIT_HOOK_TIMEOUT"
+# certkit's own secret inputs: hooks inherit certkit's environment, except these.
+SECRET_ENV = ("CERTKIT_PFX_PASSWORD",)
 # Files in hooks/deploy/ that are never hooks (editor backups, package manager leftovers).
 _IGNORED_SUFFIXES = ("~", ".bak", ".orig", ".dpkg-old", ".dpkg-new", ".dpkg-dist", ".rpmnew", ".rpmsave", ".swp")
 
@@ -82,6 +84,31 @@ def ensure_pfx(store: Store, settings: LineageSettings, version: int) -> None:
     )
     with store.lock():
         store.add_pfx(settings.name, version, pfx, None if settings.pfx.password_file else password)
+
+
+def ensure_pfx_password_file(store: Store, settings: LineageSettings, version: int) -> None:
+    """Save the PFX password next to ``version``'s PFX when it came from env ``CERTKIT_PFX_PASSWORD``.
+
+    Hooks (and iis.ps1/exchange.ps1) read the password from
+    ``CERTKIT_PFX_PASSWORD_FILE`` only - the variable itself is not passed
+    on - so a PFX made with the environment's password needs the file too.
+    It is written 0600 beside the private key, which sits unencrypted in
+    the same folder, so it exposes nothing new. A password that does not
+    open the PFX (the environment changed since) is not written.
+    """
+    paths = store.version_paths(settings.name, version)
+    password = os.environ.get("CERTKIT_PFX_PASSWORD")
+    if not password or settings.pfx.password_file or not paths.pfx.is_file() or paths.pfx_password.is_file():
+        return
+    from cryptography.hazmat.primitives.serialization import pkcs12
+
+    pfx = paths.pfx.read_bytes()
+    try:
+        pkcs12.load_key_and_certificates(pfx, password.encode())
+    except ValueError:
+        return
+    with store.lock():
+        store.add_pfx(settings.name, version, pfx, password)
 
 
 def hook_env(
@@ -221,6 +248,8 @@ def run_hook(
     """
     limit = timeout if timeout is not None else default_timeout()
     env = runner.child_env(variables)
+    for name in SECRET_ENV:  # the PFX password reaches hooks only as CERTKIT_PFX_PASSWORD_FILE
+        env.pop(name, None)
     result = run(argv, env=env, timeout=limit, what=what, hook=True)
     if not result.ok:
         tail = result.output_tail()

@@ -390,3 +390,16 @@ def test_damaged_certificates_are_errors_not_tracebacks(issued: Store, tmp_path:
     live.write_bytes(b"")
     code, text = certkit("deploy", NAME, "--to", f"script:{hook}", "--no-rollback")
     assert code == 1 and "no readable certificate" in text and "Traceback" not in text
+
+
+def test_pfx_password_from_the_environment_does_not_reach_hooks(home: Path, tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """CERTKIT_PFX_PASSWORD is certkit's input; hooks get the password file only (docs/deploy/hooks.md)."""
+    monkeypatch.setenv("CERTKIT_PFX_PASSWORD", "env-secret-123")
+    hook, out = env_dumper(tmp_path)
+    code, text = certkit("issue", "--cn", NAME, "--pfx", "--deploy", f"script:{hook}")
+    assert code == 0, text
+    env = records(out)[0]
+    assert "CERTKIT_PFX_PASSWORD" not in env
+    assert "env-secret-123" not in json.dumps(env)
+    assert Path(env["CERTKIT_PFX_PASSWORD_FILE"]).read_text().strip() == "env-secret-123"

@@ -100,6 +100,7 @@ def _run_all(store: Store, settings: LineageSettings, targets: Sequence[DeployTa
     modules = [registry.load(t.target) for t in targets]  # a missing module fails before any change
     if registry.needs_pfx(targets):
         hooks.ensure_pfx(store, settings, version)
+    hooks.ensure_pfx_password_file(store, settings, version)
     env = hooks.hook_env(store, settings, version, previous)
     contexts = [_context(store, settings, t, version, previous, env, echo, run, hook_timeout) for t in targets]
     for module, ctx in zip(modules, contexts, strict=True):
