@@ -78,11 +78,7 @@ def run(
     label = what or argv[0]
     if hook:
         result = _run_spooled(argv, env, timeout, cwd, input_text, label)
-        if check and not result.ok:
-            tail = result.output_tail()
-            raise HookError(f"{label} exited with status {result.returncode}" + (f":\n{tail}" if tail else ""),
-                            "fix the command above and run again")
-        return result
+        return _checked(result, label) if check else result
     try:
         proc = subprocess.run(
             list(argv),
@@ -106,13 +102,15 @@ def run(
             "check that it exists and is executable",
         ) from exc
     result = Result(tuple(argv), proc.returncode, proc.stdout or "", proc.stderr or "")
-    if check and not result.ok:
+    return _checked(result, label) if check else result
+
+
+def _checked(result: Result, label: str) -> Result:
+    """``result``, or HookError with its output's tail when it failed (``check=True``)."""
+    if not result.ok:
         tail = result.output_tail()
-        raise HookError(
-            f"{label} exited with status {result.returncode}"
-            + (f":\n{tail}" if tail else ""),
-            "fix the command above and run again",
-        )
+        raise HookError(f"{label} exited with status {result.returncode}" + (f":\n{tail}" if tail else ""),
+                        "fix the command above and run again")
     return result
 
 

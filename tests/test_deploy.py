@@ -403,3 +403,24 @@ def test_pfx_password_from_the_environment_does_not_reach_hooks(home: Path, tmp_
     assert "CERTKIT_PFX_PASSWORD" not in env
     assert "env-secret-123" not in json.dumps(env)
     assert Path(env["CERTKIT_PFX_PASSWORD_FILE"]).read_text().strip() == "env-secret-123"
+
+
+# ----- the runner -------------------------------------------------------------------
+
+@pytest.mark.parametrize("hook", [False, True])
+def test_runner_check_env_and_failures(tmp_path: Path, hook: bool) -> None:
+    """Both runner paths: explicit env, stdin text, check=True failing with the output's tail, a missing program."""
+    from certkit import runner
+    from certkit.errors import HookError, OperationError
+
+    result = runner.run(["/bin/sh", "-c", 'read line; echo "$line $ONLY_HERE"'], env={"ONLY_HERE": "x"},
+                        input_text="from-stdin\n", hook=hook)
+    assert result.ok and result.stdout.strip() == "from-stdin x"
+    assert "ONLY_HERE" not in os.environ
+    with pytest.raises(HookError, match=r"exited with status 3:\nboom"):
+        runner.run(["/bin/sh", "-c", "echo boom >&2; exit 3"], check=True, what="thing", hook=hook)
+    assert runner.run(["/bin/sh", "-c", "exit 3"], hook=hook).returncode == 3
+    with pytest.raises(OperationError, match="cannot run"):
+        runner.run([str(tmp_path / "missing")], hook=hook)
+    with pytest.raises(HookError, match=r"did not finish within 0\.2 s"):
+        runner.run(["/bin/sleep", "5"], timeout=0.2, hook=hook)
