@@ -83,7 +83,8 @@ def test_reissue_adds_a_version(home: Path) -> None:
         (["issue", "--cn", "bad name.example.com"], "spaces"),
         (["issue", "--cn", "mail.example.com", "--key", "rsa1024"], "--allow-weak"),
         (["issue", "--cn", "mail.example.com", "--key", "dsa"], "unknown key type"),
-        (["issue", "--cn", "mail.example.com", "--email", "a@b"], "need --acme"),
+        (["issue", "--cn", "mail.example.com", "--email", "a@b"], "--email needs --acme"),
+        (["issue", "--cn", "mail.example.com", "--email", "a@b", "--profile", "x"], "--email, --profile need --acme"),
         (["issue", "--cn", "mail.example.com", "--acme", "--self-signed"], "exclude"),
         (["issue", "--cn", "mail.*.example.com"], "left-most"),
         (["issue", "--cn", "x.example.com", "--name", "../evil"], "invalid lineage name"),
@@ -103,6 +104,14 @@ def test_bad_input_exits_2_with_reason(home: Path, args: list[str], needle: str)
     assert err.startswith("error: ")
     assert "Traceback" not in err + out
     assert not (home / "lineages").exists() or not any((home / "lineages").iterdir())
+
+
+def test_non_utf8_password_file_is_bad_input(home: Path, tmp_path: Path) -> None:
+    pw = tmp_path / "pw"
+    pw.write_bytes(b"\xff\xfe\x00secret")
+    code, out, err = run("issue", "--cn", "mail.example.com", "--pfx", "--pfx-password-file", str(pw))
+    assert code == 2 and "not UTF-8" in err and "Traceback" not in out + err
+    assert "secret" not in out + err
 
 
 def test_days_over_398_warns(home: Path) -> None:

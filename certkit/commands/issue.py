@@ -59,7 +59,8 @@ def build_settings(opts: dict[str, Any]) -> LineageSettings:
     if not use_acme:
         given = [f"--{o.replace('_', '-')}" for o in ACME_ONLY if opts.get(o) not in (None, False, "")]
         if given or opts.get("agree_tos") or opts.get("reuse_key"):
-            raise UsageError(f"{', '.join(given) or 'ACME options'} need --acme",
+            verb = "needs" if len(given) == 1 else "need"
+            raise UsageError(f"{', '.join(given) or 'ACME options'} {verb} --acme",
                              "add --acme, or drop them for a self-signed certificate")
     if use_acme and opts.get("trust"):
         raise UsageError("--trust is for self-signed certificates",
