@@ -97,12 +97,23 @@ def run(
             "make it faster or raise the timeout",
         ) from exc
     except OSError as exc:
-        raise OperationError(
-            f"cannot run {argv[0]}: {exc.strerror or exc}",
-            "check that it exists and is executable",
-        ) from exc
+        raise _start_error(argv[0], exc) from exc
     result = Result(tuple(argv), proc.returncode, proc.stdout or "", proc.stderr or "")
     return _checked(result, label) if check else result
+
+
+def _start_error(program: str, exc: OSError) -> OperationError:
+    """Why ``program`` could not be started, in words that point at the fix."""
+    import errno
+
+    if exc.errno == errno.ENOENT and os.path.isfile(program):
+        # The file is there: the kernel could not find the interpreter its #! line names.
+        return OperationError(f"cannot run {program}: the interpreter on its #! line does not exist",
+                              "fix its first line, e.g. #!/bin/sh")
+    if exc.errno == errno.ENOEXEC:
+        return OperationError(f"cannot run {program}: it is not a program and has no #! line",
+                              "add a first line such as #!/bin/sh")
+    return OperationError(f"cannot run {program}: {exc.strerror or exc}", "check that it exists and is executable")
 
 
 def _checked(result: Result, label: str) -> Result:
@@ -137,10 +148,7 @@ def _run_spooled(
                 start_new_session=os.name != "nt",
             )
         except OSError as exc:
-            raise OperationError(
-                f"cannot run {argv[0]}: {exc.strerror or exc}",
-                "check that it exists and is executable",
-            ) from exc
+            raise _start_error(argv[0], exc) from exc
         try:
             proc.communicate(input_text.encode() if input_text is not None else None, timeout=timeout)
         except subprocess.TimeoutExpired as exc:

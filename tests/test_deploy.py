@@ -422,5 +422,13 @@ def test_runner_check_env_and_failures(tmp_path: Path, hook: bool) -> None:
     assert runner.run(["/bin/sh", "-c", "exit 3"], hook=hook).returncode == 3
     with pytest.raises(OperationError, match="cannot run"):
         runner.run([str(tmp_path / "missing")], hook=hook)
+    bad_shebang = script(tmp_path, "bad.sh", "exit 0\n")
+    bad_shebang.write_text("#!/nonexistent/interpreter\n")
+    with pytest.raises(OperationError, match="interpreter on its #! line does not exist"):
+        runner.run([str(bad_shebang)], hook=hook)
+    no_shebang = script(tmp_path, "plain", "")
+    no_shebang.write_bytes(b"\x00\x01binary")
+    with pytest.raises(OperationError, match="no #! line"):
+        runner.run([str(no_shebang)], hook=hook)
     with pytest.raises(HookError, match=r"did not finish within 0\.2 s"):
         runner.run(["/bin/sleep", "5"], timeout=0.2, hook=hook)
