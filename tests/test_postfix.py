@@ -319,3 +319,17 @@ def test_listen_name_taken_by_another_program_changes_nothing(postfix: PostfixIn
     assert "runs qmqpd, not smtpd" in out
     assert {f: (postfix.config_dir / f).read_bytes() for f in ("main.cf", "master.cf")} == before
     postfix.reset()
+
+
+def test_second_lineage_on_the_same_postfix_is_called_out(postfix: PostfixInstance, issued: Path) -> None:
+    """Postfix serves one certificate: taking it over from another lineage says so (that lineage's
+    renewal would switch it back); re-deploying the same lineage says nothing."""
+    assert certkit(*deploy_args(postfix))[0] == 0
+    code, out = certkit("deploy", NAME, "--to", "postfix", "--postfix-config-dir", str(postfix.config_dir))
+    assert code == 0 and "warning: postfix served lineage" not in out
+    assert certkit("issue", "--cn", "other.certkit.test")[0] == 0
+    code, out = certkit("deploy", "other.certkit.test", "--to", "postfix",
+                        "--postfix-config-dir", str(postfix.config_dir))
+    assert code == 0, out
+    assert f"warning: postfix served lineage {NAME}; it now serves other.certkit.test" in out
+    postfix.reset()

@@ -364,6 +364,7 @@ def deploy(ctx: DeployContext) -> None:
         if current.get(key, "") != value:
             changes[key] = value
     served = next(iter(tls_file_settings(mail_version, ctx.paths).values()))
+    _warn_if_replacing_lineage(ctx, current.get(next(iter(tls_file_settings(mail_version, ctx.paths))), ""))
     if current.get("smtpd_tls_security_level", "") in ("", "none"):
         changes["smtpd_tls_security_level"] = "may"
     for param in ("smtpd_tls_protocols", "smtpd_tls_mandatory_protocols"):
@@ -389,6 +390,20 @@ def _submission_entry(pf: Postfix, aliases: list[str]) -> list[str] | None:
         raise UsageError(f"master.cf service {existing[0]}/inet runs {existing[7]}, not smtpd",
                          "remove or rename that entry, or choose another --submission-listen")
     return existing
+
+
+def _warn_if_replacing_lineage(ctx: DeployContext, current: str) -> None:
+    """Say so when main.cf served another certkit lineage: Postfix serves one certificate, and
+    that lineage's next renewal would switch it back (both keep the postfix target)."""
+    lineages = ctx.store.home / "lineages"
+    try:
+        other = Path(current).relative_to(lineages).parts[0] if current else ""
+    except ValueError:
+        return  # a file certkit does not manage
+    if other and other != ctx.name:
+        ctx.echo(f"  warning: postfix served lineage {other}; it now serves {ctx.name}. {other} still has the "
+                 f"postfix target, so its next renewal switches back: put all names in one lineage, or edit "
+                 f"{lineages / other / 'settings.toml'} to drop its postfix target")
 
 
 def _setup_submission(ctx: DeployContext, pf: Postfix, service: str, existing: list[str] | None,
