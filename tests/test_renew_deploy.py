@@ -152,3 +152,18 @@ def test_quiet_prints_only_the_summary_lines(home: Path, tmp_path: Path) -> None
     assert result.exit_code == 1
     assert "FAILED    q.example" in result.output and "reload failed" in result.output
     assert "Deploying" not in result.output
+
+
+def test_renewal_with_a_broken_remembered_verify_url_rolls_back(home: Path) -> None:
+    """settings.toml edited by hand: a URL that does not parse must not leave the renewal half-done."""
+    runner = CliRunner()
+    assert runner.invoke(cli, ["issue", "--cn", "v.example", "--key", "ec256"]).exit_code == 0
+    store = Store(home)
+    with store.lock():
+        settings = store.load_settings("v.example")
+        settings.verify = ["imap://v.example"]
+        store.save_settings(settings)
+    result = runner.invoke(cli, ["renew", "--force"])
+    assert result.exit_code == 1 and "imap" in result.output
+    assert store.live_version("v.example") == 1
+    assert store.load_state("v.example").get("renewing") is None

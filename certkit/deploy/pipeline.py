@@ -182,16 +182,16 @@ def deploy_live_version(
         version = store.live_version(name)
         if version is None:
             raise NotFoundError(f"lineage {name!r} has no live version", f"run `certkit issue --name {name} ...`")
-        for target in targets:
-            registry.kind_of(target.target)  # unknown names fail before anything runs
-        if verify and verifier is None:
-            from certkit.check import parse_target as parse_url
-
-            for url in verify:
-                parse_url(url)  # a malformed --verify URL is exit 2 before any server is touched
         started: list[_Step] = []
         results: list[VerifyResult] = []
         try:
+            for target in targets:
+                registry.kind_of(target.target)  # unknown names fail before anything runs
+            if verify and verifier is None:
+                from certkit.check import parse_target as parse_url
+
+                for url in verify:
+                    parse_url(url)  # a malformed --verify URL is exit 2 before any server is touched
             _run_all(store, settings, targets, version, previous_version, echo, run, hook_timeout, started)
             cert_pem = store.version_paths(name, version).cert.read_bytes()
             for url in verify:
