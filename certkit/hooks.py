@@ -190,8 +190,13 @@ def hook_dir_scripts(store: Store, echo: Echo | None = None) -> list[Path]:
     folder = hook_dir(store)
     if not folder.is_dir():
         return []
+    try:
+        entries = sorted(folder.iterdir(), key=lambda p: p.name)
+    except OSError as exc:
+        raise OperationError(f"cannot list the hook folder {folder}: {exc.strerror or exc}",
+                             "check its permissions") from exc
     out: list[Path] = []
-    for path in sorted(folder.iterdir(), key=lambda p: p.name):
+    for path in entries:
         if path.name.startswith(".") or path.name.endswith(_IGNORED_SUFFIXES) or not path.is_file():
             continue
         if os.name != "nt" and not os.access(path, os.X_OK):

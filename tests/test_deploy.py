@@ -432,3 +432,22 @@ def test_runner_check_env_and_failures(tmp_path: Path, hook: bool) -> None:
         runner.run([str(no_shebang)], hook=hook)
     with pytest.raises(HookError, match=r"did not finish within 0\.2 s"):
         runner.run(["/bin/sleep", "5"], timeout=0.2, hook=hook)
+
+
+def test_unlistable_hook_folder_is_an_error_not_a_traceback(issued: Store,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """A hook folder certkit may not list (root runs this suite, so the denial is simulated)."""
+    from certkit import hooks
+
+    folder = hooks.hook_dir(issued)
+    folder.mkdir(parents=True)
+    real_iterdir = Path.iterdir
+
+    def denied(self: Path):  # type: ignore[no-untyped-def]
+        if self == folder:
+            raise PermissionError(13, "Permission denied")
+        return real_iterdir(self)
+
+    monkeypatch.setattr(Path, "iterdir", denied)
+    code, text = certkit("deploy", NAME)
+    assert code == 1 and f"cannot list the hook folder {folder}: Permission denied" in text
