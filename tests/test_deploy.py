@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -451,3 +452,26 @@ def test_unlistable_hook_folder_is_an_error_not_a_traceback(issued: Store,
     monkeypatch.setattr(Path, "iterdir", denied)
     code, text = certkit("deploy", NAME)
     assert code == 1 and f"cannot list the hook folder {folder}: Permission denied" in text
+
+
+def test_os_error_in_a_target_rolls_back(issued: Store, tmp_path: Path) -> None:
+    """An OSError inside a target (unreadable config, full disk) is a failure that rolls back,
+    not a traceback that leaves the new version live."""
+    from certkit import runner
+    from certkit.deploy.pipeline import deploy_live_version
+    from certkit.errors import OperationError
+
+    hook = script(tmp_path, "ok.sh", "exit 0\n")
+    assert certkit("issue", "--cn", NAME, "--san", "smtp.example.com")[0] == 0  # version 2 live
+
+    def disk_full_for_v2(argv: list[str], **kwargs: Any) -> runner.Result:
+        if kwargs["env"]["CERTKIT_VERSION"] == "2":
+            raise OSError(28, "No space left on device", "/var/lib/thing")
+        return runner.run(argv, **kwargs)
+
+    with pytest.raises(OperationError) as err:
+        deploy_live_version(issued, NAME, targets=[parse_target(f"script:{hook}")], verify=[],
+                            previous_version=1, run=disk_full_for_v2, echo=lambda _line: None)
+    assert "No space left on device (/var/lib/thing)" in str(err.value)
+    assert "version 1 is live again" in str(err.value)
+    assert issued.live_version(NAME) == 1

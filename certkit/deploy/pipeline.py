@@ -34,7 +34,7 @@ from typing import Any
 from certkit import hooks, runner
 from certkit.deploy import targets as registry
 from certkit.deploy.base import DeployContext
-from certkit.errors import CertkitError, HookError, NotFoundError, VerificationError
+from certkit.errors import CertkitError, HookError, NotFoundError, OperationError, VerificationError
 from certkit.issuing import merge_targets
 from certkit.settings import DeployTarget, LineageSettings
 from certkit.store import Store
@@ -206,7 +206,9 @@ def deploy_live_version(
                     detail = result.detail.removeprefix(f"{url}: ")  # the check's detail names the URL too
                     raise VerificationError(f"{url} does not serve version {version} correctly: {detail}",
                                             "see the check output above")
-        except CertkitError as exc:
+        except (CertkitError, OSError) as raised:
+            # An OSError (a config file a target cannot read, a full disk) rolls back like any failure.
+            exc = raised if isinstance(raised, CertkitError) else _os_error(raised)
             if results:
                 _record_check(store, name, version, results)
             if exc.exit_code == 2 and len(started) <= 1 and not results and not just_activated:
@@ -229,6 +231,11 @@ def deploy_live_version(
             hooks=[s.path for s in started if s.target is None],
             verified=results,
         )
+
+
+def _os_error(exc: OSError) -> OperationError:
+    where = f" ({exc.filename})" if exc.filename else ""
+    return OperationError(f"{exc.strerror or exc}{where}", "check the file's permissions and the disk")
 
 
 def _record_check(store: Store, name: str, version: int, results: list[VerifyResult]) -> None:
@@ -283,7 +290,7 @@ def _fail(
         try:
             undo(step.ctx)
             undone.append(step.label)
-        except CertkitError as err:
+        except (CertkitError, OSError) as err:
             problems.append(f"undoing {step.label}: {err}")
     # A step that refused (exit 2: bad remembered option, Windows-only target here) changed
     # nothing and would only refuse again.
