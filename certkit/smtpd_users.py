@@ -70,6 +70,9 @@ def load_users(path: str | Path) -> dict[str, str]:
                          f"create it with: certkit smtpd adduser {path} USER") from exc
     except OSError as exc:
         raise UsageError(f"cannot read users file {path}: {exc.strerror}", "check its permissions") from exc
+    except UnicodeDecodeError:
+        raise UsageError(f"users file {path} is not UTF-8 text",
+                         f"point --users at the file `certkit smtpd adduser {path} USER` writes") from None
     users: dict[str, str] = {}
     for number, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()

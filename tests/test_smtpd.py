@@ -422,6 +422,15 @@ def test_usage_errors_exit_2(home: Path, tmp_path: Path) -> None:
                         "--maildir", str(tmp_path / "m"))
     assert code == 2 and "not HOST:PORT" in out
     assert "Traceback" not in out
+    binary = tmp_path / "binary-users"
+    binary.write_bytes(b"\xff\xfe\x00 not text")
+    code, out = run_cli("smtpd", "--listen", "127.0.0.1:0", "--cert", "mail.test", "--users", str(binary),
+                        "--maildir", str(tmp_path / "m"))
+    assert code == 2 and "is not UTF-8 text" in out
+    pw = tmp_path / "pw"
+    pw.write_text("s3cret\n")
+    code, out = run_cli("smtpd", "adduser", str(binary), "bob", "--password-file", str(pw))
+    assert code == 2 and "is not UTF-8 text" in out
 
 
 def test_port_in_use_exits_1(tmp_path: Path) -> None:
