@@ -255,7 +255,7 @@ def remove_pid_file(pid_file: str | Path) -> None:
     try:
         if Path(pid_file).read_text().strip() != str(os.getpid()):
             return
-    except OSError:
+    except (OSError, ValueError):  # gone, or replaced by something that is not ours
         return
     for path in (Path(pid_file), status_path(pid_file)):
         try:

@@ -480,3 +480,11 @@ def test_multi_line_smarthost_refusal_is_passed_on_as_one_line(tmp_path: Path) -
         controller.stop()
     assert "\n" not in reply and "\r" not in reply
     assert reply == "550 5.1.1 <nobody@example.net>: no such user 5.1.1 see https://example.net/help"
+
+
+@pytest.mark.parametrize("content", [b"", b"abc\n", b"1\n", b"\xff\xfe\x00"])
+def test_pid_files_that_hold_no_server_pid_are_usage_errors(tmp_path: Path, content: bytes) -> None:
+    pid_file = tmp_path / "smtpd.pid"
+    pid_file.write_bytes(content)
+    with pytest.raises(UsageError, match="does not hold a process id"):
+        deploy_aiosmtpd.read_pid(pid_file)

@@ -76,6 +76,8 @@ def read_pid(pid_file: str | Path) -> int:
                          "is certkit smtpd running with this --pid-file?") from exc
     except OSError as exc:
         raise UsageError(f"cannot read pid file {pid_file}: {exc.strerror}", "check its permissions") from exc
+    except UnicodeDecodeError:
+        text = ""  # not text at all: reported below like any other content
     if not text.isdigit() or int(text) <= 1:
         raise UsageError(f"pid file {pid_file} does not hold a process id", "point --pid-file at the server's")
     return int(text)
