@@ -40,8 +40,8 @@ def read_secret_file(path: str, what: str) -> str:
         raise UsageError(f"cannot read the {what} file {path}: {exc.strerror}",
                          "pass a readable file") from exc
     except UnicodeDecodeError as exc:
-        raise UsageError(f"the {what} file {path} is not UTF-8 text",
-                         "save the secret as plain UTF-8 text on the first line") from None
+        raise UsageError(f"the {what} file {path} is not text (UTF-8 expected)",
+                         "put the value as plain UTF-8 text on its first line") from None
     value = text.splitlines()[0] if text else ""
     if not value:
         raise UsageError(f"the {what} file {path} is empty", "put the secret on its first line")

@@ -45,3 +45,39 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     monkeypatch.setenv("CERTKIT_HOME", str(path))
     monkeypatch.delenv("CERTKIT_PFX_PASSWORD", raising=False)
     yield path
+
+
+# Places where certkit, run as root with default paths, would change the machine
+# itself. Tests must always point certkit elsewhere (--trust-store-dir,
+# --unit-dir, --cron-file, private Postfix config dirs).
+MACHINE_PLACES = [
+    Path("/usr/local/share/ca-certificates"),
+    Path("/etc/cron.d"),
+    Path("/etc/systemd/system"),
+    Path("/etc/certkit"),
+]
+
+
+def _machine_snapshot() -> dict[str, float]:
+    seen: dict[str, float] = {}
+    for place in MACHINE_PLACES:
+        if place.is_dir():
+            for entry in place.iterdir():
+                if "certkit" in entry.name or place.name == "certkit":
+                    seen[str(entry)] = entry.lstat().st_mtime
+    main_cf = Path("/etc/postfix/main.cf")
+    if main_cf.is_file():
+        seen[str(main_cf) + ":tls"] = float(sum(1 for line in main_cf.read_text().splitlines()
+                                               if line.startswith("smtpd_tls_")))
+    return seen
+
+
+@pytest.fixture(scope="session", autouse=True)
+def machine_untouched() -> Iterator[None]:
+    """Fail the run if any test left certkit files in the machine's own trust store,
+    cron, systemd units or /etc/certkit, or added TLS settings to the system main.cf."""
+    before = _machine_snapshot()
+    yield
+    after = _machine_snapshot()
+    changed = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
+    assert not changed, f"tests changed the machine itself: {changed}"

@@ -110,7 +110,7 @@ def test_non_utf8_password_file_is_bad_input(home: Path, tmp_path: Path) -> None
     pw = tmp_path / "pw"
     pw.write_bytes(b"\xff\xfe\x00hunter2")
     code, out, err = run("issue", "--cn", "mail.example.com", "--pfx", "--pfx-password-file", str(pw))
-    assert code == 2 and "not UTF-8" in err and "Traceback" not in out + err
+    assert code == 2 and "is not text (UTF-8 expected)" in err and "Traceback" not in out + err
     assert "hunter2" not in out + err
 
 
