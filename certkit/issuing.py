@@ -39,7 +39,7 @@ def read_secret_file(path: str, what: str) -> str:
     except OSError as exc:
         raise UsageError(f"cannot read the {what} file {path}: {exc.strerror}",
                          "pass a readable file") from exc
-    except UnicodeDecodeError as exc:
+    except UnicodeDecodeError:
         raise UsageError(f"the {what} file {path} is not text (UTF-8 expected)",
                          "put the value as plain UTF-8 text on its first line") from None
     value = text.splitlines()[0] if text else ""

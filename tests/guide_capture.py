@@ -44,7 +44,6 @@ import re
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -52,6 +51,9 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from tests.servers.net import free_port as _free_port
+from tests.servers.net import wait_port as _wait_port
 
 REPO = Path(__file__).resolve().parents[1]
 GUIDES = [REPO / "docs" / "guide.md", REPO / "docs" / "guide.ko.md"]
@@ -128,19 +130,6 @@ def mask(text: str) -> str:
     return text.strip()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _wait_port(port: int, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-        time.sleep(0.02)
-    return False
 
 
 @dataclass

@@ -31,7 +31,7 @@ from certkit.cli import cli
 from certkit.errors import AcmeError, UsageError
 from certkit.settings import AcmeSettings
 from certkit.store import Store
-from tests.conftest import free_port
+from tests.servers.net import free_port
 from tests.servers.pebble import PebbleServer
 
 pytestmark = pytest.mark.pebble

@@ -119,8 +119,8 @@ def test_readme_demo_runs_as_written(tmp_path: Path) -> None:
     """The README's 30-second demo, pasted into bash (only the folder and the port changed)."""
     import subprocess
 
-    from tests.conftest import free_port
     from tests.guide_capture import REPO, World
+    from tests.servers.net import free_port
 
     text = (REPO / "README.md").read_text(encoding="utf-8")
     section = text.split("## 30-second demo", 1)[1]

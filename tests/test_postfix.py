@@ -206,7 +206,7 @@ def test_failing_verification_restores_previous_certificate(
     first = live_sha256(issued)
 
     # Version 2 reaches Postfix, but one verification fails: version 1 comes back everywhere.
-    from tests.conftest import free_port
+    from tests.servers.net import free_port
 
     dead = f"smtp://127.0.0.1:{free_port()}"
     code, out = certkit("issue", "--cn", NAME, "--verify", dead)
@@ -288,7 +288,7 @@ def test_failed_postfix_step_puts_config_back(postfix: PostfixInstance, issued: 
             return runner.Result(tuple(argv), 1, "", "postfix/postfix-script: fatal: injected failure")
         return runner.run(argv, **kwargs)  # type: ignore[arg-type]
 
-    from tests.conftest import free_port
+    from tests.servers.net import free_port
 
     other_port = free_port()
     target = DeployTarget("postfix", {"config_dir": str(postfix.config_dir), "setup_submission": True,
@@ -308,7 +308,7 @@ def test_failed_postfix_step_puts_config_back(postfix: PostfixInstance, issued: 
 
 def test_listen_name_taken_by_another_program_changes_nothing(postfix: PostfixInstance, issued: Path) -> None:
     """The docs promise exit 2 and no change; main.cf used to be edited before the refusal."""
-    from tests.conftest import free_port
+    from tests.servers.net import free_port
 
     listen = f"127.0.0.1:{free_port()}"
     postfix.postconf("-M", f"{listen}/inet={listen} inet n - n - - qmqpd")

@@ -24,7 +24,7 @@ from certkit.deploy import aiosmtpd as deploy_aiosmtpd
 from certkit.deploy.base import DeployContext
 from certkit.errors import OperationError, UsageError, VerificationError
 from certkit.store import Store
-from tests.conftest import free_port
+from tests.servers.net import free_port
 from tests.servers.smtpd import SmtpdServer, certkit_argv, child_env, issue_lineage, start_smtpd
 from tests.test_tlsreload import client_context, served_sha256, tls11_client
 

@@ -15,7 +15,7 @@ from cryptography import x509 as cx509
 from certkit import keys, names, tlsreload
 from certkit import x509 as cx
 from certkit.errors import OperationError, UsageError
-from tests.conftest import free_port
+from tests.servers.net import free_port
 
 
 def write_pair(folder: Path, cn: str) -> tuple[Path, str]:

@@ -53,17 +53,14 @@ from pathlib import Path
 
 import pytest
 
+from tests.servers.net import free_port as _free_port
+
 START_TIMEOUT = 20.0
 
 
 class PebbleUnavailable(RuntimeError):
     """Pebble or pebble-challtestsrv is missing or did not start."""
 
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _write_tls_files(workdir: Path) -> tuple[Path, Path, Path]:

@@ -35,6 +35,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from tests.servers.net import free_port as _free_port
+
 NAME = "mail.example.test"
 USER, PASSWORD = "alice", "s3cret-pass"
 
@@ -407,12 +409,6 @@ def aiosmtpd_server(ctx: ssl.SSLContext, *, open_relay: bool = False) -> Iterato
         yield port
     finally:
         ctrl.stop()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # ----- fixtures -----------------------------------------------------------------
