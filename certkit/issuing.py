@@ -12,6 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cryptography import x509
+
 from certkit import export, keys, names
 from certkit import x509 as cx
 from certkit.errors import UsageError
@@ -170,9 +172,6 @@ def merge_targets(remembered: list[DeployTarget], new: list[DeployTarget]) -> li
     return [t for t in remembered if t.target not in replaced] + list(new)
 
 
-def default_friendly_name(name: str, cert: object) -> str:
+def default_friendly_name(name: str, cert: x509.Certificate) -> str:
     """PFX friendly name shown by Windows/IIS: lineage and expiry date, to tell versions apart."""
-    from cryptography import x509
-
-    assert isinstance(cert, x509.Certificate)
     return f"{name} (certkit, until {cert.not_valid_after_utc:%Y-%m-%d})"
