@@ -146,10 +146,15 @@ def report(store: Store, outcome: IssueOutcome, as_json: bool) -> None:
         click.echo(f"  {note}")
     click.echo("")
     name = outcome.name
+    steps = [
+        (f"certkit deploy {name} --to postfix --setup-submission", "Postfix on 25 and 587"),
+        (f"certkit export {name} --format pfx --out {name}.pfx", "IIS / Exchange"),
+        (f"certkit check submission://{rec['domains'][0]}:587 --expect {name}", "prove it is served"),
+    ]
+    width = max(len(command) for command, _ in steps)
     click.echo("Next:")
-    click.echo(f"  certkit deploy {name} --to postfix --setup-submission   # Postfix on 25 and 587")
-    click.echo(f"  certkit export {name} --format pfx --out {name}.pfx       # IIS / Exchange")
-    click.echo(f"  certkit check submission://{rec['domains'][0]}:587 --expect {name}")
+    for command, why in steps:
+        click.echo(f"  {command:<{width}}   # {why}")
 
 
 # ----- selfssl -----------------------------------------------------------------
