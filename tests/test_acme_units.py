@@ -7,6 +7,7 @@ front of Pebble that adds ``renewalInfo``.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import socket
@@ -114,17 +115,24 @@ class _AriHandler(BaseHTTPRequestHandler):
         pass
 
 
-@pytest.fixture
-def ari_server() -> Iterator[tuple[str, type[_AriHandler]]]:
-    handler = type("H", (_AriHandler,), {"paths": [], "directory": {}})
+@contextlib.contextmanager
+def _serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """Serve ``handler`` on a free loopback port for the duration of the block; yields its base URL."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", handler
+        yield f"http://127.0.0.1:{server.server_address[1]}"
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture
+def ari_server() -> Iterator[tuple[str, type[_AriHandler]]]:
+    handler = type("H", (_AriHandler,), {"paths": [], "directory": {}})
+    with _serving(handler) as url:
+        yield url, handler
 
 
 def test_fetch_from_a_local_server(ari_server: tuple[str, type[_AriHandler]]) -> None:
@@ -378,14 +386,8 @@ class _FlakyAcme(BaseHTTPRequestHandler):
 @pytest.fixture
 def flaky() -> Iterator[tuple[str, type[_FlakyAcme]]]:
     handler = type("F", (_FlakyAcme,), {"script": [], "posts": 0})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", handler
-    finally:
-        server.shutdown()
-        server.server_close()
+    with _serving(handler) as url:
+        yield url, handler
 
 
 def _network(base: str, echo: Any = None) -> Any:
