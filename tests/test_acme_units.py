@@ -7,8 +7,10 @@ front of Pebble that adds ``renewalInfo``.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import datetime as dt
+import itertools
 import json
 import socket
 import threading
@@ -357,8 +359,14 @@ class _FlakyAcme(BaseHTTPRequestHandler):
     script: list[tuple[int, str, str | None]]
     posts: int
 
+    nonces = itertools.count(1)
+
     def _nonce(self) -> None:
-        self.send_header("Replay-Nonce", f"nonce{time.monotonic_ns()}")
+        # RFC 8555 6.5.1: a nonce is base64url without padding. A counter
+        # encoded that way is valid whatever the clock (a decimal timestamp
+        # was not at some machine uptimes).
+        serial = next(type(self).nonces).to_bytes(8, "big")
+        self.send_header("Replay-Nonce", base64.urlsafe_b64encode(serial).rstrip(b"=").decode())
 
     def do_HEAD(self) -> None:
         self.send_response(200)
