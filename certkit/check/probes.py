@@ -11,6 +11,7 @@ from __future__ import annotations
 import ssl
 import warnings
 
+from certkit.check import hello
 from certkit.check.report import FAIL, PASS, WARN, CheckResult
 from certkit.check.session import SessionError, SmtpSession
 from certkit.check.target import Target
@@ -100,12 +101,60 @@ def probe_old_tls(target: Target, timeout: float, helo: str, version: ssl.TLSVer
 
 
 def probe_weak_ciphers(target: Target, timeout: float, helo: str) -> CheckResult:
-    """Does the server accept a handshake offering only weak suites (TLS <= 1.2)?"""
+    """Does the server accept weak suites (TLS <= 1.2)?
+
+    Two probes: a handshake through this OpenSSL with what it can still
+    offer (anonymous, NULL), then a hand-built ClientHello offering RC4,
+    3DES, DES, EXPORT, NULL and anonymous suites (:mod:`certkit.check.hello`),
+    so the verdict does not depend on how the local OpenSSL was built.
+    """
     try:
         ctx = probe_context(None, WEAK_CIPHERS)
-    except (ssl.SSLError, ValueError) as exc:
-        return CheckResult("weak-ciphers-refused", WARN, f"cannot probe weak suites: {exc}")
-    return _try_handshake(target, timeout, helo, ctx, "weak-ciphers-refused", "weak cipher suites", FIX_WEAK)
+    except (ssl.SSLError, ValueError):
+        ctx = None
+    result = None
+    if ctx is not None:
+        result = _try_handshake(target, timeout, helo, ctx, "weak-ciphers-refused", "weak cipher suites", FIX_WEAK)
+        if result.status == FAIL:
+            return result
+    raw = _probe_weak_raw(target, timeout, helo)
+    if raw.status == WARN and result is not None and result.status == PASS:
+        # The OpenSSL probe's verdict stands for what it could offer; say what is unknown.
+        return CheckResult("weak-ciphers-refused", WARN, f"{result.detail}; RC4/3DES/EXPORT {raw.detail}")
+    return raw
+
+
+def _probe_weak_raw(target: Target, timeout: float, helo: str) -> CheckResult:
+    check_id = "weak-ciphers-refused"
+    try:
+        session = reach_tls(target, timeout, helo)
+    except SessionError as exc:
+        return CheckResult(check_id, WARN, f"could not be probed: {exc.message}")
+    if session is None or session.sock is None:
+        return CheckResult(check_id, WARN, "could not be probed: STARTTLS not available on the probe connection")
+    try:
+        answer = hello.offer(session.sock, list(hello.WEAK_SUITES), None if target.host_is_ip else target.host,
+                             timeout)
+    finally:
+        session.close()
+    if answer.accepted:
+        name = answer.suite_name
+        return CheckResult(check_id, FAIL, f"the server accepted {name}{_why_weak_iana(name)}", FIX_WEAK)
+    if answer.timed_out:
+        return CheckResult(check_id, WARN, f"could not be probed: {answer.refusal}")
+    return CheckResult(check_id, PASS, f"RC4, 3DES, DES, EXPORT, NULL and anonymous suites refused ({answer.refusal})")
+
+
+def _why_weak_iana(name: str) -> str:
+    if "_anon_" in name:
+        return " (anonymous: no server authentication, open to interception)"
+    if "NULL" in name:
+        return " (NULL: no encryption)"
+    if "RC4" in name:
+        return " (RC4: broken, RFC 7465)"
+    if "3DES" in name:
+        return " (3DES: 64-bit blocks, SWEET32)"
+    return " (broken cipher)"
 
 
 def _try_handshake(target: Target, timeout: float, helo: str, ctx: ssl.SSLContext, check_id: str,
