@@ -372,33 +372,40 @@ def test_concurrent_obtain_share_one_responder(pebble: PebbleServer, home: Path,
         except BaseException as exc:
             errors.append(exc)
 
-    start = time.perf_counter()
     with store.lock():
         threads = [threading.Thread(target=one, args=(i,)) for i in range(12)]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
-    elapsed = time.perf_counter() - start
     assert not errors, errors
     assert len(results) == 12 and len({r.cert_pem for r in results.values()}) == 12
     assert len(list((home / "accounts").iterdir())) == 1  # one account for all
     assert port_is_free(pebble.http_port)
-    assert elapsed < 10, elapsed
     openssl_verify(pebble, tmp_path, results[3].cert_pem, results[3].chain_pem)
 
 
-def test_obtain_is_fast(pebble: PebbleServer, home: Path) -> None:
-    """No fixed 1 s sleeps on the path: one issuance takes well under a second against Pebble."""
+def test_obtain_has_no_fixed_sleeps(pebble: PebbleServer, home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No fixed 1 s sleeps on the path (the acme library's poll interval): every sleep is short.
+
+    Counted, not timed: the speed itself is a benchmark (bench/acme), not a test.
+    """
     from certkit.acme import obtain
 
     store = Store(home)
     settings = settings_for(pebble)
+    slept: list[float] = []
+    real_sleep = time.sleep
+
+    def recording_sleep(seconds: float) -> None:
+        slept.append(seconds)
+        real_sleep(seconds)
+
     with store.lock():
         obtain(store, settings, [names.parse_name("warm.example.com")], keys.generate("ec256"))
-        start = time.perf_counter()
+        monkeypatch.setattr(time, "sleep", recording_sleep)
         obtain(store, settings, [names.parse_name("fast.example.com")], keys.generate("ec256"))
-    assert time.perf_counter() - start < 0.9
+    assert all(s < 0.5 for s in slept), slept
 
 
 def test_usage_errors_before_any_request(home: Path) -> None:

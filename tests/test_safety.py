@@ -111,7 +111,7 @@ def test_kill_9_at_random_moments_then_next_run_finishes(tmp_path: Path) -> None
         assert full.returncode == 0, err
         durations.append(time.monotonic() - started)
     duration = 0.9 * min(durations)
-    seed = int(os.environ.get("CERTKIT_SAFETY_SEED", random.randrange(1 << 30)))
+    seed = int(os.environ.get("CERTKIT_SAFETY_SEED", "20261202"))  # fixed: a failure repeats
     print(f"seed {seed}, full run {min(durations):.2f} s (CERTKIT_SAFETY_SEED={seed} repeats the kill points)")
     rng = random.Random(seed)
     killed_mid_run = 0

@@ -52,6 +52,7 @@ class Network(acme_client.ClientNetwork):
         timeout: int = REQUEST_TIMEOUT,
         echo: Callable[[str], None] = print,
         deadline: float | None = None,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         super().__init__(key=key, alg=alg, verify_ssl=True, user_agent=f"certkit/{__version__} acme-python",
                          timeout=timeout)
@@ -62,6 +63,7 @@ class Network(acme_client.ClientNetwork):
         self.new_nonce_url = new_nonce_url
         self.echo = echo
         self.deadline = deadline
+        self.sleep = sleep  # injected by tests, which record the wait instead of timing it
         self.last_response: requests.Response | None = None
 
     def _send_request(self, method: str, url: str, *args: Any, **kwargs: Any) -> requests.Response:
@@ -91,7 +93,7 @@ class Network(acme_client.ClientNetwork):
                     if wait is not None and wait <= MAX_RATE_WAIT and self._time_left() > wait:
                         self.echo(f"the ACME server answered {response.status_code} ({error.code or 'busy'}) "
                                   f"and asked to retry after {wait:.0f} s; waiting")
-                        time.sleep(wait)
+                        self.sleep(wait)
                         rate_waits += 1
                         continue
                 raise
