@@ -34,6 +34,8 @@ ORDER = [
 # Checks that need the main session to have reached TLS.
 AFTER_TLS = ["tls-handshake", "chain-trust", "name-match", "expected-cert", "key-strength", "signature-hash",
              "eku-server-auth", "time-left", "ehlo-after-tls", "relay-refused", "auth", "send-test"]
+# A FAIL here means the peer may not be the server we meant: no password or message goes to it (issue 10.1).
+CERT_GATE = ["tls-handshake", "chain-trust", "name-match", "expected-cert"]
 
 FIX = {
     "connect": "check the host, port and firewall; is the service listening (ss -ltnp)?",
@@ -86,7 +88,10 @@ class CheckOptions:
         send_test, mail_from, rcpt_to: send one test message.
         timeout: seconds for each step.
         strict: RSA 2048 becomes a WARN.
-        quick: only the main session up to EHLO after TLS (deploy verification, fleet sweeps).
+        quick: only the main session up to EHLO after TLS (deploy verification, fleet sweeps);
+            AUTH and --send-test still run when asked for.
+        insecure_auth: send credentials and the test message even over a connection whose
+            certificate failed a CERT_GATE check (reported as a WARN).
         helo: the EHLO name certkit uses.
         parallel_probes: run side probes in threads (off in fleet workers).
         now: the clock (tests).
@@ -103,6 +108,7 @@ class CheckOptions:
     timeout: float = 10.0
     strict: bool = False
     quick: bool = False
+    insecure_auth: bool = False
     helo: str = ""
     parallel_probes: bool = True
     now: Callable[[], dt.datetime] | None = None
@@ -195,12 +201,12 @@ def audit(target: Target, opts: CheckOptions) -> CheckReport:
                 t.join()
         elif tls_ok or (handshake is not None and handshake.status == FAIL):
             side.extend(job() for job in side_jobs)
-        why = f"not run: {stopped or 'tls-handshake'} failed"
+        why = f"{stopped or 'tls-handshake'} failed"
         for result in side:
             # Without a working handshake a probe's "refused" proves nothing: keep only what it found wrong
             # (a server that speaks nothing but TLS 1.0 fails the main handshake and the TLS 1.0 probe).
             if not tls_ok and result.status != FAIL:
-                result = CheckResult(result.id, SKIP, why)
+                result = CheckResult(result.id, SKIP, f"not run: {why}")
             report.checks.append(result)
         report.skip(["tls10-refused", "tls11-refused", "weak-ciphers-refused", "starttls-injection"], why)
     rank = {cid: i for i, cid in enumerate(ORDER)}
@@ -223,10 +229,11 @@ def applicable(target: Target, opts: CheckOptions) -> list[str]:
     ids += ["key-strength", "signature-hash", "eku-server-auth", "time-left", "ehlo-after-tls"]
     if not opts.quick:
         ids.append("relay-refused")
-        if opts.auth_user is not None and opts.password is not None:
-            ids.append("auth")
-        if opts.send_test:
-            ids.append("send-test")
+    # Asked for explicitly: run (or report) them even with --quick (issue 11.9).
+    if opts.auth_user is not None and opts.password is not None:
+        ids.append("auth")
+    if opts.send_test:
+        ids.append("send-test")
     return ids
 
 
@@ -284,19 +291,22 @@ def _open(target: Target, opts: CheckOptions, report: CheckReport, session: Smtp
     kw = ehlo.ehlo_keywords()
     if first:
         report.add("ehlo", PASS, f"EHLO accepted ({len(kw)} extensions)")
-        if "STARTTLS" in kw:
+        starttls = "STARTTLS" in kw
+        if starttls:
             report.add("starttls-offered", PASS, "STARTTLS offered")
         else:
             report.add("starttls-offered", FAIL, "STARTTLS is not offered: everything, passwords included, "
                        "would cross the network in clear", FIX["starttls-offered"])
-            report.skip([i for i in applicable(target, opts) if i not in ("connect", "banner", "ehlo")], "no STARTTLS")
-            raise _Stop("starttls-offered")
-        if "AUTH" in kw:
-            status = FAIL if target.submission else WARN
-            report.add("auth-before-tls", status, f"AUTH {kw['AUTH']} offered before TLS: clients may send "
+        mechs = _auth_mechs(kw)
+        if mechs:
+            # Without STARTTLS every client login is in clear: a FAIL on any port (issue 11.1).
+            status = FAIL if target.submission or not starttls else WARN
+            report.add("auth-before-tls", status, f"AUTH {' '.join(mechs)} offered before TLS: clients may send "
                        "passwords in clear", FIX["auth-before-tls"])
-        else:
+        else:  # Dovecot's "250-AUTH " with no mechanism is no offer (issue 11.2)
             report.add("auth-before-tls", PASS, "AUTH not offered before TLS")
+        if not starttls:
+            _no_starttls(target, opts, report, session)
         if not opts.quick and not _plaintext_probes(target, report, session):
             # The server hung up on a refused probe (or said 421): a fresh connection for STARTTLS.
             session.close()
@@ -320,6 +330,30 @@ def _open(target: Target, opts: CheckOptions, report: CheckReport, session: Smtp
     if first:
         report.add("starttls", PASS, f"STARTTLS accepted ({reply.first})")
     return _handshake(target, opts, report, session, verified)
+
+
+def _auth_mechs(kw: dict[str, str]) -> list[str]:
+    """The AUTH mechanisms an EHLO offers ([] for none, also for an empty "AUTH" line)."""
+    return kw.get("AUTH", "").upper().split()
+
+
+def _no_starttls(target: Target, opts: CheckOptions, report: CheckReport, session: SmtpSession) -> None:
+    """No TLS to come: run what can run in clear, so plaintext AUTH and an open relay get reported (issue 11.1)."""
+    if not opts.quick:
+        try:
+            if _plaintext_probes(target, report, session):  # dummy credentials only, never the real ones
+                _relay_probe(report, session)
+            else:
+                report.skip(["relay-refused"], "the server closed the connection")
+        except SessionError as exc:
+            report.add("relay-refused", FAIL, exc.message, FIX["relay-refused"])
+    withheld = ["auth", "send-test"]
+    for check_id in withheld:
+        if check_id in applicable(target, opts):
+            report.add(check_id, SKIP, "credentials withheld: STARTTLS is not offered, they would cross in clear"
+                       if check_id == "auth" else "test message withheld: STARTTLS is not offered")
+    report.skip([i for i in applicable(target, opts) if i not in ("connect", "banner", "ehlo")], "no STARTTLS")
+    raise _Stop("starttls-offered")
 
 
 def _banner(report: CheckReport, session: SmtpSession, record: bool) -> None:
@@ -490,20 +524,45 @@ def _after_tls(target: Target, opts: CheckOptions, report: CheckReport, session:
     try:
         ehlo = session.command(f"EHLO {opts.helo_name()}")
         _ehlo_after_tls(target, opts, report, ehlo)
-        if opts.quick:
+        if not opts.quick:
+            step = "relay-refused"
+            _relay_probe(report, session)
+        wants_auth = opts.auth_user is not None and opts.password is not None
+        if not (wants_auth or opts.send_test):
             return
-        step = "relay-refused"
-        _relay_probe(report, session)
+        bad = [c for c in CERT_GATE if (r := report.get(c)) is not None and r.status == FAIL]
+        if bad and not opts.insecure_auth:
+            # This peer may be a man in the middle: it gets neither the password nor the message (issue 10.1).
+            why = f"the certificate failed {', '.join(bad)} (--insecure-auth overrides)"
+            if wants_auth:
+                report.add("auth", SKIP, f"credentials withheld: {why}")
+            if opts.send_test:
+                report.add("send-test", SKIP, f"{'credentials' if wants_auth else 'test message'} withheld: {why}")
+            return
         authenticated = False
-        if opts.auth_user is not None and opts.password is not None:
+        if wants_auth:
             step = "auth"
-            mechs = ehlo.ehlo_keywords().get("AUTH", "").upper().split()
-            authenticated = _auth(opts, report, session, mechs)
+            authenticated = _auth(opts, report, session, _auth_mechs(ehlo.ehlo_keywords()))
+            if bad:
+                _warn_insecure(report, "auth", "credentials were sent", bad)
         if opts.send_test:
             step = "send-test"
             _send_test(opts, report, session, authenticated)
+            if bad:
+                _warn_insecure(report, "send-test", "the test message was sent", bad)
     except SessionError as exc:  # a late step failed; earlier results stand
         raise _fail_step(report, step, exc) from exc
+
+
+def _warn_insecure(report: CheckReport, check_id: str, what: str, bad: list[str]) -> None:
+    """--insecure-auth: a PASS becomes a loud WARN, a FAIL keeps its status but says the same."""
+    result = report.get(check_id)
+    if result is None:
+        return
+    status = FAIL if result.status == FAIL else WARN
+    report.add(check_id, status, f"INSECURE: {what} despite the failed {', '.join(bad)} (--insecure-auth): "
+               f"{result.detail}", "drop --insecure-auth once the certificate checks pass; change the password if "
+               "this server may not be yours")
 
 
 def _ehlo_after_tls(target: Target, opts: CheckOptions, report: CheckReport, ehlo: Reply) -> None:
@@ -514,12 +573,12 @@ def _ehlo_after_tls(target: Target, opts: CheckOptions, report: CheckReport, ehl
     problems = []
     if "STARTTLS" in kw:
         problems.append("STARTTLS offered again (RFC 3207 4.2 forbids it)")
-    if target.submission and "AUTH" not in kw:
+    if target.submission and not _auth_mechs(kw):
         problems.append("AUTH not offered: clients cannot log in to submit")
     if problems:
         report.add("ehlo-after-tls", FAIL, "; ".join(problems), FIX["ehlo-after-tls"])
     else:
-        auth = f"AUTH {kw['AUTH']}" if "AUTH" in kw else "no AUTH"
+        auth = f"AUTH {' '.join(_auth_mechs(kw))}" if _auth_mechs(kw) else "no AUTH"
         report.add("ehlo-after-tls", PASS, f"{auth}, no STARTTLS")
 
 

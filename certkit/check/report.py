@@ -86,7 +86,8 @@ class CheckReport:
         """Mark checks that could not run because of an earlier FAIL."""
         for check_id in ids:
             if self.get(check_id) is None:
-                self.add(check_id, SKIP, f"not run: {why}")
+                # Callers pass the reason alone; never "not run: not run: ..." (issue 11.11).
+                self.add(check_id, SKIP, f"not run: {why.removeprefix('not run: ')}")
 
     def to_json(self) -> dict[str, Any]:
         """The contract's JSON object for one target."""
@@ -113,9 +114,11 @@ def render_text(report: CheckReport, *, transcript: bool = True) -> str:
         lines.append(f"{c.status:<4}  {c.id:<{width}}  {c.detail}")
         if c.fix and c.status in (FAIL, WARN):
             lines.append(f"{'':<4}  {'':<{width}}  fix: {c.fix}")
-    if skipped:  # one line: they all stand behind the same earlier FAIL
-        why = skipped[0].detail.removeprefix("not run: ")
-        lines.append(f"SKIP  {len(skipped)} checks not run ({why}): {', '.join(c.id for c in skipped)}")
+    groups: dict[str, list[str]] = {}
+    for c in skipped:  # one line per reason: most stand behind the same earlier FAIL
+        groups.setdefault(c.detail.removeprefix("not run: "), []).append(c.id)
+    for why, ids in groups.items():
+        lines.append(f"SKIP  {len(ids)} check{'s' if len(ids) > 1 else ''} not run ({why}): {', '.join(ids)}")
     counts = {s: sum(1 for c in report.checks if c.status == s) for s in (PASS, WARN, FAIL, SKIP)}
     verdict = "OK" if report.ok else "FAILED"
     summary = ", ".join(f"{n} {s}" for s, n in counts.items() if n)

@@ -30,6 +30,9 @@ from certkit.errors import CheckFailed, LockError, NotFoundError, UsageError
 @click.option("--auth-user", default=None, metavar="USER", help="Log in with AUTH as USER after TLS.")
 @click.option("--password-file", type=click.Path(dir_okay=False), default=None,
               help="File whose first line is the AUTH password (else a prompt on a terminal).")
+@click.option("--insecure-auth", is_flag=True,
+              help="Send the password and test message even when the certificate failed trust, name or pin "
+                   "checks (a man in the middle would get them).")
 @click.option("--send-test", is_flag=True, help="Send one small test message (needs --from and --to).")
 @click.option("--from", "mail_from", default=None, metavar="ADDR", help="Envelope and header sender of --send-test.")
 @click.option("--to", "rcpt_to", default=None, metavar="ADDR", help="Recipient of --send-test.")
@@ -187,6 +190,7 @@ def run_check(ctx: click.Context, urls: tuple[str, ...], opts: dict[str, Any]) -
         name=opts["name"], cafile=opts["cafile"], expected_pem=expected_pem, auth_user=opts["auth_user"],
         password=password, send_test=opts["send_test"], mail_from=opts["mail_from"], rcpt_to=opts["rcpt_to"],
         timeout=opts["timeout"], strict=opts["strict"], quick=opts["quick"], helo=opts["helo"] or "",
+        insecure_auth=opts["insecure_auth"],
     )
     try:
         options.verify_context()
@@ -246,9 +250,12 @@ def run_check(ctx: click.Context, urls: tuple[str, ...], opts: dict[str, Any]) -
         if not many:
             target, ids = failures[0]
             raise CheckFailed(f"{target}: {len(ids)} check(s) FAILED ({', '.join(ids)})",
-                              "see the fix under each FAIL line")
+                              'see the "fix" of each FAIL check in the JSON output' if as_json
+                             else "see the fix under each FAIL line")
         raise CheckFailed(f"{len(failures)} target(s) FAILED ({', '.join(t for t, _ in failures[:5])}"
-                          f"{', ...' if len(failures) > 5 else ''})", "see the FAIL lines above")
+                          f"{', ...' if len(failures) > 5 else ''})",
+                          'see the checks with "status": "FAIL" in the JSON output' if as_json
+                          else "see the FAIL lines above")
 
 
 def _record(store: Any, lineage: str, last: dict[str, Any]) -> None:
