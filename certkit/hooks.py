@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from certkit import runner
+from certkit import fsguard, runner
 from certkit import x509 as cx
 from certkit.errors import HookError, OperationError, UsageError
 from certkit.settings import LineageSettings
@@ -36,8 +36,8 @@ Runner = Callable[..., runner.Result]
 
 DEFAULT_HOOK_TIMEOUT = runner.DEFAULT_TIMEOUT
 HOOK_TIMEOUT_ENV = "CERTKIT_HOOK_TIMEOUT"
-# certkit's own secret inputs: hooks inherit certkit's environment, except these.
-SECRET_ENV = ("CERTKIT_PFX_PASSWORD",)
+# certkit's own secret inputs: hooks inherit certkit's environment, except these (runner.child_env).
+SECRET_ENV = runner.SECRET_ENV
 # Files in hooks/deploy/ that are never hooks (editor backups, package manager leftovers).
 _IGNORED_SUFFIXES = ("~", ".bak", ".orig", ".dpkg-old", ".dpkg-new", ".dpkg-dist", ".rpmnew", ".rpmsave", ".swp")
 
@@ -190,6 +190,11 @@ def hook_dir_scripts(store: Store, echo: Echo | None = None) -> list[Path]:
     folder = hook_dir(store)
     if not folder.is_dir():
         return []
+    # Root runs every file here: the folders and each script must be root's alone.
+    store.check_home()
+    fsguard.check_trusted(folder.parent, "hooks folder", follow=True)
+    fsguard.check_trusted(folder, "hook folder")
+    fsguard.check_trusted(folder, "hook folder", follow=True)
     try:
         entries = sorted(folder.iterdir(), key=lambda p: p.name)
     except OSError as exc:
@@ -199,6 +204,8 @@ def hook_dir_scripts(store: Store, echo: Echo | None = None) -> list[Path]:
     for path in entries:
         if path.name.startswith(".") or path.name.endswith(_IGNORED_SUFFIXES) or not path.is_file():
             continue
+        fsguard.check_trusted(path, "hook script")
+        fsguard.check_trusted(path, "hook script", follow=True)
         if os.name != "nt" and not os.access(path, os.X_OK):
             if echo:
                 echo(f"  skipped {path}: not executable (chmod +x it to run it after each deploy)")
@@ -252,19 +259,16 @@ def run_hook(
         HookError: non-zero exit (with the output's tail) or timeout.
     """
     limit = timeout if timeout is not None else default_timeout()
-    env = runner.child_env(variables)
-    for name in SECRET_ENV:  # the PFX password reaches hooks only as CERTKIT_PFX_PASSWORD_FILE
-        env.pop(name, None)
-    result = run(argv, env=env, timeout=limit, what=what, hook=True)
+    env = runner.child_env(variables)  # scrubbed of certkit's secrets there
+    # Streamed as it comes (bounded, escapes stripped by the runner); on failure the tail is in the error.
+    on_line = (lambda line: echo(f"    | {line}")) if echo else None
+    result = run(argv, env=env, timeout=limit, what=what, hook=True, on_line=on_line)
     if not result.ok:
-        tail = result.output_tail()
+        tail = runner.clean_line_block(result.output_tail())
         raise HookError(
             f"{what} exited with status {result.returncode}" + (f":\n{_indent(tail)}" if tail else ""),
             "fix the hook and run the deploy again",
         )
-    if echo:
-        for line in result.output_tail(10).splitlines():
-            echo(f"    | {line}")
     return result
 
 

@@ -9,13 +9,38 @@ never modified), a timeout, and captured output that error messages can show.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from certkit.errors import HookError, OperationError
 
 DEFAULT_TIMEOUT = 120.0
+# certkit's own secret inputs: no child (hook, postconf, PowerShell) ever inherits them;
+# the PFX password reaches hooks only as CERTKIT_PFX_PASSWORD_FILE.
+SECRET_ENV = ("CERTKIT_PFX_PASSWORD",)
+# A hook's output kept in memory for the error message: the last lines, each cut short.
+TAIL_LINES = 50
+TAIL_LINE_CHARS = 2000
+# Lines echoed live (prefixed) before certkit stops echoing a chatty hook.
+ECHO_LINES = 200
+_CHUNK = 64 * 1024
+# CSI / OSC / other ESC sequences, then any control character except tab.
+_ESCAPES = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[@-Z\\-_]?)|\x9b[0-?]*[ -/]*[@-~]")
+_CONTROLS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
+
+
+def clean_line(text: str) -> str:
+    """``text`` safe to echo: terminal escape sequences and control characters removed
+    (a hook must not be able to clear the screen or rewrite earlier lines)."""
+    return _CONTROLS.sub("", _ESCAPES.sub("", text))
+
+
+def clean_line_block(text: str) -> str:
+    """:func:`clean_line` for each line of ``text``."""
+    return "\n".join(clean_line(line) for line in text.splitlines())
 
 
 @dataclass(frozen=True)
@@ -38,11 +63,20 @@ class Result:
 
 
 def child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """A copy of certkit's environment plus ``extra`` (os.environ untouched)."""
+    """A copy of certkit's environment plus ``extra``, minus certkit's secrets (os.environ untouched).
+
+    The one place child environments are built: :func:`run` also passes any
+    ``env`` it is given through :func:`scrub`, so no caller can leak a secret.
+    """
     env = dict(os.environ)
     if extra:
         env.update(extra)
-    return env
+    return scrub(env)
+
+
+def scrub(env: Mapping[str, str]) -> dict[str, str]:
+    """``env`` without certkit's secret variables."""
+    return {k: v for k, v in env.items() if k not in SECRET_ENV}
 
 
 def run(
@@ -55,6 +89,7 @@ def run(
     check: bool = False,
     what: str | None = None,
     hook: bool = False,
+    on_line: Callable[[str], None] | None = None,
 ) -> Result:
     """Run ``argv`` and capture its output.
 
@@ -69,7 +104,10 @@ def run(
         hook: run it like a deploy hook: output through temp files instead of
             pipes (a daemon the hook starts in the background keeps its stdout
             open, and pipes would make certkit wait for that daemon), in its
-            own process group that is killed as a whole on timeout.
+            own process group that is killed as a whole on timeout. Only a
+            bounded tail of its output is kept (a hook may print gigabytes).
+        on_line: with ``hook``: called with each output line as it arrives,
+            escape sequences stripped (at most ECHO_LINES lines).
 
     Raises:
         HookError: timeout, or non-zero exit with ``check``.
@@ -77,12 +115,13 @@ def run(
     """
     label = what or argv[0]
     if hook:
-        result = _run_spooled(argv, env, timeout, cwd, input_text, label)
+        result = _run_spooled(argv, child_env() if env is None else scrub(env), timeout, cwd, input_text,
+                              label, on_line)
         return _checked(result, label) if check else result
     try:
         proc = subprocess.run(
             list(argv),
-            env=dict(env) if env is not None else child_env(),
+            env=child_env() if env is None else scrub(env),
             cwd=cwd,
             input=input_text,
             capture_output=True,
@@ -119,28 +158,73 @@ def _start_error(program: str, exc: OSError) -> OperationError:
 def _checked(result: Result, label: str) -> Result:
     """``result``, or HookError with its output's tail when it failed (``check=True``)."""
     if not result.ok:
-        tail = result.output_tail()
+        tail = clean_line_block(result.output_tail())
         raise HookError(f"{label} exited with status {result.returncode}" + (f":\n{tail}" if tail else ""),
                         "fix the command above and run again")
     return result
 
 
+class _Tail:
+    """Reads a spool file as it grows: echoes lines, keeps only the last ones in memory."""
+
+    def __init__(self, fd: int, on_line: Callable[[str], None] | None) -> None:
+        self.fd, self.on_line = fd, on_line
+        self.offset = 0
+        self.partial = b""
+        self.lines: deque[str] = deque(maxlen=TAIL_LINES)
+        self.echoed = 0
+        self.dropped = 0
+
+    def poll(self) -> None:
+        while True:
+            chunk = os.pread(self.fd, _CHUNK, self.offset)
+            if not chunk:
+                return
+            self.offset += len(chunk)
+            *complete, rest = (self.partial + chunk).split(b"\n")
+            # An endless line must not grow without bound either: keep its start only.
+            self.partial = rest[: TAIL_LINE_CHARS * 4]
+            for raw in complete:
+                self._line(raw)
+
+    def finish(self) -> str:
+        self.poll()
+        if self.partial:
+            self._line(self.partial)
+            self.partial = b""
+        if self.on_line and self.dropped:
+            self.on_line(f"... {self.dropped} more line(s) not shown")
+        return "\n".join(self.lines)
+
+    def _line(self, raw: bytes) -> None:
+        line = clean_line(raw.decode(errors="replace").rstrip("\r"))[:TAIL_LINE_CHARS]
+        self.lines.append(line)
+        if self.on_line:
+            if self.echoed < ECHO_LINES:
+                self.echoed += 1
+                self.on_line(line)
+            else:
+                self.dropped += 1
+
+
 def _run_spooled(
     argv: Sequence[str],
-    env: Mapping[str, str] | None,
+    env: Mapping[str, str],
     timeout: float,
     cwd: str | None,
     input_text: str | None,
     label: str,
+    on_line: Callable[[str], None] | None = None,
 ) -> Result:
     """``run(hook=True)``: wait for the process itself, not for EOF on its output."""
     import tempfile
+    import time
 
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         try:
             proc = subprocess.Popen(
                 list(argv),
-                env=dict(env) if env is not None else child_env(),
+                env=dict(env),
                 cwd=cwd,
                 stdin=subprocess.PIPE if input_text is not None else subprocess.DEVNULL,
                 stdout=out,
@@ -149,8 +233,25 @@ def _run_spooled(
             )
         except OSError as exc:
             raise _start_error(argv[0], exc) from exc
+        tails = (_Tail(out.fileno(), on_line), _Tail(err.fileno(), on_line))
+        deadline = time.monotonic() + timeout
         try:
-            proc.communicate(input_text.encode() if input_text is not None else None, timeout=timeout)
+            if input_text is not None and proc.stdin is not None:
+                try:
+                    proc.stdin.write(input_text.encode())
+                    proc.stdin.close()
+                except BrokenPipeError:
+                    pass  # the hook did not read its input; its exit status tells
+            # Read the spool files while the hook runs: memory stays at the tail, output streams.
+            while True:
+                try:
+                    proc.wait(timeout=0.1)
+                    break
+                except subprocess.TimeoutExpired:
+                    for tail in tails:
+                        tail.poll()
+                    if time.monotonic() > deadline:
+                        raise
         except subprocess.TimeoutExpired as exc:
             _kill_group(proc)
             raise HookError(
@@ -160,10 +261,7 @@ def _run_spooled(
         except BaseException:
             _kill_group(proc)  # Ctrl-C: the hook has its own session and would not get the signal
             raise
-        out.seek(0)
-        err.seek(0)
-        return Result(tuple(argv), proc.returncode, out.read().decode(errors="replace"),
-                      err.read().decode(errors="replace"))
+        return Result(tuple(argv), proc.returncode, tails[0].finish(), tails[1].finish())
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:

@@ -56,6 +56,7 @@ def check_runnable(command: str) -> None:
 
 
 def _run_hook(argv: list[str], action: str, record: TxtRecord) -> runner.Result:
+    # child_env: certkit's environment minus its secrets (CERTKIT_PFX_PASSWORD never reaches the hook).
     env = runner.child_env({
         "CERTKIT_DNS_ACTION": action,
         "CERTKIT_DNS_NAME": record.name,
@@ -63,7 +64,10 @@ def _run_hook(argv: list[str], action: str, record: TxtRecord) -> runner.Result:
         "CERTKIT_DOMAIN": record.domain,
     })
     try:
-        return runner.run(argv, env=env, timeout=HOOK_TIMEOUT, what=f"the DNS hook ({action} {record.name})")
+        # hook=True: output spooled with a bounded tail (a chatty hook cannot fill memory), and a
+        # timeout kills whatever the hook started.
+        return runner.run(argv, env=env, timeout=HOOK_TIMEOUT, what=f"the DNS hook ({action} {record.name})",
+                          hook=True)
     except HookError:
         raise
     except OperationError as exc:  # the program could not be started
@@ -97,7 +101,7 @@ def present(command: str, records: Sequence[TxtRecord]) -> None:
     for record, result in results:
         if not result.ok:
             raise HookError(f"the DNS hook failed to add the TXT record {record.name} (exit {result.returncode})"
-                            + (f":\n{result.output_tail()}" if result.output_tail() else ""),
+                            + (f":\n{runner.clean_line_block(result.output_tail())}" if result.output_tail() else ""),
                             "fix the hook; it runs with CERTKIT_DNS_ACTION=present, CERTKIT_DNS_NAME, "
                             "CERTKIT_DNS_VALUE and CERTKIT_DOMAIN")
 
@@ -113,7 +117,7 @@ def cleanup(command: str, records: Sequence[TxtRecord], echo: Callable[[str], No
             result = _run_hook(argv, "cleanup", record)
         except Exception as exc:
             return f"{record.name}: {exc}"
-        return None if result.ok else f"{record.name}: exit {result.returncode} {result.output_tail(3)}"
+        return None if result.ok else f"{record.name}: exit {result.returncode} {runner.clean_line_block(result.output_tail(3))}"
 
     groups = _by_name(records)
     with ThreadPoolExecutor(max_workers=min(8, len(groups))) as pool:
