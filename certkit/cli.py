@@ -53,9 +53,17 @@ def store_from(ctx: click.Context) -> Any:
     return Store(Path(home) if home else default_home())
 
 
+def _check_home_option(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """Refuse control characters in --home / CERTKIT_HOME before any command uses it."""
+    from certkit.fsguard import reject_control_chars
+
+    # A newline here once became an extra cron line / ExecStartPre in `timer install`.
+    return None if value is None else reject_control_chars(value, "--home / CERTKIT_HOME")
+
+
 @click.group(cls=CertkitGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", prog_name="certkit")
-@click.option("--home", envvar="CERTKIT_HOME", type=click.Path(file_okay=False),
+@click.option("--home", envvar="CERTKIT_HOME", type=click.Path(file_okay=False), callback=_check_home_option,
               help="State directory (env CERTKIT_HOME). Default: /etc/certkit as root, "
                    "%ProgramData%\\certkit on Windows, else $XDG_CONFIG_HOME/certkit.")
 def cli(home: str | None) -> None:

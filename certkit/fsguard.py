@@ -52,7 +52,7 @@ def _trusted_uids() -> set[int]:
     return {0, os.geteuid()}
 
 
-def check_trusted(path: Path | str, what: str, *, follow: bool = False) -> None:
+def check_trusted(path: Path | str, what: str, *, follow: bool = False, sticky_ok: bool = False) -> None:
     """Refuse ``path`` if, running as root, another user could have written it.
 
     A missing path is accepted (certkit will create it itself). Nothing is
@@ -64,6 +64,8 @@ def check_trusted(path: Path | str, what: str, *, follow: bool = False) -> None:
         path: the file or folder.
         what: how the message names it, e.g. ``"state directory"``.
         follow: judge the target of a symlink instead of the link.
+        sticky_ok: accept a world-writable folder with the sticky bit (``/tmp``):
+            others cannot rename or remove what root created in it.
 
     Raises:
         UsageError: owned by another user, or writable by group/others.
@@ -91,6 +93,8 @@ def check_trusted(path: Path | str, what: str, *, follow: bool = False) -> None:
             "trust what it holds",
             f"if it is yours, chown root:root {p}",
         )
+    if sticky_ok and stat.S_ISDIR(st.st_mode) and st.st_mode & stat.S_ISVTX:
+        return
     if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
         raise UsageError(
             f"{what} {p} is writable by group or others (mode {stat.S_IMODE(st.st_mode):04o})",
@@ -111,7 +115,7 @@ def check_trusted_chain(path: Path | str, what: str, stop_at: Path | str | None 
     parent = p.parent
     stop = Path(stop_at).absolute() if stop_at is not None else parent
     while True:
-        check_trusted(parent, f"folder of the {what}", follow=True)
+        check_trusted(parent, f"folder of the {what}", follow=True, sticky_ok=True)
         if parent == stop or parent.parent == parent:
             return
         parent = parent.parent

@@ -35,6 +35,7 @@ import os
 import re
 import secrets
 import shutil
+import stat
 import sys
 import threading
 import time
@@ -44,12 +45,16 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from certkit import fsguard
 from certkit.errors import FileWriteError, LockError, NotFoundError, OperationError, UsageError
 from certkit.settings import LineageSettings
 
 VERSION_FILES = ("cert.pem", "chain.pem", "fullchain.pem", "privkey.pem", "combined.pem")
 PRIVATE_FILES = {"privkey.pem", "combined.pem", "cert.pfx", "pfx-password.txt"}
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
+# Used with fullmatch: "$" alone would also match before a trailing newline.
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
+# What `live` may point at: a version of its own lineage, nothing else.
+_LIVE_TARGET_RE = re.compile(r"versions/[0-9]{4}")
 DEFAULT_LOCK_WAIT = 10.0
 
 
@@ -69,7 +74,8 @@ def lineage_name_for(first_name: str) -> str:
 
 
 def check_lineage_name(name: str) -> str:
-    if not _NAME_RE.match(name) or name in (".", ".."):
+    fsguard.reject_control_chars(name, "lineage name")
+    if not _NAME_RE.fullmatch(name) or name in (".", ".."):
         raise UsageError(
             f"invalid lineage name {name!r}",
             "use letters, digits, dots, hyphens and underscores (it becomes a folder name)",
@@ -162,6 +168,8 @@ class Store:
     """A certkit state directory."""
 
     def __init__(self, home: Path | str, lock_wait: float | None = None) -> None:
+        # The home ends up in unit files, cron lines and hook variables: no control characters.
+        fsguard.reject_control_chars(str(home), "state directory (--home)")
         self.home = Path(home).expanduser().absolute()
         env_wait = os.environ.get("CERTKIT_LOCK_WAIT")
         self.lock_wait = lock_wait if lock_wait is not None else float(env_wait or DEFAULT_LOCK_WAIT)
@@ -180,6 +188,22 @@ class Store:
 
     def lineage_dir(self, name: str) -> Path:
         return self.lineages_dir / check_lineage_name(name)
+
+    # ----- trust (root acts only on what root controls) -------------------
+    def check_home(self) -> None:
+        """Refuse (exit 2, as root) a state directory another user owns or can write."""
+        fsguard.check_trusted_chain(self.home, "state directory")
+        if self.home.is_symlink():  # the link is root's; its target must be too
+            fsguard.check_trusted(self.home, "state directory", follow=True)
+        fsguard.check_trusted(self.lineages_dir, "lineages folder")
+
+    def check_lineage(self, name: str) -> None:
+        """Refuse (exit 2, as root) a lineage whose folder or settings another user controls."""
+        self.check_home()
+        ldir = self.lineage_dir(name)
+        fsguard.check_trusted(ldir, "lineage folder")
+        fsguard.check_trusted(ldir / "settings.toml", "settings file")
+        fsguard.check_trusted(ldir / "versions", "versions folder")
 
     def versions_dir(self, name: str) -> Path:
         return self.lineage_dir(name) / "versions"
@@ -222,8 +246,8 @@ class Store:
             # which every file and subfolder inherits.
             runner.run(windows_acl_argv(self.home), check=True, what="icacls (restricting the state directory)")
         self._ensure_dir(self.home)
-        path = self.home / ".lock"
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        self.check_home()
+        fd = self._open_lock()
         deadline = time.monotonic() + self.lock_wait
         while True:
             try:
@@ -247,6 +271,33 @@ class Store:
         os.write(fd, f"{os.getpid()}\n".encode())
         self._lock_fd = fd
 
+    def _open_lock(self) -> int:
+        """Open ``.lock`` without following a symlink; refuse anything but our own regular file.
+
+        The lock is truncated and written, so a symlink planted there would
+        make root overwrite whatever it points at.
+        """
+        path = self.home / ".lock"
+        flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+        try:
+            fd = os.open(path, flags, 0o600)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP or path.is_symlink():
+                raise UsageError(
+                    f"the lock file {path} is a symlink - refusing to write through it",
+                    f"remove it (rm {path}) and check who created it; certkit makes its own",
+                ) from None
+            raise OperationError(f"cannot open the lock file {path}: {exc.strerror}",
+                                 "check the state directory's permissions") from exc
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or (hasattr(os, "geteuid") and st.st_uid not in (0, os.geteuid())):
+            os.close(fd)
+            raise UsageError(
+                f"the lock file {path} is not a regular file owned by root or this user",
+                f"remove it (rm {path}) and check who created it; certkit makes its own",
+            )
+        return fd
+
     def _release(self) -> None:
         if self._lock_fd is not None:
             with contextlib.suppress(OSError):
@@ -260,8 +311,21 @@ class Store:
 
     # ----- directories ---------------------------------------------------
     def _ensure_dir(self, path: Path) -> None:
+        """Create ``path`` (and missing parents) as 0700 whatever the umask."""
         try:
-            path.mkdir(mode=0o700, parents=True, exist_ok=True)
+            missing: list[Path] = []
+            probe = path
+            while not probe.exists() and not probe.is_symlink() and probe.parent != probe:
+                missing.append(probe)
+                probe = probe.parent
+            for folder in reversed(missing):
+                with contextlib.suppress(FileExistsError):  # a concurrent certkit made it
+                    folder.mkdir(mode=0o700)
+                    # mkdir's mode is masked by the umask (and Path.mkdir(parents=True)
+                    # ignores it for parents): chmod sets it exactly.
+                    os.chmod(folder, 0o700)
+            if not path.is_dir():
+                raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(path))
         except OSError as exc:
             raise OperationError(
                 f"cannot create {path}: {exc.strerror}",
@@ -286,6 +350,7 @@ class Store:
 
     def load_settings(self, name: str) -> LineageSettings:
         self.require(name)
+        self.check_lineage(name)  # settings name scripts that root runs
         if sys.version_info >= (3, 11):
             import tomllib
         else:  # pragma: no cover - Python 3.10
@@ -316,11 +381,19 @@ class Store:
         return sorted(int(p.name) for p in vdir.iterdir() if p.name.isdigit())
 
     def live_version(self, name: str) -> int | None:
-        live = self.lineage_dir(name) / "live"
+        ldir = self.lineage_dir(name)
+        live = ldir / "live"
         if live.is_symlink():
             target = os.readlink(live)
-            tail = Path(target).name
-            return int(tail) if tail.isdigit() else None
+            # certkit writes "versions/NNNN"; anything else would make servers and hooks
+            # use files from outside the lineage.
+            if not _LIVE_TARGET_RE.fullmatch(target.replace(os.sep, "/")):
+                raise UsageError(
+                    f"{live} points at {target!r}, outside the lineage's versions",
+                    f"remove the link (rm {live}) and run: certkit deploy {name} (or renew --force {name})",
+                )
+            fsguard.check_trusted(live, "live link")
+            return int(Path(target).name)
         marker = live / ".version"
         if marker.is_file():
             return int(marker.read_text().strip())
@@ -339,7 +412,9 @@ class Store:
 
         self._require_lock()
         ldir = self.lineage_dir(settings.name)
+        self._ensure_dir(self.lineages_dir)
         self._ensure_dir(ldir)
+        self.check_lineage(settings.name)
         atomic_write(ldir / "settings.toml", tomli_w.dumps(settings.to_dict()).encode(), 0o600)
 
     def update_state(self, name: str, **fields: Any) -> dict[str, Any]:
@@ -365,11 +440,13 @@ class Store:
         self._require_lock()
         vdir = self.versions_dir(name)
         self._ensure_dir(vdir)
+        self.check_lineage(name)
         for leftover in vdir.glob(".staging-*"):  # an earlier crash mid-write
             shutil.rmtree(leftover, ignore_errors=True)
         version = (max(self.versions(name), default=0)) + 1
         staging = vdir / f".staging-{os.getpid()}-{secrets.token_hex(4)}"
         staging.mkdir(mode=0o700)
+        os.chmod(staging, 0o700)  # mkdir's mode is masked by the umask
         fullchain = cert_pem + chain_pem
         files: dict[str, bytes] = {
             "cert.pem": cert_pem,
@@ -469,6 +546,8 @@ class Store:
         adir = self.account_dir(directory_url, email)
         if not (adir / "key.json").is_file():
             return None
+        fsguard.check_trusted(self.accounts_dir, "accounts folder")
+        fsguard.check_trusted(adir, "account folder")
         return {p.name: p.read_bytes() for p in adir.iterdir() if p.is_file() and not p.name.startswith(".")}
 
     def save_account(self, directory_url: str, email: str | None, files: Mapping[str, bytes]) -> Path:

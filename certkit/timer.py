@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from certkit import fsguard
 from certkit.errors import OperationError, UsageError
 
 KINDS = ("systemd", "cron", "windows")
@@ -80,7 +81,10 @@ def certkit_program() -> list[str]:
 
 def renew_command(home: Path, program: Sequence[str] | None = None, quiet: bool = False) -> list[str]:
     """``certkit --home HOME renew --jitter`` with absolute paths."""
-    argv = [*(program or certkit_program()), "--home", str(Path(home).absolute()), "renew", "--jitter"]
+    # Every argument lands in a unit file or cron line: a newline would add a line of its own.
+    folder = fsguard.reject_control_chars(str(Path(home).absolute()), "--home")
+    prog = [fsguard.reject_control_chars(arg, "certkit's program path") for arg in (program or certkit_program())]
+    argv = [*prog, "--home", folder, "renew", "--jitter"]
     return [*argv, "--quiet"] if quiet else argv
 
 
