@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from cryptography import x509
 
@@ -45,7 +44,7 @@ def read_secret_file(path: str, what: str) -> str:
     hang certkit or fill its memory; NUL and control characters are refused
     (a PFX password with a NUL makes a file nothing can open).
     """
-    fix = "put the secret as plain UTF-8 text on the first line of a small file"
+    fix = "write it as plain UTF-8 text on the first line of a small file"
     try:
         with open(path, "rb") as handle:
             data = handle.read(SECRET_FILE_MAX + 1)
@@ -69,7 +68,7 @@ def read_secret_file(path: str, what: str) -> str:
     if "\x00" in first:
         raise UsageError(f"the {what} file {path} contains a NUL byte on its first line",
                          fix)
-    bad = next((c for c in first if ord(c) < 0x20 and c != "\t" or 0x7f <= ord(c) <= 0x9f), None)
+    bad = next((c for c in first if (ord(c) < 0x20 and c != "\t") or 0x7f <= ord(c) <= 0x9f), None)
     if bad is not None:
         raise UsageError(f"the {what} file {path} contains the control character {bad!r} on its first line "
                          f"(at position {first.index(bad) + 1})", fix)

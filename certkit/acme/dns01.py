@@ -117,7 +117,9 @@ def cleanup(command: str, records: Sequence[TxtRecord], echo: Callable[[str], No
             result = _run_hook(argv, "cleanup", record)
         except Exception as exc:
             return f"{record.name}: {exc}"
-        return None if result.ok else f"{record.name}: exit {result.returncode} {runner.clean_line_block(result.output_tail(3))}"
+        if result.ok:
+            return None
+        return f"{record.name}: exit {result.returncode} {runner.clean_line_block(result.output_tail(3))}"
 
     groups = _by_name(records)
     with ThreadPoolExecutor(max_workers=min(8, len(groups))) as pool:
