@@ -139,22 +139,10 @@ def _probe_weak_raw(target: Target, timeout: float, helo: str) -> CheckResult:
         session.close()
     if answer.accepted:
         name = answer.suite_name
-        return CheckResult(check_id, FAIL, f"the server accepted {name}{_why_weak_iana(name)}", FIX_WEAK)
+        return CheckResult(check_id, FAIL, f"the server accepted {name}{_why_weak(name)}", FIX_WEAK)
     if answer.timed_out:
         return CheckResult(check_id, WARN, f"could not be probed: {answer.refusal}")
     return CheckResult(check_id, PASS, f"RC4, 3DES, DES, EXPORT, NULL and anonymous suites refused ({answer.refusal})")
-
-
-def _why_weak_iana(name: str) -> str:
-    if "_anon_" in name:
-        return " (anonymous: no server authentication, open to interception)"
-    if "NULL" in name:
-        return " (NULL: no encryption)"
-    if "RC4" in name:
-        return " (RC4: broken, RFC 7465)"
-    if "3DES" in name:
-        return " (3DES: 64-bit blocks, SWEET32)"
-    return " (broken cipher)"
 
 
 def _try_handshake(target: Target, timeout: float, helo: str, ctx: ssl.SSLContext, check_id: str,
@@ -182,11 +170,16 @@ def _try_handshake(target: Target, timeout: float, helo: str, ctx: ssl.SSLContex
 
 
 def _why_weak(cipher: str) -> str:
-    if cipher.startswith(("ADH", "AECDH")) or "-anon-" in cipher:
+    """Why a suite is weak; ``cipher`` is an OpenSSL name (ADH-AES128-SHA) or an IANA one (DH_anon_WITH_...)."""
+    if cipher.startswith(("ADH", "AECDH")) or "anon" in cipher.lower():
         return " (anonymous: no server authentication, open to interception)"
     if "NULL" in cipher:
         return " (NULL: no encryption)"
-    if any(word in cipher for word in ("RC4", "DES", "EXP", "MD5")):
+    if "RC4" in cipher:
+        return " (RC4: broken, RFC 7465)"
+    if "3DES" in cipher or "DES-CBC3" in cipher:
+        return " (3DES: 64-bit blocks, SWEET32)"
+    if any(word in cipher for word in ("DES", "EXP", "MD5", "IDEA", "SEED")):
         return " (broken cipher)"
     return ""
 
