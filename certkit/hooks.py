@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from certkit import fsguard, runner
+from certkit import envvars, fsguard, runner
 from certkit import x509 as cx
 from certkit.errors import HookError, OperationError, UsageError
 from certkit.settings import LineageSettings
@@ -35,7 +35,7 @@ Echo = Callable[[str], None]
 Runner = Callable[..., runner.Result]
 
 DEFAULT_HOOK_TIMEOUT = runner.DEFAULT_TIMEOUT
-HOOK_TIMEOUT_ENV = "CERTKIT_HOOK_TIMEOUT"
+HOOK_TIMEOUT_ENV = envvars.HOOK_TIMEOUT
 # certkit's own secret inputs: hooks inherit certkit's environment, except these (runner.child_env).
 SECRET_ENV = runner.SECRET_ENV
 # Files in hooks/deploy/ that are never hooks (editor backups, package manager leftovers).
@@ -44,16 +44,7 @@ _IGNORED_SUFFIXES = ("~", ".bak", ".orig", ".dpkg-old", ".dpkg-new", ".dpkg-dist
 
 def default_timeout() -> float:
     """The hook timeout: env ``CERTKIT_HOOK_TIMEOUT`` (seconds) or 120 s."""
-    raw = os.environ.get(HOOK_TIMEOUT_ENV)
-    if not raw:
-        return DEFAULT_HOOK_TIMEOUT
-    try:
-        value = float(raw)
-    except ValueError:
-        raise UsageError(f"{HOOK_TIMEOUT_ENV}={raw!r} is not a number of seconds", "set it like 120") from None
-    if value <= 0:
-        raise UsageError(f"{HOOK_TIMEOUT_ENV} must be positive", "set it like 120")
-    return value
+    return envvars.seconds(HOOK_TIMEOUT_ENV, DEFAULT_HOOK_TIMEOUT)
 
 
 def ensure_pfx(store: Store, settings: LineageSettings, version: int) -> None:

@@ -7,13 +7,14 @@ deployment, so a second certkit process never sees a half-made version.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from cryptography import x509
 
-from certkit import export, keys, names
+from certkit import due, export, keys, names
 from certkit import x509 as cx
 from certkit.errors import UsageError
 from certkit.settings import DeployTarget, LineageSettings
@@ -146,6 +147,9 @@ def issue(
             pfx_password = password if generated else None
         version = store.add_version(settings.name, keys.to_pem(key), cert_pem, chain_pem, pfx, pfx_password)
         store.save_settings(settings)
+        # From here until the deploy targets have run, a kill leaves work for the next `renew`.
+        store.mark_unfinished(settings.name, "issue", version, previous, due.iso(dt.datetime.now(dt.timezone.utc)),
+                              extra_targets or [], extra_verify or [])
         store.activate(settings.name, version)
         if state_updates:
             store.update_state(settings.name, **state_updates)
@@ -154,8 +158,14 @@ def issue(
 
             outcome_notes.append(trust.install(cert_pem, settings.name, settings.trust_store_dir))
         outcome = IssueOutcome(settings.name, version, previous, generated, outcome_notes)
-        if deploy:
-            run_deploy(store, settings.name, previous, extra_targets or [], extra_verify or [], echo)
+        try:
+            if deploy:
+                run_deploy(store, settings.name, previous, extra_targets or [], extra_verify or [], echo)
+        except Exception:
+            if store.live_version(settings.name) == previous:  # rolled back: nothing is left to finish
+                store.clear_unfinished(settings.name)
+            raise
+        store.clear_unfinished(settings.name)
         return outcome
 
 

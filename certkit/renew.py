@@ -41,7 +41,7 @@ from typing import Any
 from certkit import due
 from certkit import x509 as cx
 from certkit.errors import CertkitError
-from certkit.settings import LineageSettings
+from certkit.settings import DeployTarget, LineageSettings
 from certkit.store import Store
 
 Echo = Callable[[str], None]
@@ -69,7 +69,8 @@ class Decision:
     due: bool
     reason: str
     renew_after: dt.datetime | None = None
-    resume_from: int | None = None  # set when an interrupted run left a `renewing` marker
+    resume_from: int | None = None  # set when an interrupted run left an `unfinished` marker: the version before
+    resume_version: int | None = None  # ... and the version it was making live and deploying
 
 
 @dataclass
@@ -126,12 +127,13 @@ class RenewReport:
 def decide(store: Store, name: str, now: dt.datetime, force: bool = False) -> Decision:
     """Whether ``name`` is due at ``now``, from its live certificate and stored ARI window."""
     state = store.load_state(name)
-    marker = state.get("renewing")
+    marker = store.unfinished(name)
     version = store.live_version(name)
-    if isinstance(marker, dict):
+    if marker is not None:
         started = marker.get("time", "an earlier run")
-        return Decision(name, True, f"finishing the renewal started at {started} (interrupted or not deployed)",
-                        resume_from=marker.get("from_version"))
+        by = marker.get("by", "renew")
+        return Decision(name, True, f"finishing the {by} started at {started} (interrupted or not deployed)",
+                        resume_from=marker.get("from_version"), resume_version=marker.get("version"))
     if version is None:
         return Decision(name, True, "no live version (an earlier issue did not finish)")
     from certkit.hooks import read_leaf
@@ -146,6 +148,17 @@ def decide(store: Store, name: str, now: dt.datetime, force: bool = False) -> De
     if force:
         return Decision(name, True, "forced (--force); " + reason, when)
     return Decision(name, is_due, reason, when)
+
+
+def unreadable_settings(store: Store, names: Sequence[str]) -> dict[str, str]:
+    """Lineages whose settings.toml is damaged or mistyped, with the reason."""
+    problems: dict[str, str] = {}
+    for name in names:
+        try:
+            store.load_settings(name)
+        except CertkitError as exc:
+            problems[name] = str(exc)
+    return problems
 
 
 def needs_ari_check(store: Store, name: str, now: dt.datetime) -> bool:
@@ -334,10 +347,14 @@ def run(
         if stale:  # one or two HTTPS requests each: ask in parallel
             with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(stale)))) as pool:
                 list(pool.map(lambda n: refresh_ari(store, n, now, ari_fetcher, say, rng), stale))
-        decisions = {name: decide(store, name, now, force) for name in wanted}
         results: dict[str, LineageResult] = {}
+        for name, problem in unreadable_settings(store, wanted).items():
+            # A lineage whose settings cannot be read would never renew again: say so every run.
+            results[name] = LineageResult(name, "failed", "its settings cannot be read", None, problem)
+            summary(results[name])
+        decisions = {name: decide(store, name, now, force) for name in wanted if name not in results}
         todo: list[str] = []
-        for name in wanted:
+        for name in decisions:
             d = decisions[name]
             if not d.due:
                 results[name] = LineageResult(name, "not_due", d.reason,
@@ -394,16 +411,19 @@ def renew_one(
         settings = store.load_settings(name)
         with store.lock(), locks.hold(shared_resources(settings)):
             live = store.live_version(name)
-            if decision.resume_from is not None and live is not None and live != decision.resume_from:
+            if live is not None and _only_deploy_owed(decision, live):
                 # The new version went live before the interruption: only its deploy is unfinished.
                 from certkit.issuing import run_deploy
 
-                run_deploy(store, name, decision.resume_from, [], [], echo)
+                marker = store.unfinished(name) or {}
+                run_deploy(store, name, decision.resume_from, owed_targets(marker),
+                           [str(u) for u in marker.get("verify") or []], echo)
+                store.clear_unfinished(name)
                 version = live
             else:
                 old_ari = store.load_state(name).get("ari")
                 from_version = live
-                store.update_state(name, renewing={"time": due.iso(clock()), "from_version": live})
+                store.mark_unfinished(name, "renew", None, live, due.iso(clock()))
                 outcome = issue_fn(store, settings, echo=echo)
                 version = outcome.version
                 if old_ari and store.load_state(name).get("ari") == old_ari:
@@ -424,10 +444,9 @@ def renew_one(
     unfinished = error is not None and from_version is not None and version not in (None, from_version)
     try:
         with store.lock():
-            if unfinished:
-                store.update_state(name, last_renewal=record)
-            else:
-                store.update_state(name, renewing=None, last_renewal=record)
+            if not unfinished:
+                store.clear_unfinished(name)
+            store.update_state(name, last_renewal=record)
     except (CertkitError, OSError) as exc:
         error = error or f"cannot record the renewal: {exc}"
     if error is not None:
@@ -440,6 +459,20 @@ def renew_one(
         renew_after = due.iso(due.renew_after(cx.not_before(cert), cx.not_after(cert),
                                               ari if isinstance(ari, dict) else None))
     return LineageResult(name, "renewed", decision.reason, version, None, not_after, renew_after, elapsed)
+
+
+def owed_targets(marker: dict[str, Any]) -> list[DeployTarget]:
+    """The deploy targets an interrupted run was given (a damaged entry is skipped)."""
+    return [DeployTarget(str(t["target"]), dict(t.get("options") or {}))
+            for t in marker.get("targets") or [] if isinstance(t, dict) and isinstance(t.get("target"), str)]
+
+
+def _only_deploy_owed(decision: Decision, live: int) -> bool:
+    """Whether an interrupted run already made its new version live, so only the deploy is left."""
+    if decision.resume_version is not None:
+        return live == decision.resume_version and live != decision.resume_from
+    # A marker from an older certkit records only the version it started from.
+    return decision.resume_from is not None and live != decision.resume_from
 
 
 def summary_line(result: LineageResult) -> str:

@@ -7,7 +7,9 @@ TOML has no null, so None values are left out when writing.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+import types
+import typing
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any
 
 SELF_SIGNED = "self-signed"
@@ -80,20 +82,78 @@ class LineageSettings:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> LineageSettings:
-        known = {f.name for f in fields(cls)}
-        kwargs = {k: v for k, v in data.items() if k in known}
-        if isinstance(kwargs.get("acme"), dict):
-            kwargs["acme"] = _build(AcmeSettings, kwargs["acme"])
-        kwargs["pfx"] = _build(PfxSettings, kwargs.get("pfx") or {})
-        kwargs["deploy"] = [
-            DeployTarget(d["target"], dict(d.get("options") or {})) for d in kwargs.get("deploy") or []
-        ]
-        return cls(**kwargs)
+        """Build from a parsed settings.toml, checking every known field's type.
+
+        Raises:
+            SettingsError: a field is missing or of the wrong type (the message names it).
+        """
+        settings: LineageSettings = _build(cls, data, "")
+        if not settings.domains:
+            raise SettingsError("domains", "must list at least one name")
+        return settings
 
 
-def _build(cls: Any, data: dict[str, Any]) -> Any:
-    known = {f.name for f in fields(cls)}
-    return cls(**{k: v for k, v in data.items() if k in known})
+class SettingsError(ValueError):
+    """A settings.toml field that is missing or of the wrong type."""
+
+    def __init__(self, field_path: str, problem: str) -> None:
+        super().__init__(f"field `{field_path}` {problem}")
+        self.field_path = field_path
+
+
+def _build(cls: Any, data: Any, prefix: str) -> Any:
+    """``cls(**data)`` with each known field checked against its annotation.
+
+    Unknown keys are ignored (a newer certkit may have written them); a field
+    of the wrong type is an error, never coerced: ``domains = "x"`` once became
+    a certificate for ``x`` one letter at a time.
+    """
+    if not isinstance(data, dict):
+        raise SettingsError(prefix.rstrip(".") or "(top level)", f"must be a table, found {_kind(data)}")
+    hints = typing.get_type_hints(cls)
+    kwargs: dict[str, Any] = {}
+    for f in fields(cls):
+        path = prefix + f.name
+        if f.name not in data:
+            if f.default is MISSING and f.default_factory is MISSING:
+                raise SettingsError(path, "is missing")
+            continue
+        kwargs[f.name] = _convert(hints[f.name], data[f.name], path)
+    return cls(**kwargs)
+
+
+def _convert(hint: Any, value: Any, path: str) -> Any:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        inner = [a for a in args if a is not type(None)]
+        return _convert(inner[0], value, path)  # TOML has no null: a present value is the inner type
+    if origin is list:
+        if not isinstance(value, list):
+            raise SettingsError(path, f"must be a list, found {_kind(value)}")
+        return [_convert(args[0], item, f"{path}[{i}]") for i, item in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise SettingsError(path, f"must be a table, found {_kind(value)}")
+        return dict(value)
+    if isinstance(hint, type) and hasattr(hint, "__dataclass_fields__"):
+        return _build(hint, value, path + ".")
+    if hint is Any:
+        return value
+    # bool is a subclass of int in Python but not in TOML: `days = true` is wrong.
+    if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
+        raise SettingsError(path, f"must be {_KIND_NAMES.get(hint, hint.__name__)}, found {_kind(value)}")
+    return value
+
+
+_KIND_NAMES = {str: "a string", int: "an integer", bool: "true or false", float: "a number",
+               list: "a list", dict: "a table"}
+
+
+def _kind(value: Any) -> str:
+    for kind, name in _KIND_NAMES.items():
+        if isinstance(value, kind) and not (kind is int and isinstance(value, bool)):
+            return f"{name} ({value!r})" if kind in (str, int, bool, float) else name
+    return type(value).__name__
 
 
 def _drop_none(value: Any) -> Any:

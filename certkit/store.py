@@ -39,15 +39,15 @@ import stat
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from certkit import fsguard
+from certkit import envvars, fsguard
 from certkit.errors import FileWriteError, LockError, NotFoundError, OperationError, UsageError
-from certkit.settings import LineageSettings
+from certkit.settings import DeployTarget, LineageSettings, SettingsError
 
 VERSION_FILES = ("cert.pem", "chain.pem", "fullchain.pem", "privkey.pem", "combined.pem")
 PRIVATE_FILES = {"privkey.pem", "combined.pem", "cert.pfx", "pfx-password.txt"}
@@ -171,8 +171,8 @@ class Store:
         # The home ends up in unit files, cron lines and hook variables: no control characters.
         fsguard.reject_control_chars(str(home), "state directory (--home)")
         self.home = Path(home).expanduser().absolute()
-        env_wait = os.environ.get("CERTKIT_LOCK_WAIT")
-        self.lock_wait = lock_wait if lock_wait is not None else float(env_wait or DEFAULT_LOCK_WAIT)
+        self.lock_wait = (lock_wait if lock_wait is not None
+                          else envvars.seconds(envvars.LOCK_WAIT, DEFAULT_LOCK_WAIT, allow_zero=True))
         self._lock_depth = 0
         self._lock_fd: int | None = None
         self._mutex = threading.RLock()
@@ -359,9 +359,16 @@ class Store:
         path = self.lineage_dir(name) / "settings.toml"
         try:
             data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except (OSError, tomllib.TOMLDecodeError) as exc:
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
             raise OperationError(f"cannot read {path}: {exc}", "fix or restore the file") from exc
-        return LineageSettings.from_dict(data)
+        try:
+            settings = LineageSettings.from_dict(data)
+        except SettingsError as exc:
+            raise OperationError(f"{path}: {exc}", "fix the field or restore the file") from exc
+        if settings.name != name:
+            raise OperationError(f"{path}: field `name` is {settings.name!r}, but the folder is {name!r}",
+                                 "fix the field or restore the file")
+        return settings
 
     def load_state(self, name: str) -> dict[str, Any]:
         path = self.lineage_dir(name) / "state.json"
@@ -416,6 +423,35 @@ class Store:
         self._ensure_dir(ldir)
         self.check_lineage(settings.name)
         atomic_write(ldir / "settings.toml", tomli_w.dumps(settings.to_dict()).encode(), 0o600)
+
+    # ----- the half-done marker ---------------------------------------
+    # One marker for issue, renew and deploy: written before a new version goes
+    # live or before deploy targets run, cleared when every target and hook has
+    # run (or a rollback restored the previous version). A process killed in
+    # between leaves it, and the next `renew` finishes the job.
+    def mark_unfinished(self, name: str, by: str, version: int | None, from_version: int | None, when: str,
+                        targets: Sequence[DeployTarget] = (), verify: Sequence[str] = ()) -> None:
+        """Record the run in progress, with the targets and URLs given for it on the command line
+        (they are remembered in the settings only once they succeed)."""
+        self.update_state(name, unfinished={
+            "by": by, "time": when, "version": version, "from_version": from_version,
+            "targets": [{"target": t.target, "options": dict(t.options)} for t in targets],
+            "verify": list(verify),
+        })
+
+    def unfinished(self, name: str) -> dict[str, Any] | None:
+        """The marker a killed run left, or None (earlier versions named it ``renewing``)."""
+        state = self.load_state(name)
+        for key in ("unfinished", "renewing"):
+            marker = state.get(key)
+            if isinstance(marker, dict):
+                return {"by": "renew", **marker} if key == "renewing" else marker
+        return None
+
+    def clear_unfinished(self, name: str) -> None:
+        state = self.load_state(name)
+        if state.get("unfinished") is not None or state.get("renewing") is not None:
+            self.update_state(name, unfinished=None, renewing=None)
 
     def update_state(self, name: str, **fields: Any) -> dict[str, Any]:
         """Merge ``fields`` into the lineage's state.json and return the result."""

@@ -303,6 +303,27 @@ def test_dns01_failing_hook_exit_1(pebble: PebbleServer, home: Path, tmp_path: P
     assert Store(home).names() == []
 
 
+def test_dns01_hook_never_receives_the_pfx_password(pebble: PebbleServer, home: Path, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 10 item 2: a real dns-01 hook dumps its environment; certkit's secret is not in it."""
+    hook, log = write_dns_hook(tmp_path, pebble)
+    dump = tmp_path / "hook-env.json"
+    wrapper = tmp_path / "dump_env.py"
+    wrapper.write_text(f"import json, os, runpy\n"
+                       f"open({str(dump)!r}, 'w').write(json.dumps(dict(os.environ)))\n"
+                       f"runpy.run_path({hook.split(' ', 1)[1]!r})\n")
+    monkeypatch.setenv("CERTKIT_PFX_PASSWORD", "s3cret-pfx-password")
+    result = issue_cli(home, "--cn", "envdump.example", "--pfx",
+                       *acme_args(pebble, "--dns-hook", f"{sys.executable} {wrapper}",
+                                  "--dns-resolver", f"127.0.0.1:{pebble.dns_port}"))
+    assert result.exit_code == 0, result.output
+    seen = json.loads(dump.read_text())
+    assert seen["CERTKIT_DNS_NAME"] == "_acme-challenge.envdump.example"  # the hook really ran
+    assert "CERTKIT_PFX_PASSWORD" not in seen
+    assert "s3cret-pfx-password" not in json.dumps(seen)
+    assert "s3cret-pfx-password" not in result.output
+
+
 # ----- EAB, alternate chains, nonce rejection, concurrency ----------------------------------------
 
 

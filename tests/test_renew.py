@@ -124,7 +124,7 @@ def test_backdated_short_lived_is_renewed_fresh_one_left_alone(home: Path) -> No
     assert_live_consistent(store, "short.example")
     state = store.load_state("short.example")
     assert state["last_renewal"]["ok"] is True and state["last_renewal"]["version"] == 2
-    assert state["renewing"] is None
+    assert state["unfinished"] is None
     assert sorted(ln.split()[0] for ln in lines) == ["not", "renewed"]
     assert any(ln.startswith("renewed   short.example: version 2") for ln in lines)
 
@@ -144,7 +144,7 @@ def test_failure_is_recorded_and_others_still_run(home: Path, tmp_path: Path) ->
     assert store.live_version("broken.example") == 1  # the previous version stays live
     last = store.load_state("broken.example")["last_renewal"]
     assert last["ok"] is False and "PFX password" in last["error"] and last["version"] == 1
-    assert store.load_state("broken.example")["renewing"] is None
+    assert store.load_state("broken.example")["unfinished"] is None
 
 
 def test_concurrent_run_renews_every_lineage_consistently(home: Path) -> None:
@@ -219,7 +219,7 @@ def test_interrupted_runs_are_finished(home: Path) -> None:
     assert sorted(report.names("renewed")) == ["a.example", "b.example"]
     assert store.versions("a.example") == [1, 2] and store.live_version("a.example") == 2
     assert store.versions("b.example") == [1, 2] and store.live_version("b.example") == 2  # no third version
-    assert all(store.load_state(n)["renewing"] is None for n in ("a.example", "b.example"))
+    assert all(store.load_state(n)["unfinished"] is None for n in ("a.example", "b.example"))
     assert renew.run(store, echo=quiet).names("not_due") == ["a.example", "b.example"]
 
 
@@ -407,7 +407,7 @@ def test_failure_that_leaves_a_new_version_live_is_finished_next_run(home: Path)
 
     report = renew.run(store, force=True, issue_fn=half_done, echo=quiet)
     assert report.failed[0].version == 2 and store.live_version("x.example") == 2
-    assert store.load_state("x.example")["renewing"]["from_version"] == 1  # kept: deploy still owed
+    assert store.load_state("x.example")["unfinished"]["from_version"] == 1  # kept: deploy still owed
     report = renew.run(store, echo=quiet)  # not forced: the marker makes it due; deploy only
     assert report.names("renewed") == ["x.example"] and "interrupted" in report.results[0].reason
-    assert store.versions("x.example") == [1, 2] and store.load_state("x.example")["renewing"] is None
+    assert store.versions("x.example") == [1, 2] and store.load_state("x.example")["unfinished"] is None

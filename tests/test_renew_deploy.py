@@ -115,7 +115,7 @@ def test_renewal_refused_by_a_remembered_target_rolls_back(home: Path, tmp_path:
     assert result.exit_code == 1, result.output
     assert "gone.pid does not exist" in result.output and "Traceback" not in result.output
     assert store.live_version("b.example") == 1
-    assert store.load_state("b.example").get("renewing") is None
+    assert store.load_state("b.example").get("unfinished") is None
     assert "version 1 is live again" in (store.load_state("b.example")["last_renewal"]["error"] or "")
 
 
@@ -166,4 +166,4 @@ def test_renewal_with_a_broken_remembered_verify_url_rolls_back(home: Path) -> N
     result = runner.invoke(cli, ["renew", "--force"])
     assert result.exit_code == 1 and "imap" in result.output
     assert store.live_version("v.example") == 1
-    assert store.load_state("v.example").get("renewing") is None
+    assert store.load_state("v.example").get("unfinished") is None

@@ -192,6 +192,8 @@ def deploy_live_version(
 
                 for url in verify:
                     parse_url(url)  # a malformed --verify URL is exit 2 before any server is touched
+            if store.unfinished(name) is None:  # issue/renew wrote theirs before the version went live
+                store.mark_unfinished(name, "deploy", version, previous_version, _now(), targets, verify)
             _run_all(store, settings, targets, version, previous_version, echo, run, hook_timeout, started)
             cert_pem = store.version_paths(name, version).cert.read_bytes()
             for url in verify:
@@ -214,11 +216,15 @@ def deploy_live_version(
             if exc.exit_code == 2 and len(started) <= 1 and not results and not just_activated:
                 # Refused before it changed anything (bad option, Windows-only target here): nothing to undo.
                 # After issue/renew the new version is already live, so that case rolls back.
+                _clear_unless_owed(store, name, version, previous_version)
                 raise
-            raise _fail(store, settings, exc, started, version, previous_version, rollback,
-                        echo, run, hook_timeout) from exc
+            failure = _fail(store, settings, exc, started, version, previous_version, rollback,
+                            echo, run, hook_timeout)
+            _clear_unless_owed(store, name, version, previous_version)
+            raise failure from exc
         if results:
             _record_check(store, name, version, results)
+        store.clear_unfinished(name)
         if remember:
             fresh = store.load_settings(name)
             # A --print run showed commands and deployed nothing: it is not a target to run again.
@@ -231,6 +237,12 @@ def deploy_live_version(
             hooks=[s.path for s in started if s.target is None],
             verified=results,
         )
+
+
+def _clear_unless_owed(store: Store, name: str, version: int, previous: int | None) -> None:
+    """After a failed deploy: the marker stays only while the new version is live with its deploy owed."""
+    if store.live_version(name) != version or version == previous:
+        store.clear_unfinished(name)
 
 
 def _os_error(exc: OSError) -> OperationError:

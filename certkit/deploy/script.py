@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from certkit import fsguard
 from certkit.deploy.base import DeployContext
 from certkit.deploy.targets import script_path
 from certkit.hooks import run_hook, script_argv
@@ -14,6 +15,9 @@ def deploy(ctx: DeployContext) -> None:
         HookError: the script exited non-zero or outlived its timeout.
     """
     path = script_path(ctx.target)
+    # Root runs it: refuse a script (or the folder holding it) another user could have rewritten.
+    fsguard.check_trusted_chain(path, "deploy script")
+    fsguard.check_trusted(path, "deploy script", follow=True)
     timeout = ctx.options.get("timeout")
     run_hook(script_argv(path), ctx.hook_env, what=f"deploy hook {path}",
              timeout=float(timeout) if timeout else None, run=ctx.run, echo=ctx.echo)
