@@ -301,16 +301,14 @@ def test_postfix_refuses_an_undeclared_config_dir(issued: Store, tmp_path: Path)
 
 def test_hook_leaving_a_daemon_behind_does_not_block(issued: Store, tmp_path: Path) -> None:
     """A hook that starts a background process (which keeps stdout open) finishes when the hook does."""
-    import time
-
-    hook = script(tmp_path, "starts-daemon.sh", "sleep 30 &\necho $! > " + str(tmp_path / "daemon.pid")
+    hook = script(tmp_path, "starts-daemon.sh", "sleep 300 &\necho $! > " + str(tmp_path / "daemon.pid")
                   + "\necho restarted\n")
-    start = time.monotonic()
     code, out = certkit("deploy", NAME, "--to", f"script:{hook}")
     assert code == 0, out
-    assert time.monotonic() - start < 10
     assert "restarted" in out
-    os.kill(int((tmp_path / "daemon.pid").read_text()), 9)
+    daemon = int((tmp_path / "daemon.pid").read_text())
+    os.kill(daemon, 0)  # still running: certkit returned without waiting for the daemon's end of output
+    os.kill(daemon, 9)
 
 
 def test_hook_timeout_stops_everything_the_hook_started(issued: Store, tmp_path: Path) -> None:
