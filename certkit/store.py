@@ -69,8 +69,13 @@ def default_home() -> Path:
 
 
 def lineage_name_for(first_name: str) -> str:
-    """Default lineage name for a first certificate name (``*.x`` -> ``wildcard.x``)."""
-    return "wildcard." + first_name[2:] if first_name.startswith("*.") else first_name
+    """Default lineage name for a first certificate name: ``*.x`` -> ``wildcard.x``,
+    ``2001:db8::5`` -> ``ipv6-2001-db8--5`` (a colon is not a portable folder name)."""
+    if first_name.startswith("*."):
+        return "wildcard." + first_name[2:]
+    if ":" in first_name:
+        return "ipv6-" + first_name.replace(":", "-")
+    return first_name
 
 
 def check_lineage_name(name: str) -> str:

@@ -269,3 +269,30 @@ def test_damaged_lineage_does_not_hide_the_others(home: Path) -> None:
     (home / "lineages" / "good.example.com" / "versions" / "0001" / "cert.pem").write_text("junk\n")
     code, out, err = run("show", "good.example.com")
     assert code == 1 and "cannot read the live certificate" in err and "renew --force" in err
+
+
+@pytest.mark.parametrize(("cn", "lineage", "host"), [
+    ("mail.example.com", "mail.example.com", "mail.example.com"),
+    ("2001:db8::5", "ipv6-2001-db8--5", "2001:db8::5"),
+    ("::1", "ipv6---1", "::1"),
+    ("*.wild.example", "wildcard.wild.example", "mail.wild.example"),
+    ("192.0.2.7", "192.0.2.7", "192.0.2.7"),
+])
+def test_next_hints_are_commands_that_parse(home: Path, cn: str, lineage: str, host: str) -> None:
+    """Every `Next:` line is a command certkit accepts: IPv6 URLs bracketed, a wildcard's example host."""
+    import shlex
+
+    from certkit.check import parse_target
+    from certkit.store import Store
+
+    code, out, err = run("--home", str(home), "issue", "--cn", cn)
+    assert code == 0, err
+    hints = [line.split("#")[0].strip() for line in out.splitlines()[out.splitlines().index("Next:") + 1:]]
+    assert len(hints) == 3 and all(h.startswith("certkit ") for h in hints)
+    check = shlex.split(hints[2])
+    assert check[1] == "check"
+    target = parse_target(check[2])
+    assert (target.host, target.port, target.mode) == (host, 587, "submission")
+    assert check[3:] == ["--expect", lineage] and Store(home).exists(lineage)
+    export = shlex.split(hints[1])
+    assert export[2] == lineage and Store(home).exists(export[2])

@@ -149,12 +149,28 @@ def report(store: Store, outcome: IssueOutcome, as_json: bool) -> None:
     steps = [
         (f"certkit deploy {name} --to postfix --setup-submission", "Postfix on 25 and 587"),
         (f"certkit export {name} --format pfx --out {name}.pfx", "IIS / Exchange"),
-        (f"certkit check submission://{rec['domains'][0]}:587 --expect {name}", "prove it is served"),
+        check_hint(name, rec["domains"][0], rec["source"]),
     ]
     width = max(len(command) for command, _ in steps)
     click.echo("Next:")
     for command, why in steps:
         click.echo(f"  {command:<{width}}   # {why}")
+
+
+def check_hint(lineage: str, first_name: str, source: str) -> tuple[str, str]:
+    """The `certkit check` line that proves the certificate is served, as a command that parses."""
+    host, why = first_name, "prove it is served"
+    if first_name.startswith("*."):
+        host, why = "mail." + first_name[2:], f"prove it is served (any host under {first_name})"
+    elif ":" in first_name:
+        host = f"[{first_name}]"  # an IPv6 address in a URL needs brackets
+    if source not in ("self-signed", *_PUBLIC_ACME):
+        why += "; add --cafile with your CA's root if the system does not trust it"
+    return f"certkit check submission://{host}:587 --expect {lineage}", why
+
+
+# Directory URLs whose roots every system trust store carries.
+_PUBLIC_ACME = ("https://acme-v02.api.letsencrypt.org/directory",)
 
 
 # ----- selfssl -----------------------------------------------------------------
