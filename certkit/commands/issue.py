@@ -165,7 +165,7 @@ def check_hint(lineage: str, first_name: str, source: str) -> tuple[str, str]:
     elif ":" in first_name:
         host = f"[{first_name}]"  # an IPv6 address in a URL needs brackets
     if source not in ("self-signed", *_PUBLIC_ACME):
-        why += "; add --cafile with your CA's root if the system does not trust it"
+        why += " (add --cafile ROOT.pem for a private CA)"
     return f"certkit check submission://{host}:587 --expect {lineage}", why
 
 
