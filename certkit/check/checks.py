@@ -163,10 +163,14 @@ def _fail_step(report: CheckReport, check_id: str, exc: SessionError) -> _Stop:
     return _Stop(check_id)
 
 
-def audit(target: Target, opts: CheckOptions) -> CheckReport:
-    """Run every check on one endpoint and return the report (never raises for server behaviour)."""
+def audit(target: Target, opts: CheckOptions, transcript: list[str] | None = None) -> CheckReport:
+    """Run every check on one endpoint and return the report (never raises for server behaviour).
+
+    ``transcript`` receives the session lines as they happen (a list the
+    caller can print live, or show after an interrupt); default a new list.
+    """
     started = time.perf_counter()
-    report = CheckReport(target.url)
+    report = CheckReport(target.url, transcript=transcript if transcript is not None else [])
     helo = opts.helo_name()
     side: list[CheckResult] = []
     threads: list[threading.Thread] = []
@@ -360,6 +364,13 @@ def _banner(report: CheckReport, session: SmtpSession, record: bool) -> None:
     try:
         banner = session.read_reply("banner")
     except SessionError as exc:
+        if exc.kind == "timeout" and session.tls is None:
+            # Silence on a plain connection is what an implicit-TLS port does: it waits for a ClientHello.
+            host = f"[{session.host}]" if ":" in session.host else session.host
+            report.add("banner", FAIL, exc.message,
+                       f"a port that speaks implicit TLS (465) waits for the client to start TLS: "
+                       f"try smtps://{host}:{session.port}; else {FIX['banner']}")
+            raise _Stop("banner") from exc
         raise _fail_step(report, "banner", exc) from exc
     if banner.code != 220:
         report.add("banner", FAIL, f"greeting is {banner.first}, not 220", FIX["banner"])

@@ -7,7 +7,7 @@ an earlier step failed (the earlier step carries the FAIL).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +35,19 @@ class CheckResult:
         if self.fix and self.status in (FAIL, WARN):
             out["fix"] = self.fix
         return out
+
+
+class LiveTranscript(list[str]):
+    """A transcript that also hands each line to ``show`` as it is recorded (a terminal sees the
+    session as it happens, not all at once after the last timeout)."""
+
+    def __init__(self, show: Callable[[str], None]) -> None:
+        super().__init__()
+        self._show = show
+
+    def append(self, line: str) -> None:
+        super().append(line)
+        self._show(line)
 
 
 @dataclass

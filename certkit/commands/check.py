@@ -241,9 +241,11 @@ def run_check(ctx: click.Context, urls: tuple[str, ...], opts: dict[str, Any]) -
         if counter["n"] == 0:
             raise UsageError("no target on standard input", "pipe one URL a line into `certkit check --targets -`")
     else:
-        from certkit.check import audit
-
-        emit(audit(parse_target(urls[0]), options), 0)
+        live = bool(show_transcript) and not as_json and sys.stdout.isatty()
+        report = _audit_one(parse_target(urls[0]), options, live)
+        if live:
+            show_transcript = False  # already on the screen
+        emit(report, 0)
     if lineage and store is not None:
         _record(store, lineage, last)
     if failures:
@@ -256,6 +258,22 @@ def run_check(ctx: click.Context, urls: tuple[str, ...], opts: dict[str, Any]) -
                           f"{', ...' if len(failures) > 5 else ''})",
                           'see the checks with "status": "FAIL" in the JSON output' if as_json
                           else "see the FAIL lines above")
+
+
+def _audit_one(target: Any, options: Any, live: bool) -> Any:
+    """One target's audit; on a terminal the session streams as it happens, and Ctrl-C shows
+    what the server said so far instead of a traceback."""
+    from certkit.check import audit
+    from certkit.check.report import LiveTranscript
+
+    transcript: list[str] = LiveTranscript(click.echo) if live else []
+    try:
+        return audit(target, options, transcript)
+    except KeyboardInterrupt:
+        if not live:
+            click.echo("\n".join(transcript))
+        click.echo(f"interrupted: {target.url} was not fully checked", err=True)
+        raise SystemExit(130) from None
 
 
 def _record(store: Any, lineage: str, last: dict[str, Any]) -> None:

@@ -1,0 +1,125 @@
+"""Issue 11 item 11: the session streams on a terminal, Ctrl-C shows what was said, silence suggests smtps://.
+
+The servers are raw sockets driven by the test, so each step happens only
+when the test allows it: a transcript line can only be seen "before the
+end" if certkit really printed it as it happened.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pty
+import select
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.servers.zoo import ZooPki, server_context
+
+GUARD = 30.0  # failure guard only: how long a read may wait before the test gives up
+HOLD = 120.0  # the server holds a reply this long unless released: longer than certkit's --timeout below
+
+
+class HeldServer:
+    """Accepts one client, sends the banner, then holds every reply until ``release`` is set."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.got_ehlo = threading.Event()
+        self.release = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        conn, _ = self.listener.accept()
+        with conn:
+            conn.sendall(b"220 held.example ESMTP\r\n")
+            conn.settimeout(GUARD)
+            with contextlib.suppress(OSError):
+                conn.recv(1024)  # EHLO
+                self.got_ehlo.set()
+                self.release.wait(HOLD)
+                conn.sendall(b"250 held.example\r\n")
+                conn.recv(1024)
+
+    def close(self) -> None:
+        self.release.set()
+        self.listener.close()
+
+
+@pytest.fixture
+def held() -> Iterator[HeldServer]:
+    server = HeldServer()
+    yield server
+    server.close()
+
+
+def certkit_check(*args: str) -> list[str]:
+    return [sys.executable, "-m", "certkit", "check", *args]
+
+
+def test_transcript_streams_on_a_terminal(held: HeldServer) -> None:
+    main, child = pty.openpty()
+    proc = subprocess.Popen(certkit_check(f"smtp://127.0.0.1:{held.port}", "--quick", "--timeout", "60"),
+                            stdin=child, stdout=child, stderr=child, close_fds=True)
+    os.close(child)
+    seen = b""
+    try:
+        while b"S: 220 held.example" not in seen:
+            ready, _, _ = select.select([main], [], [], GUARD)
+            assert ready, f"nothing on the terminal while the server holds its EHLO reply: {seen!r}"
+            seen += os.read(main, 4096)
+        # The banner is on the screen while the server still holds the EHLO reply (certkit waits up to
+        # 60 s for it, longer than GUARD): it streamed.
+        assert not held.release.is_set() and proc.poll() is None
+    finally:
+        held.release.set()
+        proc.wait(GUARD)
+        os.close(main)
+
+
+def test_ctrl_c_prints_the_partial_session(held: HeldServer) -> None:
+    # --quick: one connection only (the held server accepts one; side probes would race for it).
+    proc = subprocess.Popen(certkit_check(f"smtp://127.0.0.1:{held.port}", "--quick", "--timeout", "20"),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert held.got_ehlo.wait(GUARD)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=GUARD)
+    assert proc.returncode == 130
+    assert b"S: 220 held.example ESMTP" in out and b"C: EHLO" in out
+    assert b"interrupted" in err and b"Traceback" not in err
+
+
+def test_silent_port_suggests_implicit_tls(tmp_path: Path) -> None:
+    """A real TLS listener (what port 465 runs) checked as STARTTLS: the fix names smtps://."""
+    pki = ZooPki(tmp_path)
+    leaf = pki.leaf("tls.example")
+    context: ssl.SSLContext = server_context(leaf)
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with conn, contextlib.suppress(OSError):
+            conn.settimeout(GUARD)
+            with context.wrap_socket(conn, server_side=True) as tls:  # waits for a ClientHello, says nothing
+                tls.recv(1)
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        done = subprocess.run(certkit_check(f"submission://127.0.0.1:{port}", "--quick", "--timeout", "0.5"),
+                              capture_output=True, text=True, timeout=GUARD)
+    finally:
+        listener.close()
+    assert done.returncode == 1
+    assert "FAIL  banner" in done.stdout
+    assert f"try smtps://127.0.0.1:{port}" in done.stdout
