@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 from typing import Any, NoReturn
 
 import click
 
 from certkit import __version__
+from certkit.commands import store_from
 from certkit.commands.check import check_command
 from certkit.commands.deploy import deploy_command
 from certkit.commands.renew import renew_command
@@ -43,14 +43,6 @@ class CertkitGroup(click.Group):
 def fail(exc: CertkitError) -> NoReturn:
     click.echo(f"error: {exc}", err=True)
     sys.exit(exc.exit_code)
-
-
-def store_from(ctx: click.Context) -> Any:
-    """The Store for --home / CERTKIT_HOME / the platform default."""
-    from certkit.store import Store, default_home
-
-    home = ctx.find_root().params.get("home")
-    return Store(Path(home) if home else default_home())
 
 
 def _check_home_option(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 import sys
 from collections.abc import Sequence
@@ -11,6 +12,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 
 from certkit.errors import UsageError
 from certkit.keys import PrivateKey
+from certkit.secretfile import read_secret_file
+from certkit.settings import LineageSettings
 
 PFX_ENCRYPTIONS = ("auto", "legacy", "modern")
 # Windows 10 1809 / Server 2019 is build 17763: the first to import AES-256 PFX files.
@@ -80,3 +83,31 @@ def der_bytes(cert: x509.Certificate) -> bytes:
 def generate_password() -> str:
     """A random PFX password: 24 URL-safe characters (~143 bits), easy to paste into Windows."""
     return secrets.token_urlsafe(18)
+
+
+def pfx_password_for(settings: LineageSettings) -> tuple[str, bool]:
+    """The PFX password and whether certkit generated it.
+
+    Order (contract): the lineage's password file, env CERTKIT_PFX_PASSWORD,
+    else a random one saved next to the PFX.
+    """
+    if settings.pfx.password_file:
+        return read_secret_file(settings.pfx.password_file, "PFX password"), False
+    env = os.environ.get("CERTKIT_PFX_PASSWORD")
+    if env:
+        return env, False
+    return generate_password(), True
+
+
+def default_friendly_name(name: str, cert: x509.Certificate) -> str:
+    """PFX friendly name shown by Windows/IIS: lineage and expiry date, to tell versions apart."""
+    return f"{name} (certkit, until {cert.not_valid_after_utc:%Y-%m-%d})"
+
+
+def lineage_pfx(settings: LineageSettings, key: PrivateKey,
+                certs: Sequence[x509.Certificate]) -> tuple[bytes, str, bool]:
+    """A lineage version's PFX as its settings ask: (bytes, password, whether the password was generated)."""
+    password, generated = pfx_password_for(settings)
+    pfx = pfx_bytes(key, certs[0], list(certs[1:]), password, resolve_pfx_encryption(settings.pfx.encryption),
+                    settings.pfx.friendly_name or default_friendly_name(settings.name, certs[0]))
+    return pfx, password, generated

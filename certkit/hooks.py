@@ -57,22 +57,13 @@ def ensure_pfx(store: Store, settings: LineageSettings, version: int) -> None:
     ``CERTKIT_PFX_PASSWORD_FILE`` always names a readable file.
     """
     from certkit import export, keys
-    from certkit.issuing import default_friendly_name, pfx_password_for
 
     paths = store.version_paths(settings.name, version)
     if paths.pfx.is_file():
         return
     files = store.read_version(settings.name, version)
-    certs = cx.load_chain(files.cert_pem + files.chain_pem)
-    password, _generated = pfx_password_for(settings)
-    pfx = export.pfx_bytes(
-        keys.load_pem(files.key_pem),
-        certs[0],
-        certs[1:],
-        password,
-        export.resolve_pfx_encryption(settings.pfx.encryption),
-        settings.pfx.friendly_name or default_friendly_name(settings.name, certs[0]),
-    )
+    pfx, password, _generated = export.lineage_pfx(settings, keys.load_pem(files.key_pem),
+                                                   cx.load_chain(files.cert_pem + files.chain_pem))
     with store.lock():
         store.add_pfx(settings.name, version, pfx, None if settings.pfx.password_file else password)
 

@@ -8,16 +8,12 @@ deployment, so a second certkit process never sees a half-made version.
 from __future__ import annotations
 
 import datetime as dt
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from cryptography import x509
-
 from certkit import due, export, keys, names
 from certkit import x509 as cx
-from certkit.errors import UsageError
-from certkit.settings import DeployTarget, LineageSettings
+from certkit.settings import DeployTarget, LineageSettings, merge_targets
 from certkit.store import Store
 
 Echo = Callable[[str], None]
@@ -32,62 +28,6 @@ class IssueOutcome:
     previous_version: int | None
     pfx_password_generated: bool = False
     notes: list[str] = field(default_factory=list)
-
-
-# A password or key is a line, not a file: reading more than this is a mistake (or /dev/zero).
-SECRET_FILE_MAX = 4096
-
-
-def read_secret_file(path: str, what: str) -> str:
-    """First line of a secret file (trailing newline dropped); exit 2 when unreadable or not a clean line.
-
-    At most SECRET_FILE_MAX bytes are read, so a device or a huge file cannot
-    hang certkit or fill its memory; NUL and control characters are refused
-    (a PFX password with a NUL makes a file nothing can open).
-    """
-    fix = "write it as plain UTF-8 text on the first line of a small file"
-    try:
-        with open(path, "rb") as handle:
-            data = handle.read(SECRET_FILE_MAX + 1)
-    except OSError as exc:
-        raise UsageError(f"cannot read the {what} file {path}: {exc.strerror or exc}",
-                         "pass a readable file") from exc
-    if len(data) > SECRET_FILE_MAX:
-        raise UsageError(f"the {what} file {path} is larger than {SECRET_FILE_MAX} bytes (is it the right file?)",
-                         fix)
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise UsageError(f"the {what} file {path} is not text (UTF-8 expected)", fix) from None
-    if not text:
-        raise UsageError(f"the {what} file {path} is empty", "put the secret on its first line")
-    first, _, _ = text.partition("\n")
-    first = first.removesuffix("\r")
-    if not first:
-        raise UsageError(f"the {what} file {path} starts with a blank line (the secret must be on line 1)",
-                         "remove the blank line(s) before the secret")
-    if "\x00" in first:
-        raise UsageError(f"the {what} file {path} contains a NUL byte on its first line",
-                         fix)
-    bad = next((c for c in first if (ord(c) < 0x20 and c != "\t") or 0x7f <= ord(c) <= 0x9f), None)
-    if bad is not None:
-        raise UsageError(f"the {what} file {path} contains the control character {bad!r} on its first line "
-                         f"(at position {first.index(bad) + 1})", fix)
-    return first
-
-
-def pfx_password_for(settings: LineageSettings) -> tuple[str, bool]:
-    """The PFX password and whether certkit generated it.
-
-    Order (contract): the lineage's password file, env CERTKIT_PFX_PASSWORD,
-    else a random one saved next to the PFX.
-    """
-    if settings.pfx.password_file:
-        return read_secret_file(settings.pfx.password_file, "PFX password"), False
-    env = os.environ.get("CERTKIT_PFX_PASSWORD")
-    if env:
-        return env, False
-    return export.generate_password(), True
 
 
 def issue(
@@ -139,11 +79,7 @@ def issue(
         pfx = pfx_password = None
         generated = False
         if settings.pfx.enabled:
-            certs = cx.load_chain(cert_pem + chain_pem)
-            password, generated = pfx_password_for(settings)
-            encryption = export.resolve_pfx_encryption(settings.pfx.encryption)
-            pfx = export.pfx_bytes(key, certs[0], certs[1:], password, encryption,
-                                   settings.pfx.friendly_name or default_friendly_name(settings.name, certs[0]))
+            pfx, password, generated = export.lineage_pfx(settings, key, cx.load_chain(cert_pem + chain_pem))
             pfx_password = password if generated else None
         version = store.add_version(settings.name, keys.to_pem(key), cert_pem, chain_pem, pfx, pfx_password)
         store.save_settings(settings)
@@ -199,14 +135,3 @@ def run_deploy(
         just_activated=True,
         echo=echo,
     )
-
-
-def merge_targets(remembered: list[DeployTarget], new: list[DeployTarget]) -> list[DeployTarget]:
-    """Remembered targets with any of the same target name replaced by the new one."""
-    replaced = {t.target for t in new}
-    return [t for t in remembered if t.target not in replaced] + list(new)
-
-
-def default_friendly_name(name: str, cert: x509.Certificate) -> str:
-    """PFX friendly name shown by Windows/IIS: lineage and expiry date, to tell versions apart."""
-    return f"{name} (certkit, until {cert.not_valid_after_utc:%Y-%m-%d})"

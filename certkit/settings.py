@@ -93,6 +93,12 @@ class LineageSettings:
         return settings
 
 
+def merge_targets(remembered: list[DeployTarget], new: list[DeployTarget]) -> list[DeployTarget]:
+    """Remembered targets with any of the same target name replaced by the new one."""
+    replaced = {t.target for t in new}
+    return [t for t in remembered if t.target not in replaced] + list(new)
+
+
 class SettingsError(ValueError):
     """A settings.toml field that is missing or of the wrong type."""
 

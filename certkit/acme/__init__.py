@@ -13,15 +13,15 @@ Layout:
     dns01.py     dns-01 through the user's hook, optional resolver polling
     ari.py       ACME Renewal Information (RFC 9773)
     order.py     the order: authorizations, challenges, finalize, download, chain choice
+    directory.py directory URL shorthands and AcmeResult (light; what the others share)
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from certkit.errors import UsageError
+from certkit.acme.directory import LETSENCRYPT, LETSENCRYPT_STAGING, SHORTHANDS, AcmeResult, resolve_server
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -30,41 +30,6 @@ if TYPE_CHECKING:
     from certkit.names import Identity
     from certkit.settings import AcmeSettings
     from certkit.store import Store
-
-LETSENCRYPT = "https://acme-v02.api.letsencrypt.org/directory"
-LETSENCRYPT_STAGING = "https://acme-staging-v02.api.letsencrypt.org/directory"
-SHORTHANDS = {"letsencrypt": LETSENCRYPT, "letsencrypt-staging": LETSENCRYPT_STAGING}
-
-
-@dataclass
-class AcmeResult:
-    """What :func:`obtain` got from the CA.
-
-    Attributes:
-        cert_pem: the leaf certificate (PEM).
-        chain_pem: the intermediates (PEM, possibly several; the chosen chain).
-        directory_url: the resolved directory URL (the lineage's "source").
-        ari: None, or the renewal window the CA suggests (see :mod:`certkit.acme.ari`).
-        account_url: the account that ordered the certificate.
-    """
-
-    cert_pem: bytes
-    chain_pem: bytes
-    directory_url: str
-    ari: dict[str, Any] | None = None
-    account_url: str | None = None
-
-
-def resolve_server(server: str | None) -> str:
-    """The directory URL for ``--server`` (a URL or a shorthand); exit 2 for anything else."""
-    value = (server or "letsencrypt").strip()
-    if value.lower() in SHORTHANDS:
-        return SHORTHANDS[value.lower()]
-    if value.startswith("https://") or value.startswith("http://"):
-        return value
-    raise UsageError(f"--server {value!r} is neither a URL nor a known CA",
-                     "pass the CA's directory URL (https://...) or letsencrypt / letsencrypt-staging")
-
 
 def obtain(
     store: Store,
@@ -110,3 +75,7 @@ def renewal_info(settings: AcmeSettings, cert_pem: bytes, directory_url: str | N
     from certkit.acme.ari import fetch_for
 
     return fetch_for(settings, cert_pem, directory_url)
+
+
+__all__ = ["LETSENCRYPT", "LETSENCRYPT_STAGING", "SHORTHANDS", "AcmeResult", "obtain", "renewal_info",
+           "resolve_server"]

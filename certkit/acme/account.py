@@ -175,7 +175,7 @@ def _eab(settings: AcmeSettings, directory: messages.Directory, directory_url: s
         return None
     if not settings.eab_hmac_key_file:
         raise UsageError("--eab-kid needs --eab-hmac-key-file", "put the HMAC key from the CA in a file (0600)")
-    from certkit.issuing import read_secret_file
+    from certkit.secretfile import read_secret_file
 
     try:
         hmac_key = read_secret_file(settings.eab_hmac_key_file, "EAB HMAC key").strip()

@@ -101,8 +101,8 @@ def fetch(get: Any, base_url: str, cert: x509.Certificate) -> dict[str, Any]:
 
 def fetch_for(settings: Any, cert_pem: bytes, directory_url: str | None = None) -> dict[str, Any] | None:
     """ARI for a stored certificate using a lineage's ACME settings (no account needed)."""
-    from certkit.acme import resolve_server
     from certkit.acme.account import get_directory, resource
+    from certkit.acme.directory import resolve_server
     from certkit.acme.net import Network
     from certkit.acme.problems import translate
 

@@ -25,8 +25,9 @@ from cryptography import x509
 from josepy.json_util import field as jose_field
 
 from certkit import x509 as cx
-from certkit.acme import AcmeResult, ari, dns01, http01, resolve_server
+from certkit.acme import ari, dns01, http01
 from certkit.acme.account import Account, account_for, forget, meta_of, resource
+from certkit.acme.directory import AcmeResult, resolve_server
 from certkit.acme.net import Network, links, retry_after_of
 from certkit.acme.polling import Backoff
 from certkit.acme.problems import acme_error, describe_problem, problem_type, translate

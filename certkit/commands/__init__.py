@@ -1,0 +1,23 @@
+"""One module per `certkit` subcommand group; cli.py registers them.
+
+Commands parse options, call the capability packages and print; they may
+import anything below them, never certkit.cli (the group that imports them).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+if TYPE_CHECKING:
+    from certkit.store import Store
+
+
+def store_from(ctx: click.Context) -> Store:
+    """The Store for --home / CERTKIT_HOME / the platform default."""
+    from certkit.store import Store, default_home
+
+    home = ctx.find_root().params.get("home")
+    return Store(Path(home) if home else default_home())

@@ -16,7 +16,9 @@ import click
 from certkit import export, keys, names, records
 from certkit import x509 as cx
 from certkit.errors import NotFoundError, UsageError
-from certkit.issuing import IssueOutcome, default_friendly_name, issue, read_secret_file
+from certkit.export import default_friendly_name
+from certkit.issuing import IssueOutcome, issue
+from certkit.secretfile import read_secret_file
 from certkit.settings import AcmeSettings, DeployTarget, LineageSettings, PfxSettings
 from certkit.store import Store, atomic_write, check_lineage_name, lineage_name_for
 

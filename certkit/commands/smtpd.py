@@ -40,7 +40,7 @@ def smtpd_command(ctx: click.Context, listen: str | None, lineage: str | None, u
     """
     if ctx.invoked_subcommand is not None:
         return
-    from certkit.cli import store_from
+    from certkit.commands import store_from
 
     missing = [flag for flag, value in (("--listen", listen), ("--cert", lineage), ("--users", users_file))
                if not value]
@@ -77,7 +77,7 @@ def smtpd_command(ctx: click.Context, listen: str | None, lineage: str | None, u
 def adduser_command(users_file: str, user: str, password_file: str | None) -> None:
     """Add USER to the users FILE (or change the password), stored as a salted scrypt hash."""
     from certkit import smtpd_users
-    from certkit.issuing import read_secret_file
+    from certkit.secretfile import read_secret_file
 
     smtpd_users.check_username(user)
     if password_file:

@@ -35,8 +35,7 @@ from certkit import hooks, runner
 from certkit.deploy import targets as registry
 from certkit.deploy.base import DeployContext
 from certkit.errors import CertkitError, HookError, NotFoundError, OperationError, VerificationError
-from certkit.issuing import merge_targets
-from certkit.settings import DeployTarget, LineageSettings
+from certkit.settings import DeployTarget, LineageSettings, merge_targets
 from certkit.store import Store
 
 Echo = Callable[[str], None]
