@@ -7,11 +7,10 @@ deployment, so a second certkit process never sees a half-made version.
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from certkit import due, export, keys, names
+from certkit import clock, export, keys, names
 from certkit import x509 as cx
 from certkit.settings import DeployTarget, LineageSettings, merge_targets
 from certkit.store import Store
@@ -84,7 +83,7 @@ def issue(
         version = store.add_version(settings.name, keys.to_pem(key), cert_pem, chain_pem, pfx, pfx_password)
         store.save_settings(settings)
         # From here until the deploy targets have run, a kill leaves work for the next `renew`.
-        store.mark_unfinished(settings.name, "issue", version, previous, due.iso(dt.datetime.now(dt.timezone.utc)),
+        store.mark_unfinished(settings.name, "issue", version, previous, clock.now_iso(),
                               extra_targets or [], extra_verify or [])
         store.activate(settings.name, version)
         if state_updates:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from certkit import due
+from certkit import clock
 from certkit import x509 as cx
 from certkit.errors import OperationError
+from certkit.renew import due
 from certkit.store import Store
 
 
@@ -52,10 +53,10 @@ def record(store: Store, name: str, now: dt.datetime | None = None) -> dict[str,
     nb, na = cx.not_before(cert), cx.not_after(cert)
     out.update(
         serial=cx.serial_hex(cert),
-        not_before=due.iso(nb),
-        not_after=due.iso(na),
+        not_before=clock.iso(nb),
+        not_after=clock.iso(na),
         days_left=round((na - now).total_seconds() / 86400),
-        renew_after=due.iso(due.renew_after(nb, na, state.get("ari"))),
+        renew_after=clock.iso(due.renew_after(nb, na, state.get("ari"))),
         sha256=cx.sha256_fingerprint(cert),
         thumbprint=cx.thumbprint(cert),
         issuer=cx.issuer_text(cert),

@@ -244,7 +244,8 @@ class World:
                                        (str(self.root / "trust"), "/usr/local/share/ca-certificates"),
                                        (str(self.work) + "/", ""), (str(self.work), ".")]
         subs += self.fixture_paths
-        subs.append((str(REPO / "certkit" / "hooks"), "/usr/local/lib/python3/dist-packages/certkit/hooks"))
+        subs.append((str(REPO / "certkit" / "deploy" / "powershell"),
+                     "/usr/local/lib/python3/dist-packages/certkit/deploy/powershell"))
         if self.postfix_dir is not None:
             subs.append((str(self.postfix_dir), "/etc/postfix"))
         for old, new in subs:

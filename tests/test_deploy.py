@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from certkit import hooks
 from certkit.cli import cli
+from certkit.deploy import hooks
 from certkit.deploy.targets import format_target, parse_target
 from certkit.errors import UsageError
 from certkit.settings import DeployTarget
@@ -436,7 +436,7 @@ def test_runner_check_env_and_failures(tmp_path: Path, hook: bool) -> None:
 def test_unlistable_hook_folder_is_an_error_not_a_traceback(issued: Store,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     """A hook folder certkit may not list (root runs this suite, so the denial is simulated)."""
-    from certkit import hooks
+    from certkit.deploy import hooks
 
     folder = hooks.hook_dir(issued)
     folder.mkdir(parents=True)

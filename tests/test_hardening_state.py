@@ -154,7 +154,7 @@ def test_home_with_newline_is_refused_by_timer_print(tmp_path: Path) -> None:
                     "--unit-dir", str(tmp_path / "units"))
     assert code == 2, out
     assert "ExecStartPre=/bin/touch" not in out.replace(repr(home), "")
-    from certkit import timer
     from certkit.errors import UsageError
+    from certkit.renew import timer
     with pytest.raises(UsageError):
         timer.renew_command(Path(home))

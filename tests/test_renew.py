@@ -13,11 +13,13 @@ from click.testing import CliRunner
 from hypothesis import given
 from hypothesis import strategies as st
 
-from certkit import due, keys, renew
+from certkit import clock, keys
 from certkit import x509 as cx
 from certkit.cli import cli
 from certkit.errors import AcmeError
 from certkit.issuing import issue
+from certkit.renew import due
+from certkit.renew import run as renew
 from certkit.settings import LineageSettings, PfxSettings
 from certkit.store import Store
 
@@ -85,10 +87,10 @@ def test_ari_moment_inside_the_window() -> None:
 
 def test_ari_check_schedule() -> None:
     assert due.ari_check_due(None, NOW)
-    assert due.ari_check_due({"checked": due.iso(NOW - dt.timedelta(hours=7))}, NOW)
-    assert not due.ari_check_due({"checked": due.iso(NOW - dt.timedelta(hours=1))}, NOW)
-    assert not due.ari_check_due({"retry_after": due.iso(NOW + dt.timedelta(minutes=5))}, NOW)
-    assert due.ari_check_due({"retry_after": due.iso(NOW)}, NOW)
+    assert due.ari_check_due({"checked": clock.iso(NOW - dt.timedelta(hours=7))}, NOW)
+    assert not due.ari_check_due({"checked": clock.iso(NOW - dt.timedelta(hours=1))}, NOW)
+    assert not due.ari_check_due({"retry_after": clock.iso(NOW + dt.timedelta(minutes=5))}, NOW)
+    assert due.ari_check_due({"retry_after": clock.iso(NOW)}, NOW)
 
 
 @given(
@@ -244,7 +246,7 @@ def test_ari_window_is_fetched_stored_and_decides(home: Path) -> None:
 
     def fetcher(st: Store, s: LineageSettings, cert: Any) -> dict[str, Any]:
         calls.append(s.name)
-        return {"start": due.iso(now - dt.timedelta(days=2)), "end": due.iso(now - dt.timedelta(hours=1))}
+        return {"start": clock.iso(now - dt.timedelta(days=2)), "end": clock.iso(now - dt.timedelta(hours=1))}
 
     renewed: list[str] = []
 
@@ -260,12 +262,12 @@ def test_ari_window_is_fetched_stored_and_decides(home: Path) -> None:
 
     def later_window(st: Store, s: LineageSettings, cert: Any) -> dict[str, Any]:
         calls.append(s.name)
-        return {"start": due.iso(now + dt.timedelta(days=20)), "end": due.iso(now + dt.timedelta(days=21))}
+        return {"start": clock.iso(now + dt.timedelta(days=20)), "end": clock.iso(now + dt.timedelta(days=21))}
 
     report = renew.run(store, clock=lambda: now, ari_fetcher=later_window, issue_fn=fake_issue, echo=quiet)
     assert calls == ["acme.example"] * 2 and report.names("not_due") == ["acme.example"]
     ari = store.load_state("acme.example")["ari"]
-    assert ari["checked"] == due.iso(now) and ari["retry_after"] == due.iso(now + due.ARI_RECHECK)
+    assert ari["checked"] == clock.iso(now) and ari["retry_after"] == clock.iso(now + due.ARI_RECHECK)
     # RFC 9773 section 4.2: a random moment inside the window, kept while the window stays put.
     assert ari["start"] <= ari["renew_at"] <= ari["end"]
     picked = ari["renew_at"]

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from certkit import renew
 from certkit import x509 as cx
 from certkit.cli import cli
+from certkit.renew import run as renew
 from certkit.store import Store
 
 HOOK = """#!/bin/sh

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from certkit import hooks, issuing, runner
+from certkit import issuing, runner
 from certkit.cli import cli
-from certkit.deploy import windows
+from certkit.deploy import hooks, windows
 from certkit.deploy.base import DeployContext
 from certkit.errors import HookError, UsageError
 from certkit.settings import LineageSettings, PfxSettings

@@ -127,7 +127,7 @@ def run_deploy_command(store: Any, lineage: str, to: tuple[str, ...], verify: tu
                        no_rollback: bool, as_json: bool, hook_timeout: float | None, verify_timeout: float,
                        opts: dict[str, Any]) -> None:
     """What `certkit deploy` does between parsing and printing."""
-    from certkit import hooks
+    from certkit.deploy import hooks
     from certkit.deploy.pipeline import deploy_live_version
     from certkit.deploy.targets import format_target
 

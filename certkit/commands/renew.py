@@ -38,7 +38,7 @@ def renew_command(ctx: click.Context, lineages: tuple[str, ...], force: bool, dr
     opened. One line per lineage; exit 1 when any lineage failed (the
     others still run and failed ones keep their previous certificate).
     """
-    from certkit import renew
+    from certkit.renew import run as renew
     from certkit.store import Store, default_home
 
     home = ctx.find_root().params.get("home")

@@ -32,8 +32,8 @@ def timer_command() -> None:
 def install_command(ctx: click.Context, kind: str | None, print_only: bool, unit_dir: str | None,
                     cron_file: str | None) -> None:
     """Install the renewal schedule (twice a day, random delay, --home baked in)."""
-    from certkit import timer
     from certkit.errors import UsageError
+    from certkit.renew import timer
 
     if kind is None and (unit_dir or cron_file):
         # The place given says which kind is meant: never write the default kind's file elsewhere.
@@ -63,7 +63,7 @@ def install_command(ctx: click.Context, kind: str | None, print_only: bool, unit
 @click.pass_context
 def remove_command(ctx: click.Context, kind: str | None, unit_dir: str | None, cron_file: str | None) -> None:
     """Disable and delete the renewal schedule."""
-    from certkit import timer
+    from certkit.renew import timer
 
     lines = timer.remove(kind=kind, unit_dir=Path(unit_dir) if unit_dir else None,
                          cron_file=Path(cron_file) if cron_file else None, home=_home(ctx))

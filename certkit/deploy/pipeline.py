@@ -25,13 +25,13 @@ still exits 0 (certbot#8528), and nobody checks what the server serves.
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
-from certkit import hooks, runner
+from certkit import clock, runner
+from certkit.deploy import hooks
 from certkit.deploy import targets as registry
 from certkit.deploy.base import DeployContext
 from certkit.errors import CertkitError, HookError, NotFoundError, OperationError, VerificationError
@@ -73,10 +73,6 @@ class _Step:
     module: ModuleType | None
     ctx: DeployContext | None
     path: str = ""
-
-
-def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _context(store: Store, settings: LineageSettings, target: DeployTarget, version: int,
@@ -192,7 +188,7 @@ def deploy_live_version(
                 for url in verify:
                     parse_url(url)  # a malformed --verify URL is exit 2 before any server is touched
             if store.unfinished(name) is None:  # issue/renew wrote theirs before the version went live
-                store.mark_unfinished(name, "deploy", version, previous_version, _now(), targets, verify)
+                store.mark_unfinished(name, "deploy", version, previous_version, clock.now_iso(), targets, verify)
             _run_all(store, settings, targets, version, previous_version, echo, run, hook_timeout, started)
             cert_pem = store.version_paths(name, version).cert.read_bytes()
             for url in verify:
@@ -253,7 +249,7 @@ def _record_check(store: Store, name: str, version: int, results: list[VerifyRes
     failed = next((r for r in results if not r.ok), None)
     shown = failed or results[-1]
     store.update_state(name, last_check={
-        "time": _now(),
+        "time": clock.now_iso(),
         "ok": failed is None,
         "target": shown.url,
         "detail": shown.detail,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from certkit import fsguard
 from certkit.deploy.base import DeployContext
+from certkit.deploy.hooks import run_hook, script_argv
 from certkit.deploy.targets import script_path
-from certkit.hooks import run_hook, script_argv
 
 
 def deploy(ctx: DeployContext) -> None:

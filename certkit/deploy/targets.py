@@ -63,12 +63,12 @@ KINDS: dict[str, TargetKind] = {
     "iis": TargetKind(
         "iis", "certkit.deploy.windows",
         {"site": str, "port": int, "sni": bool, "host": str, "smtp_fqdn": str, "print": bool},
-        needs_pfx=True, about="IIS site binding (Windows; hooks/iis.ps1)",
+        needs_pfx=True, about="IIS site binding (Windows; certkit/deploy/powershell/iis.ps1)",
     ),
     "exchange": TargetKind(
         "exchange", "certkit.deploy.windows",
         {"services": str, "remove_previous": bool, "print": bool},
-        needs_pfx=True, about="Exchange 2007+ (Windows; hooks/exchange.ps1)",
+        needs_pfx=True, about="Exchange 2007+ (Windows; certkit/deploy/powershell/exchange.ps1)",
     ),
     "script": TargetKind(
         "script", "certkit.deploy.script", {"timeout": float},
@@ -135,7 +135,7 @@ def make_target(target: str, options: Mapping[str, Any] | None = None) -> Deploy
     kind = kind_of(target)
     name = kind.name
     if kind.name == "script":
-        from certkit.hooks import check_script
+        from certkit.deploy.hooks import check_script
 
         path = script_path(target)
         if not path:

@@ -1,6 +1,6 @@
 """Deploy targets `iis` and `exchange`: the shipped PowerShell scripts.
 
-On Windows, ``deploy(ctx)`` runs ``hooks/iis.ps1`` or ``hooks/exchange.ps1``
+On Windows, ``deploy(ctx)`` runs ``powershell/iis.ps1`` or ``powershell/exchange.ps1``
 through the hook runner: Windows PowerShell with ``-NoProfile
 -NonInteractive -ExecutionPolicy Bypass -File``, the contract's hook
 environment (``CERTKIT_PFX``, ``CERTKIT_PFX_PASSWORD_FILE``,
@@ -44,10 +44,8 @@ HOOK_TIMEOUT = 300.0  # Import-ExchangeCertificate + service restarts can take m
 
 
 def script_dir() -> Path:
-    """The shipped hook scripts (``certkit/hooks`` -> ``hooks/`` in the source tree)."""
-    import certkit
-
-    return Path(certkit.__file__).resolve().parent / "hooks"
+    """The shipped PowerShell scripts: package data beside this module (one copy, in the wheel too)."""
+    return Path(__file__).resolve().parent / "powershell"
 
 
 def kind(target: str) -> str:
@@ -114,7 +112,7 @@ def printable_commands(target: str, options: Mapping[str, Any], env: Mapping[str
 
 def deploy(ctx: DeployContext, *, on_windows: bool | None = None) -> None:
     """Run (Windows), print (``print`` option) or explain (elsewhere) the target's script."""
-    from certkit import hooks
+    from certkit.deploy import hooks
 
     name = kind(ctx.target)
     windows = (os.name == "nt") if on_windows is None else on_windows

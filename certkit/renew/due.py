@@ -10,6 +10,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from certkit.clock import iso, parse_time
+
 SHORT_LIFETIME = dt.timedelta(days=10)
 # RFC 9773 section 4.3: without a Retry-After, clients poll "periodically"; twice a day
 # matches the timer, so every scheduled run on an ACME lineage checks once.
@@ -114,22 +116,6 @@ def ari_check_due(ari: dict[str, Any] | None, now: dt.datetime) -> bool:
     return checked is None or now >= checked + ARI_RECHECK
 
 
-def parse_time(value: Any) -> dt.datetime | None:
-    """An ISO 8601 string (``Z`` or offset; naive means UTC) as an aware datetime, else None."""
-    if not value:
-        return None
-    try:
-        moment = dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=dt.timezone.utc)
-
-
 def _days(delta: dt.timedelta) -> str:
     days = delta.total_seconds() / 86400
     return f"{days:.1f}" if abs(days) < 10 else f"{days:.0f}"
-
-
-def iso(moment: dt.datetime) -> str:
-    """ISO 8601 in UTC with a Z, seconds precision (the JSON record's form)."""
-    return moment.astimezone(dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")

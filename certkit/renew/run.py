@@ -38,9 +38,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from certkit import due
 from certkit import x509 as cx
+from certkit.clock import iso as clock_iso
+from certkit.clock import utc_now
 from certkit.errors import CertkitError
+from certkit.renew import due
 from certkit.settings import DeployTarget, LineageSettings
 from certkit.store import Store
 
@@ -54,11 +56,6 @@ JITTER_MAX = 480.0  # seconds; certbot sleeps up to 8 minutes for the same reaso
 # Deploy targets that change one shared server's configuration: lineages using the same one
 # take turns, so two renewals never edit main.cf or reload the same daemon at once.
 SERIAL_TARGETS = ("postfix", "iis", "exchange", "aiosmtpd")
-
-
-def utc_now() -> dt.datetime:
-    """The real clock (the default ``clock``)."""
-    return dt.datetime.now(dt.timezone.utc)
 
 
 @dataclass(frozen=True)
@@ -136,7 +133,7 @@ def decide(store: Store, name: str, now: dt.datetime, force: bool = False) -> De
                         resume_from=marker.get("from_version"), resume_version=marker.get("version"))
     if version is None:
         return Decision(name, True, "no live version (an earlier issue did not finish)")
-    from certkit.hooks import read_leaf
+    from certkit.deploy.hooks import read_leaf
 
     cert = read_leaf(store.live_paths(name).cert)
     if cert is None:  # missing, empty or damaged by hand or by a disk: issue a good one
@@ -210,9 +207,9 @@ def refresh_ari(store: Store, name: str, now: dt.datetime, fetcher: AriFetcher, 
         ari.update(window)
         if moved or not ari.get("renew_at"):
             ari["renew_at"] = due.pick_in_window(ari, rng.random())
-    ari["checked"] = due.iso(now)
+    ari["checked"] = clock_iso(now)
     if not (window or {}).get("retry_after"):
-        ari["retry_after"] = due.iso(now + due.ARI_RECHECK)
+        ari["retry_after"] = clock_iso(now + due.ARI_RECHECK)
     store.update_state(name, ari=ari)
 
 
@@ -358,7 +355,7 @@ def run(
             d = decisions[name]
             if not d.due:
                 results[name] = LineageResult(name, "not_due", d.reason,
-                                              renew_after=due.iso(d.renew_after) if d.renew_after else None)
+                                              renew_after=clock_iso(d.renew_after) if d.renew_after else None)
                 summary(results[name])
             elif dry_run:
                 results[name] = LineageResult(name, "due", d.reason)
@@ -423,7 +420,7 @@ def renew_one(
             else:
                 old_ari = store.load_state(name).get("ari")
                 from_version = live
-                store.mark_unfinished(name, "renew", None, live, due.iso(clock()))
+                store.mark_unfinished(name, "renew", None, live, clock_iso(clock()))
                 outcome = issue_fn(store, settings, echo=echo)
                 version = outcome.version
                 if old_ari and store.load_state(name).get("ari") == old_ari:
@@ -438,7 +435,7 @@ def renew_one(
     elapsed = time.monotonic() - started
     if error is not None:
         version = store.live_version(name)
-    record = {"time": due.iso(clock()), "ok": error is None, "error": error, "version": version}
+    record = {"time": clock_iso(clock()), "ok": error is None, "error": error, "version": version}
     # Done, or failed with the previous version restored: nothing left to finish. A failure that
     # left a new version live (its rollback failed too) keeps the marker, so the next run deploys again.
     unfinished = error is not None and from_version is not None and version not in (None, from_version)
@@ -454,9 +451,9 @@ def renew_one(
     not_after = renew_after = None
     with contextlib.suppress(Exception):
         cert = cx.load_chain(store.live_paths(name).cert.read_bytes())[0]
-        not_after = due.iso(cx.not_after(cert))
+        not_after = clock_iso(cx.not_after(cert))
         ari = store.load_state(name).get("ari")
-        renew_after = due.iso(due.renew_after(cx.not_before(cert), cx.not_after(cert),
+        renew_after = clock_iso(due.renew_after(cx.not_before(cert), cx.not_after(cert),
                                               ari if isinstance(ari, dict) else None))
     return LineageResult(name, "renewed", decision.reason, version, None, not_after, renew_after, elapsed)
 

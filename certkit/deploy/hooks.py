@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from certkit import envvars, fsguard, runner
+from certkit import clock, envvars, fsguard, runner
 from certkit import x509 as cx
 from certkit.errors import HookError, OperationError, UsageError
 from certkit.settings import LineageSettings
@@ -133,7 +133,7 @@ def hook_env(
         "CERTKIT_THUMBPRINT": cx.thumbprint(cert),
         "CERTKIT_SPKI_SHA256": cx.spki_sha256(cert),
         "CERTKIT_SHA256": cx.sha256_fingerprint(cert),
-        "CERTKIT_NOT_AFTER": cx.not_after(cert).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "CERTKIT_NOT_AFTER": clock.iso(cx.not_after(cert)),
         "CERTKIT_PREVIOUS_CERT": "",
         "CERTKIT_PREVIOUS_THUMBPRINT": "",
         # certbot's deploy-hook variables (certbot/_internal/hooks.py)
