@@ -22,6 +22,24 @@ pytest_plugins = [
 
 IN_CI = os.environ.get("CI") == "true"
 
+# Test modules that start real servers (Pebble, Postfix, Dovecot, certkit smtpd) or run for seconds;
+# everything else is a unit test. `scripts/test -m unit` is the fast loop (under 30 s),
+# `-m integration` the rest. A single slow test elsewhere carries @pytest.mark.integration itself.
+INTEGRATION_MODULES = {
+    "test_acme", "test_renew_acme", "test_postfix", "test_check_postfix", "test_smtpd", "test_smtpd_attacks",
+    "test_check_smtpd", "test_check_weak_suites", "test_check_thirdparty", "test_check_coverage",
+    "test_check_budget", "test_safety", "test_guide",
+}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        module = item.module.__name__.rsplit(".", 1)[-1] if item.module else ""
+        if module in INTEGRATION_MODULES or item.get_closest_marker("integration"):
+            item.add_marker(pytest.mark.integration)
+        else:
+            item.add_marker(pytest.mark.unit)
+
 
 def skip_or_fail(reason: str) -> None:
     """Skip locally, fail in CI (where scripts/test must have installed everything)."""

@@ -15,6 +15,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
+
 from certkit.check import CheckOptions, CheckReport, check_url
 from tests.servers.net import free_port
 from tests.servers.zoo import NAME, PASSWORD, USER, ZooPki, server_context
@@ -89,6 +91,7 @@ def test_credentials_withheld_from_a_server_with_the_wrong_certificate(zoo_pki: 
     assert PASSWORD not in "\n".join(insecure.transcript)
 
 
+@pytest.mark.integration  # seconds of real processes
 def test_no_starttls_still_reports_plaintext_auth(zoo_pki: ZooPki) -> None:
     with recording_server(None, auth_in_clear=True) as (port, seen):
         report = check_url(f"submission://127.0.0.1:{port}", CheckOptions(timeout=3.0))

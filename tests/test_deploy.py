@@ -311,6 +311,7 @@ def test_hook_leaving_a_daemon_behind_does_not_block(issued: Store, tmp_path: Pa
     os.kill(daemon, 9)
 
 
+@pytest.mark.integration  # seconds of real processes
 def test_hook_timeout_stops_everything_the_hook_started(issued: Store, tmp_path: Path) -> None:
     import time
 

@@ -178,6 +178,7 @@ def run_certkit_process(home: Path, *args: str) -> tuple[int, bytes, int]:
     return code, out_file.read_bytes(), peak_kib
 
 
+@pytest.mark.integration
 @pytest.mark.skipif(os.name == "nt", reason="POSIX shell hook")
 def test_300_mb_hook_output_keeps_memory_flat_and_strips_escapes(tmp_path: Path) -> None:
     home = tmp_path / "home"
@@ -198,6 +199,7 @@ def test_300_mb_hook_output_keeps_memory_flat_and_strips_escapes(tmp_path: Path)
 
 # ----- item 10: kill -9 in the middle of issue's deploy hooks; the next renew finishes ----------
 
+@pytest.mark.integration
 def test_killed_issue_is_finished_by_the_next_renew(tmp_path: Path) -> None:
     home = tmp_path / "home"
     log = tmp_path / "deployed.log"

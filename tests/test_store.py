@@ -134,6 +134,7 @@ while True:
 """
 
 
+@pytest.mark.integration  # seconds of real processes
 def test_kill_9_at_random_points_never_breaks_live(tmp_path: Path) -> None:
     home = tmp_path / "home"
     store = Store(home)
