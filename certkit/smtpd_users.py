@@ -95,7 +95,7 @@ def verify(users: dict[str, str], user: str, password: str) -> bool:
 
 def add_user(path: str | Path, user: str, password: str) -> bool:
     """Add or replace ``user`` in the users file (created 0600). Returns True if it was new."""
-    from certkit.store import atomic_write
+    from certkit.atomicfile import atomic_write
 
     check_username(user)
     if not password:

@@ -35,19 +35,18 @@ import os
 import re
 import secrets
 import shutil
-import stat
 import sys
-import threading
-import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from certkit import envvars, fsguard
-from certkit.errors import FileWriteError, LockError, NotFoundError, OperationError, UsageError
+from certkit.atomicfile import atomic_write, fsync_dir
+from certkit.errors import NotFoundError, OperationError, UsageError
 from certkit.settings import DeployTarget, LineageSettings, SettingsError
+from certkit.statelock import StateLock
 
 VERSION_FILES = ("cert.pem", "chain.pem", "fullchain.pem", "privkey.pem", "combined.pem")
 PRIVATE_FILES = {"privkey.pem", "combined.pem", "cert.pfx", "pfx-password.txt"}
@@ -124,51 +123,6 @@ class VersionFiles:
     chain_pem: bytes
 
 
-def _fsync_dir(path: Path) -> None:
-    if os.name == "nt":
-        return
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
-    """Write ``data`` to ``path`` through a temp file, fsync and ``os.replace``.
-
-    The temp file is created with ``mode`` already set, so a private file is
-    never readable by others, not even for an instant.
-
-    Raises:
-        FileWriteError: the file could not be written (exit 1, path and reason).
-    """
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), mode)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.chmod(tmp, mode)  # umask may have narrowed/widened it
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-        _fsync_dir(path.parent)
-    except OSError as exc:
-        if isinstance(exc, FileWriteError):
-            raise
-        error = FileWriteError(
-            f"cannot write {path}: {exc.strerror or exc}",
-            "check that the folder exists and is writable and that the disk has space",
-        )
-        error.errno, error.strerror, error.filename = exc.errno, exc.strerror, str(path)
-        raise error from exc
-
-
 class Store:
     """A certkit state directory."""
 
@@ -176,11 +130,8 @@ class Store:
         # The home ends up in unit files, cron lines and hook variables: no control characters.
         fsguard.reject_control_chars(str(home), "state directory (--home)")
         self.home = Path(home).expanduser().absolute()
-        self.lock_wait = (lock_wait if lock_wait is not None
-                          else envvars.seconds(envvars.LOCK_WAIT, DEFAULT_LOCK_WAIT, allow_zero=True))
-        self._lock_depth = 0
-        self._lock_fd: int | None = None
-        self._mutex = threading.RLock()
+        self._lock = StateLock(self.home / ".lock", lock_wait if lock_wait is not None
+                               else envvars.seconds(envvars.LOCK_WAIT, DEFAULT_LOCK_WAIT, allow_zero=True))
 
     # ----- paths -------------------------------------------------------
     @property
@@ -223,26 +174,24 @@ class Store:
         return LivePaths.under(self.version_dir(name, version))
 
     # ----- lock --------------------------------------------------------
-    @contextlib.contextmanager
-    def lock(self) -> Iterator[None]:
+    @property
+    def lock_wait(self) -> float:
+        return self._lock.wait
+
+    @lock_wait.setter
+    def lock_wait(self, seconds: float) -> None:
+        self._lock.wait = seconds
+
+    def lock(self) -> contextlib.AbstractContextManager[None]:
         """Hold the state lock (re-entrant within this process).
 
         A second certkit process waits up to ``lock_wait`` seconds, then
         raises LockError naming the holder's pid.
         """
-        with self._mutex:
-            if self._lock_depth == 0:
-                self._acquire()
-            self._lock_depth += 1
-        try:
-            yield
-        finally:
-            with self._mutex:
-                self._lock_depth -= 1
-                if self._lock_depth == 0:
-                    self._release()
+        return self._lock.held(self._prepare_home)
 
-    def _acquire(self) -> None:
+    def _prepare_home(self) -> None:
+        """Before the first lock: the home exists (0700, ACL on Windows) and root may trust it."""
         if sys.platform == "win32" and not self.home.exists():  # pragma: no cover - Windows
             self._ensure_dir(self.home)
             from certkit import runner
@@ -252,66 +201,9 @@ class Store:
             runner.run(windows_acl_argv(self.home), check=True, what="icacls (restricting the state directory)")
         self._ensure_dir(self.home)
         self.check_home()
-        fd = self._open_lock()
-        deadline = time.monotonic() + self.lock_wait
-        while True:
-            try:
-                _try_lock(fd)
-                break
-            except OSError as exc:
-                if exc.errno not in (errno.EACCES, errno.EAGAIN, errno.EDEADLK):
-                    os.close(fd)
-                    raise
-                if time.monotonic() >= deadline:
-                    holder = _read_pid(fd)
-                    os.close(fd)
-                    raise LockError(
-                        f"another certkit process{f' (pid {holder})' if holder else ''} is working on "
-                        f"{self.home}; waited {self.lock_wait:g} s",
-                        "let it finish and run the command again",
-                    ) from None
-                time.sleep(0.05)
-        os.ftruncate(fd, 0)
-        os.lseek(fd, 0, os.SEEK_SET)
-        os.write(fd, f"{os.getpid()}\n".encode())
-        self._lock_fd = fd
-
-    def _open_lock(self) -> int:
-        """Open ``.lock`` without following a symlink; refuse anything but our own regular file.
-
-        The lock is truncated and written, so a symlink planted there would
-        make root overwrite whatever it points at.
-        """
-        path = self.home / ".lock"
-        flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
-        try:
-            fd = os.open(path, flags, 0o600)
-        except OSError as exc:
-            if exc.errno == errno.ELOOP or path.is_symlink():
-                raise UsageError(
-                    f"the lock file {path} is a symlink - refusing to write through it",
-                    f"remove it (rm {path}) and check who created it; certkit makes its own",
-                ) from None
-            raise OperationError(f"cannot open the lock file {path}: {exc.strerror}",
-                                 "check the state directory's permissions") from exc
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or (hasattr(os, "geteuid") and st.st_uid not in (0, os.geteuid())):
-            os.close(fd)
-            raise UsageError(
-                f"the lock file {path} is not a regular file owned by root or this user",
-                f"remove it (rm {path}) and check who created it; certkit makes its own",
-            )
-        return fd
-
-    def _release(self) -> None:
-        if self._lock_fd is not None:
-            with contextlib.suppress(OSError):
-                _unlock(self._lock_fd)
-            os.close(self._lock_fd)
-            self._lock_fd = None
 
     def _require_lock(self) -> None:
-        if self._lock_depth == 0:
+        if not self._lock.is_held():
             raise RuntimeError("state directory written without holding the lock")  # a bug
 
     # ----- directories ---------------------------------------------------
@@ -504,7 +396,7 @@ class Store:
         for fname, data in files.items():
             atomic_write(staging / fname, data, 0o600 if fname in PRIVATE_FILES else 0o644)
         os.rename(staging, self.version_dir(name, version))
-        _fsync_dir(vdir)
+        fsync_dir(vdir)
         return version
 
     def add_pfx(self, name: str, version: int, pfx: bytes, pfx_password: str | None) -> Path:
@@ -535,7 +427,7 @@ class Store:
             self._activate_by_copy(name, version)
             return
         os.replace(tmp, live)
-        _fsync_dir(ldir)
+        fsync_dir(ldir)
 
     def _activate_by_copy(self, name: str, version: int) -> None:
         live = self.lineage_dir(name) / "live"
@@ -609,34 +501,3 @@ def windows_acl_argv(folder: Path) -> list[str]:
     """
     return ["icacls", str(folder), "/inheritance:r",
             "/grant:r", "*S-1-5-32-544:(OI)(CI)F", "/grant:r", "*S-1-5-18:(OI)(CI)F"]
-
-
-def _try_lock(fd: int) -> None:
-    if sys.platform == "win32":  # pragma: no cover - Windows
-        import msvcrt
-
-        msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
-    else:
-        import fcntl
-
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-
-
-def _unlock(fd: int) -> None:
-    if sys.platform == "win32":  # pragma: no cover - Windows
-        import msvcrt
-
-        msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
-    else:
-        import fcntl
-
-        fcntl.flock(fd, fcntl.LOCK_UN)
-
-
-def _read_pid(fd: int) -> str:
-    try:
-        os.lseek(fd, 0, os.SEEK_SET)
-        return os.read(fd, 32).decode(errors="replace").strip()
-    except OSError:
-        return ""
-

@@ -209,7 +209,7 @@ def status_path(pid_file: str | Path) -> Path:
 
 def write_status(pid_file: str | Path, tls: ReloadableTLS, error: str | None = None) -> None:
     """Record what is served now (and the last reload error) next to the pid file."""
-    from certkit.store import atomic_write
+    from certkit.atomicfile import atomic_write
 
     data = {"pid": os.getpid(), "reloads": tls.reloads, "error": error,
             "time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds"),
@@ -245,7 +245,7 @@ def check_pid_file_free(pid_file: str | Path) -> None:
 
 
 def write_pid_file(pid_file: str | Path) -> None:
-    from certkit.store import atomic_write
+    from certkit.atomicfile import atomic_write
 
     atomic_write(Path(pid_file), f"{os.getpid()}\n".encode(), 0o644)
 

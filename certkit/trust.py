@@ -9,9 +9,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from certkit import runner
+from certkit.atomicfile import atomic_write
 from certkit.errors import OperationError
 from certkit.runner import Result
-from certkit.store import atomic_write
 
 # Debian/Ubuntu; update-ca-certificates picks up *.crt files here.
 DEFAULT_ANCHOR_DIR = Path("/usr/local/share/ca-certificates")

@@ -160,7 +160,7 @@ def test_concurrent_run_renews_every_lineage_consistently(home: Path) -> None:
         assert store.versions(name) == [1, 2] and store.live_version(name) == 2
         assert_live_consistent(store, name)
         assert not list(store.versions_dir(name).glob(".staging-*"))
-    assert store._lock_depth == 0 and store._lock_fd is None  # the lock is released
+    assert not store._lock.is_held()  # the lock is released
 
 
 def test_bad_issue_in_one_thread_does_not_stop_the_others(home: Path) -> None:

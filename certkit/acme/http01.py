@@ -194,7 +194,7 @@ class Webroot:
         self.files: list[Path] = []
 
     def add(self, token: str, key_authorization: str) -> None:
-        from certkit.store import atomic_write
+        from certkit.atomicfile import atomic_write
 
         for folder in (self.root / ".well-known", self.folder):
             if not folder.is_dir():

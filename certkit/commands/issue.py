@@ -15,12 +15,13 @@ import click
 
 from certkit import export, keys, names, records
 from certkit import x509 as cx
+from certkit.atomicfile import atomic_write
 from certkit.errors import NotFoundError, UsageError
 from certkit.export import default_friendly_name
 from certkit.issuing import IssueOutcome, issue
 from certkit.secretfile import read_secret_file
 from certkit.settings import AcmeSettings, DeployTarget, LineageSettings, PfxSettings
-from certkit.store import Store, atomic_write, check_lineage_name, lineage_name_for
+from certkit.store import Store, check_lineage_name, lineage_name_for
 
 DAYS_WARN = 398  # CA/B Forum maximum since 2020; clients (Apple) reject longer public certificates
 

@@ -34,9 +34,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from certkit.atomicfile import atomic_write
 from certkit.deploy.base import DeployContext, Runner
 from certkit.errors import HookError, OperationError, UsageError
-from certkit.store import LivePaths, atomic_write
+from certkit.store import LivePaths
 
 DEFAULT_CONFIG_DIR = "/etc/postfix"
 DEFAULT_SUBMISSION_LISTEN = "587"

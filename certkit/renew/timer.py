@@ -287,7 +287,7 @@ def install(p: TimerPlan, run: Runner = _default_runner) -> list[str]:
         OperationError: a file cannot be written (usually: not root) or an
             enable step fails.
     """
-    from certkit.store import atomic_write
+    from certkit.atomicfile import atomic_write
 
     lines: list[str] = []
     for f in p.files:
