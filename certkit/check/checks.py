@@ -19,21 +19,22 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from certkit.check import certinfo, probes
+from certkit.check import certinfo, chain, clientcert, probes
 from certkit.check.certinfo import CertFacts
-from certkit.check.report import FAIL, PASS, SKIP, WARN, CheckReport, CheckResult
+from certkit.check.report import FAIL, PASS, SKIP, UNKNOWN, WARN, CheckReport, CheckResult
 from certkit.check.session import REDACTED, Reply, SessionError, SmtpSession, peer_chain_der
 from certkit.check.target import Target
 
 ORDER = [
     "connect", "banner", "ehlo", "starttls-offered", "auth-before-tls", "plaintext-auth-refused",
-    "plaintext-mail-refused", "starttls", "tls-handshake", "chain-trust", "name-match", "expected-cert",
+    "plaintext-mail-refused", "starttls", "tls-handshake", "client-cert-required", "chain-trust", "chain-complete",
+    "name-match", "expected-cert",
     "tls10-refused", "tls11-refused", "weak-ciphers-refused", "starttls-injection", "key-strength",
     "signature-hash", "eku-server-auth", "time-left", "ehlo-after-tls", "relay-refused", "auth", "send-test",
 ]
 # Checks that need the main session to have reached TLS.
-AFTER_TLS = ["tls-handshake", "chain-trust", "name-match", "expected-cert", "key-strength", "signature-hash",
-             "eku-server-auth", "time-left", "ehlo-after-tls", "relay-refused", "auth", "send-test"]
+AFTER_TLS = ["tls-handshake", "chain-trust", "chain-complete", "name-match", "expected-cert", "key-strength",
+             "signature-hash", "eku-server-auth", "time-left", "ehlo-after-tls", "relay-refused", "auth", "send-test"]
 # A FAIL here means the peer may not be the server we meant: no password or message goes to it (issue 10.1).
 CERT_GATE = ["tls-handshake", "chain-trust", "name-match", "expected-cert"]
 
@@ -53,6 +54,12 @@ FIX = {
     "starttls": "STARTTLS must answer 220 (RFC 3207); check the certificate and key files load (server log)",
     "tls-handshake": "check the server's certificate/key files and TLS settings in its log; "
                      "Postfix: smtpd_tls_loglevel = 1",
+    "chain-complete": "serve the intermediate certificates with the leaf: Postfix smtpd_tls_chain_files = privkey.pem,"
+                      " fullchain.pem; Dovecot ssl_cert = </path/fullchain.pem; aiosmtpd: ctx.load_cert_chain("
+                      "fullchain.pem, privkey.pem); if the issuer is your private root, check with --cafile ROOT",
+    "client-cert-required": "if unintended, stop requiring client certificates (Postfix smtpd_tls_req_ccert = no; "
+                            "Dovecot ssl_verify_client_cert = no, auth_ssl_require_client_cert = no; aiosmtpd: "
+                            "ctx.verify_mode = ssl.CERT_NONE); if intended, check with --client-cert F --client-key F",
     "chain-trust": "serve the full chain (Postfix smtpd_tls_chain_files = privkey.pem, fullchain.pem), use a CA "
                    "clients trust, or check with --cafile/--expect for a private or self-signed certificate",
     "name-match": "issue the certificate with the host name clients use as a SAN: certkit issue --cn HOST "
@@ -95,6 +102,7 @@ class CheckOptions:
         helo: the EHLO name certkit uses.
         parallel_probes: run side probes in threads (off in fleet workers).
         now: the clock (tests).
+        client_cert / client_key: a client certificate (and its key file) presented when the server asks.
     """
 
     name: str | None = None
@@ -112,7 +120,10 @@ class CheckOptions:
     helo: str = ""
     parallel_probes: bool = True
     now: Callable[[], dt.datetime] | None = None
+    client_cert: str | None = None
+    client_key: str | None = None
     _ctx: ssl.SSLContext | None = field(default=None, repr=False)
+    _anchors: frozenset[str] | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def helo_name(self) -> str:
@@ -128,6 +139,24 @@ class CheckOptions:
         first = self.expected_pem.decode("ascii", "replace").split("-----END CERTIFICATE-----")[0]
         first = first[first.find("-----BEGIN CERTIFICATE-----"):]
         return ssl.PEM_cert_to_DER_cert(first.strip() + "\n-----END CERTIFICATE-----\n")
+
+    def client_pair(self) -> tuple[str, str] | None:
+        """(certificate file, key file) to present, or None; the key may sit in the certificate file."""
+        if not self.client_cert:
+            return None
+        return self.client_cert, self.client_key or self.client_cert
+
+    def anchor_names(self) -> frozenset[str]:
+        """Subjects of the trust anchors chain-complete accepts: --cafile, else the system store. Read once."""
+        with self._lock:
+            if self._anchors is None:
+                if self.cafile:
+                    with open(self.cafile, encoding="ascii", errors="replace") as handle:
+                        ders = chain.pem_certificates(handle.read())
+                else:
+                    ders = chain.system_anchor_ders()
+                self._anchors = chain.anchor_subjects(ders)
+            return self._anchors
 
     def trust_label(self) -> str:
         if self.cafile:
@@ -150,6 +179,8 @@ class CheckOptions:
                     ctx.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
                 else:
                     ctx.load_default_certs()
+                if self.client_cert:
+                    ctx.load_cert_chain(*(self.client_pair() or ()))
                 self._ctx = ctx
             return self._ctx
 
@@ -173,11 +204,11 @@ def audit(target: Target, opts: CheckOptions) -> CheckReport:
     if not opts.quick:
         jobs: list[Callable[[], CheckResult]] = [
             lambda: probes.probe_old_tls(target, opts.timeout, helo, ssl.TLSVersion.TLSv1, "tls10-refused",
-                                         "TLS 1.0"),
+                                         "TLS 1.0", opts.client_pair()),
             lambda: probes.probe_old_tls(target, opts.timeout, helo, ssl.TLSVersion.TLSv1_1, "tls11-refused",
-                                         "TLS 1.1"),
+                                         "TLS 1.1", opts.client_pair()),
             lambda: probes.probe_weak_ciphers(target, opts.timeout, helo),
-            lambda: probes.probe_injection(target, opts.timeout, helo),
+            lambda: probes.probe_injection(target, opts.timeout, helo, opts.client_pair()),
         ]
         if opts.parallel_probes:
             for job in jobs:
@@ -194,7 +225,9 @@ def audit(target: Target, opts: CheckOptions) -> CheckReport:
         stopped = str(stop.args[0])
         report.skip(applicable(target, opts), f"{stopped} failed")
     handshake = report.get("tls-handshake")
-    tls_ok = handshake is not None and handshake.status == PASS
+    # A server refusing for want of a client certificate does speak TLS: its probe answers still count.
+    cert_stop = stopped == "client-cert-required"
+    tls_ok = (handshake is not None and handshake.status == PASS) or cert_stop
     if not opts.quick:
         if opts.parallel_probes:
             for t in threads:
@@ -205,7 +238,10 @@ def audit(target: Target, opts: CheckOptions) -> CheckReport:
         for result in side:
             # Without a working handshake a probe's "refused" proves nothing: keep only what it found wrong
             # (a server that speaks nothing but TLS 1.0 fails the main handshake and the TLS 1.0 probe).
-            if not tls_ok and result.status != FAIL:
+            if cert_stop and probes.inconclusive_without_client_cert(result):
+                result = CheckResult(result.id, UNKNOWN, f"unknown: the server refused the probe for want of a "
+                                     f"client certificate, which says nothing about this check ({result.detail})")
+            elif not tls_ok and result.status != FAIL:
                 result = CheckResult(result.id, SKIP, f"not run: {why}")
             report.checks.append(result)
         report.skip(["tls10-refused", "tls11-refused", "weak-ciphers-refused", "starttls-injection"], why)
@@ -223,7 +259,7 @@ def applicable(target: Target, opts: CheckOptions) -> list[str]:
         if not opts.quick:
             ids += ["plaintext-auth-refused"] + (["plaintext-mail-refused"] if target.submission else [])
         ids.append("starttls")
-    ids += ["tls-handshake", "chain-trust", "name-match"]
+    ids += ["tls-handshake", "chain-trust", "chain-complete", "name-match"]
     if opts.expected_pem:
         ids.append("expected-cert")
     ids += ["key-strength", "signature-hash", "eku-server-auth", "time-left", "ehlo-after-tls"]
@@ -247,9 +283,9 @@ def _main_session(target: Target, opts: CheckOptions, report: CheckReport) -> No
             session = SmtpSession(target.host, target.port, opts.timeout, report.transcript)
             tls = _open(target, opts, report, session, verified=False)
             assert tls is not None
-        chain = peer_chain_der(tls)
+        chain_ders = peer_chain_der(tls)
         try:
-            facts = certinfo.from_der(chain[0], len(chain))
+            facts = certinfo.from_der(chain_ders[0], len(chain_ders))
         except (ValueError, IndexError) as exc:
             report.add("tls-handshake", FAIL, f"the served certificate cannot be read: {exc}", FIX["tls-handshake"])
             raise _Stop("tls-handshake") from exc
@@ -257,8 +293,11 @@ def _main_session(target: Target, opts: CheckOptions, report: CheckReport) -> No
         for line in facts.summary_lines():
             session.note(f"*  {line}")
         report.certificate = facts.to_json()
+        _chain_complete(opts, report, chain_ders)
         _certificate_checks(target, opts, report, facts)
         _after_tls(target, opts, report, session)
+        if opts.client_cert and report.get("client-cert-required") is None:
+            _client_cert_offered(target, opts, report)
         session.quit()
     finally:
         session.close()
@@ -278,7 +317,14 @@ def _open(target: Target, opts: CheckOptions, report: CheckReport, session: Smtp
         tls = _handshake(target, opts, report, session, verified)
         if tls is None:
             return None
-        _banner(report, session, first)
+        try:
+            _banner(report, session, first)
+        except _Stop as stop:  # TLS 1.3: a missing client certificate shows on the first read (alert 116)
+            cause = stop.__cause__
+            if isinstance(cause, SessionError) and (cert_stop := _client_cert_refused(target, opts, report, cause)):
+                report.checks = [c for c in report.checks if c.id != "banner"]
+                raise cert_stop from cause
+            raise
         return tls
     _banner(report, session, first)
     try:
@@ -374,7 +420,7 @@ def _handshake(target: Target, opts: CheckOptions, report: CheckReport, session:
     sni: str | None = certinfo.normalise_name(name)
     if _is_ip(sni):
         sni = None  # RFC 6066 3: no IP literals in SNI
-    ctx = opts.verify_context() if verified else probes.probe_context(None)
+    ctx = opts.verify_context() if verified else probes.probe_context(None, client_cert=opts.client_pair())
     if not verified:
         ctx.maximum_version = ssl.TLSVersion.MAXIMUM_SUPPORTED
     try:
@@ -382,11 +428,14 @@ def _handshake(target: Target, opts: CheckOptions, report: CheckReport, session:
     except SessionError as exc:
         if exc.kind == "verify" and verified:
             if opts.expected_pem and not opts.cafile:
-                detail = f"the served certificate is not the pinned one ({exc.verify_message})"
+                # Neutral: expected-cert says whether it is the pinned one (an expired pin is; issue 11.11).
+                detail = f"does not verify with the pinned certificate as trust anchor: {exc.verify_message}"
             else:
                 detail = f"not trusted by {opts.trust_label()}: {exc.verify_message}"
             report.add("chain-trust", FAIL, detail, FIX["chain-trust"])
             return None
+        if (cert_stop := _client_cert_refused(target, opts, report, exc)) is not None:
+            raise cert_stop from exc
         raise _fail_step(report, "tls-handshake", exc) from exc
     version, cipher = tls.version() or "?", (tls.cipher() or ("?",))[0]
     if version in ("TLSv1", "TLSv1.1", "SSLv3"):
@@ -543,6 +592,8 @@ def _after_tls(target: Target, opts: CheckOptions, report: CheckReport, session:
         if wants_auth:
             step = "auth"
             authenticated = _auth(opts, report, session, _auth_mechs(ehlo.ehlo_keywords()))
+            if not authenticated and not opts.client_cert:
+                _client_cert_behind_auth(target, opts, report)
             if bad:
                 _warn_insecure(report, "auth", "credentials were sent", bad)
         if opts.send_test:
@@ -551,7 +602,78 @@ def _after_tls(target: Target, opts: CheckOptions, report: CheckReport, session:
             if bad:
                 _warn_insecure(report, "send-test", "the test message was sent", bad)
     except SessionError as exc:  # a late step failed; earlier results stand
+        if step == "ehlo-after-tls" and (cert_stop := _client_cert_refused(target, opts, report, exc)) is not None:
+            raise cert_stop from exc
         raise _fail_step(report, step, exc) from exc
+
+
+def _chain_complete(opts: CheckOptions, report: CheckReport, served: list[bytes]) -> None:
+    """chain-complete: the served chain must lead to a trust anchor, whatever --expect pins (issue 11.4)."""
+    try:
+        end = chain.chain_end(served, opts.anchor_names())
+    except (ValueError, OSError) as exc:
+        report.add("chain-complete", WARN, f"could not follow the served chain: {exc}")
+        return
+    where = f"--cafile {opts.cafile}" if opts.cafile else "the system trust store"
+    count = f"{end.served} served certificate{'s' if end.served > 1 else ''}"
+    if end.complete and end.anchor:
+        report.add("chain-complete", PASS, f"{count} lead to the trust anchor {end.anchor} ({where})")
+    elif end.complete:
+        report.add("chain-complete", PASS, f"{count} end at the self-signed {end.subject}")
+    else:
+        report.add("chain-complete", FAIL, f"incomplete chain: the served chain ends at {end.subject}, whose issuer "
+                   f"{end.issuer} is neither served nor a trust anchor in {where}: clients cannot build a path",
+                   FIX["chain-complete"])
+
+
+def _client_cert_refused(target: Target, opts: CheckOptions, report: CheckReport,
+                         exc: SessionError) -> _Stop | None:
+    """client-cert-required FAIL when ``exc`` is the server refusing for want of a (valid) client certificate.
+
+    Evidence: an alert about the client certificate (TLS 1.3: 116 certificate_required), or a
+    handshake failure (alert 40) from a server whose TLS 1.2 flight holds a CertificateRequest.
+    """
+    if exc.kind != "tls":
+        return None
+    cause = exc.__cause__ or exc
+    reason = str(getattr(cause, "reason", "") or cause)
+    if probes.client_cert_refusal(cause):
+        evidence = f"TLS alert {reason}"
+    elif "HANDSHAKE_FAILURE" in reason.upper() and clientcert.certificate_requested(
+            target, opts.timeout, opts.helo_name()):
+        evidence = f"{reason} after the server's CertificateRequest"
+    else:
+        return None
+    if opts.client_cert:
+        detail = f"the server refused the client certificate {opts.client_cert} ({evidence})"
+    else:
+        detail = (f"the server requires a client certificate ({evidence}): clients without one cannot connect, "
+                  "and the rest of the session could not be audited")
+    report.add("client-cert-required", FAIL, detail, FIX["client-cert-required"])
+    return _Stop("client-cert-required")
+
+
+def _client_cert_behind_auth(target: Target, opts: CheckOptions, report: CheckReport) -> None:
+    """AUTH refused after TLS: say so when the server asked for a client certificate (Dovecot's
+    auth_ssl_require_client_cert completes the handshake, then refuses every login)."""
+    if clientcert.certificate_requested(target, opts.timeout, opts.helo_name()):
+        refused = report.get("auth")
+        report.add("client-cert-required", FAIL, "the server asks for a client certificate and refused AUTH "
+                   f"without one ({refused.detail if refused else 'AUTH refused'})", FIX["client-cert-required"])
+
+
+def _client_cert_offered(target: Target, opts: CheckOptions, report: CheckReport) -> None:
+    """--client-cert was given and the session went through: say whether the server asked for it."""
+    asked = clientcert.certificate_requested(target, opts.timeout, opts.helo_name())
+    given = f"the client certificate {opts.client_cert}"
+    if asked:
+        report.add("client-cert-required", PASS, f"the server asks for a client certificate; {given} was accepted")
+    elif asked is False:
+        report.add("client-cert-required", PASS, f"the server does not ask for a client certificate ({given} was "
+                   "not needed)")
+    else:
+        report.add("client-cert-required", PASS, f"{given} was offered and the session went through (whether the "
+                   "server asks for one is not visible over TLS 1.3)")
 
 
 def _warn_insecure(report: CheckReport, check_id: str, what: str, bad: list[str]) -> None:
