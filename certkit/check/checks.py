@@ -239,8 +239,8 @@ def audit(target: Target, opts: CheckOptions) -> CheckReport:
             # Without a working handshake a probe's "refused" proves nothing: keep only what it found wrong
             # (a server that speaks nothing but TLS 1.0 fails the main handshake and the TLS 1.0 probe).
             if cert_stop and probes.inconclusive_without_client_cert(result):
-                result = CheckResult(result.id, UNKNOWN, f"unknown: the server refused the probe for want of a "
-                                     f"client certificate, which says nothing about this check ({result.detail})")
+                result = CheckResult(result.id, UNKNOWN, "unknown: a server that wants a client certificate refuses "
+                                     f"this probe anyway (saw: {result.detail}); rerun with --client-cert")
             elif not tls_ok and result.status != FAIL:
                 result = CheckResult(result.id, SKIP, f"not run: {why}")
             report.checks.append(result)
@@ -633,15 +633,15 @@ def _client_cert_refused(target: Target, opts: CheckOptions, report: CheckReport
     Evidence: an alert about the client certificate (TLS 1.3: 116 certificate_required), or a
     handshake failure (alert 40) from a server whose TLS 1.2 flight holds a CertificateRequest.
     """
-    if exc.kind != "tls":
+    if exc.kind not in ("tls", "closed"):
         return None
     cause = exc.__cause__ or exc
-    reason = str(getattr(cause, "reason", "") or cause)
-    if probes.client_cert_refusal(cause):
+    reason = str(getattr(cause, "reason", "") or exc.message)
+    if exc.kind == "tls" and probes.client_cert_refusal(cause):
         evidence = f"TLS alert {reason}"
-    elif "HANDSHAKE_FAILURE" in reason.upper() and clientcert.certificate_requested(
-            target, opts.timeout, opts.helo_name()):
-        evidence = f"{reason} after the server's CertificateRequest"
+    # Some servers (asyncio's TLS, so aiosmtpd) just close instead of sending the alert: ask the TLS 1.2 flight.
+    elif clientcert.certificate_requested(target, opts.timeout, opts.helo_name()):
+        evidence = f"{reason}, after the server's CertificateRequest"
     else:
         return None
     if opts.client_cert:

@@ -40,6 +40,7 @@ FIX_WEAK = (
     "aiosmtpd: context.set_ciphers('ECDHE+AESGCM:ECDHE+CHACHA20')"
 )
 _INJECTION_REJECTED = "the server rejected the injected bytes or dropped the connection"
+_INJECTION_EVIDENCE = ("the pipelined NOOP was discarded", "pipelined STARTTLS refused", "not applicable")
 FIX_INJECTION = (
     "upgrade the server: it must discard input buffered before the TLS handshake (Postfix >= 2.8.4, "
     "aiosmtpd >= 1.4.6); see CVE-2011-0411"
@@ -216,7 +217,8 @@ def inconclusive_without_client_cert(result: CheckResult) -> bool:
         return False
     if result.id in ("tls10-refused", "tls11-refused"):
         return not refused_for_version(result)
-    return result.id == "starttls-injection" and result.detail.startswith(_INJECTION_REJECTED)
+    # Only a 221 first, or a refused pipelined STARTTLS, is evidence; a dropped session is not, here.
+    return result.id == "starttls-injection" and not result.detail.startswith(_INJECTION_EVIDENCE)
 
 
 def client_cert_refusal(exc: BaseException) -> bool:
