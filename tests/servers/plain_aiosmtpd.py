@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import ssl
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,9 @@ def server_tls(cert: Path, key: Path, *, tls13_only: bool = False, min_tls10: bo
     if tls13_only:
         ctx.minimum_version = ssl.TLSVersion.TLSv1_3
     if min_tls10:  # also TLS 1.0/1.1 (needs SECLEVEL=0 on Debian's OpenSSL, measured.md)
-        ctx.minimum_version = ssl.TLSVersion.TLSv1
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # the old versions are the point here
+            ctx.minimum_version = ssl.TLSVersion.TLSv1
         ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
     if max_tls12:
         ctx.maximum_version = ssl.TLSVersion.TLSv1_2
