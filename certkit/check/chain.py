@@ -18,8 +18,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from certkit.check.der import parse_certificate
+from certkit.check.report import FAIL, PASS, WARN, CheckResult
 
 _PEM_END = "-----END CERTIFICATE-----"
+FIX_CHAIN = ("serve the intermediate certificates with the leaf: Postfix smtpd_tls_chain_files = privkey.pem, "
+             "fullchain.pem; Dovecot ssl_cert = </path/fullchain.pem; aiosmtpd: ctx.load_cert_chain(fullchain.pem, "
+             "privkey.pem); if the issuer is your private root, check with --cafile ROOT")
 
 
 @dataclass(frozen=True)
@@ -101,3 +105,19 @@ def _facts(der: bytes) -> dict[str, Any] | None:
         return parse_certificate(der)
     except (ValueError, IndexError, KeyError):
         return None
+
+
+def judge(served: list[bytes], anchors: frozenset[str], where: str) -> CheckResult:
+    """The chain-complete result for the served chain; ``where`` names the anchors (for the detail)."""
+    try:
+        end = chain_end(served, anchors)
+    except ValueError as exc:
+        return CheckResult("chain-complete", WARN, f"could not follow the served chain: {exc}")
+    count = f"{end.served} served certificate{'s' if end.served > 1 else ''}"
+    if end.complete and end.anchor:
+        return CheckResult("chain-complete", PASS, f"{count} lead to the trust anchor {end.anchor} ({where})")
+    if end.complete:
+        return CheckResult("chain-complete", PASS, f"{count} end at the self-signed {end.subject}")
+    return CheckResult("chain-complete", FAIL, f"incomplete chain: the served chain ends at {end.subject}, whose "
+                       f"issuer {end.issuer} is neither served nor a trust anchor in {where}: clients cannot build "
+                       "a path", FIX_CHAIN)

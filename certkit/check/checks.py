@@ -54,12 +54,8 @@ FIX = {
     "starttls": "STARTTLS must answer 220 (RFC 3207); check the certificate and key files load (server log)",
     "tls-handshake": "check the server's certificate/key files and TLS settings in its log; "
                      "Postfix: smtpd_tls_loglevel = 1",
-    "chain-complete": "serve the intermediate certificates with the leaf: Postfix smtpd_tls_chain_files = privkey.pem,"
-                      " fullchain.pem; Dovecot ssl_cert = </path/fullchain.pem; aiosmtpd: ctx.load_cert_chain("
-                      "fullchain.pem, privkey.pem); if the issuer is your private root, check with --cafile ROOT",
-    "client-cert-required": "if unintended, stop requiring client certificates (Postfix smtpd_tls_req_ccert = no; "
-                            "Dovecot ssl_verify_client_cert = no, auth_ssl_require_client_cert = no; aiosmtpd: "
-                            "ctx.verify_mode = ssl.CERT_NONE); if intended, check with --client-cert F --client-key F",
+    "chain-complete": chain.FIX_CHAIN,
+    "client-cert-required": clientcert.FIX_CLIENT_CERT,
     "chain-trust": "serve the full chain (Postfix smtpd_tls_chain_files = privkey.pem, fullchain.pem), use a CA "
                    "clients trust, or check with --cafile/--expect for a private or self-signed certificate",
     "name-match": "issue the certificate with the host name clients use as a SAN: certkit issue --cn HOST "
@@ -610,70 +606,37 @@ def _after_tls(target: Target, opts: CheckOptions, report: CheckReport, session:
 def _chain_complete(opts: CheckOptions, report: CheckReport, served: list[bytes]) -> None:
     """chain-complete: the served chain must lead to a trust anchor, whatever --expect pins (issue 11.4)."""
     try:
-        end = chain.chain_end(served, opts.anchor_names())
-    except (ValueError, OSError) as exc:
-        report.add("chain-complete", WARN, f"could not follow the served chain: {exc}")
+        anchors = opts.anchor_names()
+    except (OSError, ValueError) as exc:
+        report.add("chain-complete", WARN, f"could not read the trust anchors: {exc}")
         return
     where = f"--cafile {opts.cafile}" if opts.cafile else "the system trust store"
-    count = f"{end.served} served certificate{'s' if end.served > 1 else ''}"
-    if end.complete and end.anchor:
-        report.add("chain-complete", PASS, f"{count} lead to the trust anchor {end.anchor} ({where})")
-    elif end.complete:
-        report.add("chain-complete", PASS, f"{count} end at the self-signed {end.subject}")
-    else:
-        report.add("chain-complete", FAIL, f"incomplete chain: the served chain ends at {end.subject}, whose issuer "
-                   f"{end.issuer} is neither served nor a trust anchor in {where}: clients cannot build a path",
-                   FIX["chain-complete"])
+    result = chain.judge(served, anchors, where)
+    report.add(result.id, result.status, result.detail, result.fix)
 
 
 def _client_cert_refused(target: Target, opts: CheckOptions, report: CheckReport,
                          exc: SessionError) -> _Stop | None:
-    """client-cert-required FAIL when ``exc`` is the server refusing for want of a (valid) client certificate.
-
-    Evidence: an alert about the client certificate (TLS 1.3: 116 certificate_required), or a
-    handshake failure (alert 40) from a server whose TLS 1.2 flight holds a CertificateRequest.
-    """
-    if exc.kind not in ("tls", "closed"):
+    """A _Stop (client-cert-required FAIL recorded) when ``exc`` is a refusal over the client certificate."""
+    result = clientcert.judge_refusal(target, opts.timeout, opts.helo_name(), exc, opts.client_cert)
+    if result is None:
         return None
-    cause = exc.__cause__ or exc
-    reason = str(getattr(cause, "reason", "") or exc.message)
-    if exc.kind == "tls" and probes.client_cert_refusal(cause):
-        evidence = f"TLS alert {reason}"
-    # Some servers (asyncio's TLS, so aiosmtpd) just close instead of sending the alert: ask the TLS 1.2 flight.
-    elif clientcert.certificate_requested(target, opts.timeout, opts.helo_name()):
-        evidence = f"{reason}, after the server's CertificateRequest"
-    else:
-        return None
-    if opts.client_cert:
-        detail = f"the server refused the client certificate {opts.client_cert} ({evidence})"
-    else:
-        detail = (f"the server requires a client certificate ({evidence}): clients without one cannot connect, "
-                  "and the rest of the session could not be audited")
-    report.add("client-cert-required", FAIL, detail, FIX["client-cert-required"])
+    report.add(result.id, result.status, result.detail, result.fix)
     return _Stop("client-cert-required")
 
 
 def _client_cert_behind_auth(target: Target, opts: CheckOptions, report: CheckReport) -> None:
-    """AUTH refused after TLS: say so when the server asked for a client certificate (Dovecot's
-    auth_ssl_require_client_cert completes the handshake, then refuses every login)."""
-    if clientcert.certificate_requested(target, opts.timeout, opts.helo_name()):
-        refused = report.get("auth")
-        report.add("client-cert-required", FAIL, "the server asks for a client certificate and refused AUTH "
-                   f"without one ({refused.detail if refused else 'AUTH refused'})", FIX["client-cert-required"])
+    """AUTH refused after TLS: say so when the server asked for a client certificate."""
+    refused = report.get("auth")
+    result = clientcert.judge_refused_auth(target, opts.timeout, opts.helo_name(), refused.detail if refused else "")
+    if result is not None:
+        report.add(result.id, result.status, result.detail, result.fix)
 
 
 def _client_cert_offered(target: Target, opts: CheckOptions, report: CheckReport) -> None:
     """--client-cert was given and the session went through: say whether the server asked for it."""
-    asked = clientcert.certificate_requested(target, opts.timeout, opts.helo_name())
-    given = f"the client certificate {opts.client_cert}"
-    if asked:
-        report.add("client-cert-required", PASS, f"the server asks for a client certificate; {given} was accepted")
-    elif asked is False:
-        report.add("client-cert-required", PASS, f"the server does not ask for a client certificate ({given} was "
-                   "not needed)")
-    else:
-        report.add("client-cert-required", PASS, f"{given} was offered and the session went through (whether the "
-                   "server asks for one is not visible over TLS 1.3)")
+    result = clientcert.judge_offered(target, opts.timeout, opts.helo_name(), opts.client_cert or "")
+    report.add(result.id, result.status, result.detail)
 
 
 def _warn_insecure(report: CheckReport, check_id: str, what: str, bad: list[str]) -> None:

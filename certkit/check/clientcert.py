@@ -20,6 +20,7 @@ import struct
 import time
 
 from certkit.check import hello, probes
+from certkit.check.report import FAIL, PASS, CheckResult
 from certkit.check.session import SessionError
 from certkit.check.target import Target
 
@@ -27,6 +28,9 @@ from certkit.check.target import Target
 COMMON_SUITES = [0xC02B, 0xC02F, 0xC02C, 0xC030, 0xCCA9, 0xCCA8, 0x009E, 0x009F, 0xC009, 0xC013, 0xC00A,
                  0xC014, 0x009C, 0x009D, 0x002F, 0x0035]
 _HANDSHAKE = 22
+FIX_CLIENT_CERT = ("if unintended, stop requiring client certificates (Postfix smtpd_tls_req_ccert = no; Dovecot "
+                   "ssl_verify_client_cert = no, auth_ssl_require_client_cert = no; aiosmtpd: ctx.verify_mode = "
+                   "ssl.CERT_NONE); if intended, check with --client-cert F --client-key F")
 _CERTIFICATE_REQUEST, _SERVER_HELLO_DONE = 13, 14
 _MAX_FLIGHT = 256 * 1024  # a long chain fits; a server streaming garbage does not
 
@@ -85,3 +89,52 @@ def certificate_requested(target: Target, timeout: float, helo: str) -> bool | N
         return None
     finally:
         session.close()
+
+
+def judge_refusal(target: Target, timeout: float, helo: str, exc: SessionError,
+                  client_cert: str | None) -> CheckResult | None:
+    """client-cert-required FAIL when ``exc`` (a failed handshake or first read inside TLS) is the
+    server refusing for want of a (valid) client certificate; None when it is something else.
+
+    Evidence: an alert about the client certificate (TLS 1.3: 116 certificate_required), or - for
+    servers that just close, as asyncio's TLS (aiosmtpd) does - a CertificateRequest in the TLS 1.2 flight.
+    """
+    if exc.kind not in ("tls", "closed"):
+        return None
+    cause = exc.__cause__ or exc
+    reason = str(getattr(cause, "reason", "") or exc.message)
+    if exc.kind == "tls" and probes.client_cert_refusal(cause):
+        evidence = f"TLS alert {reason}"
+    elif certificate_requested(target, timeout, helo):
+        evidence = f"{reason}, after the server's CertificateRequest"
+    else:
+        return None
+    if client_cert:
+        detail = f"the server refused the client certificate {client_cert} ({evidence})"
+    else:
+        detail = (f"the server requires a client certificate ({evidence}): clients without one cannot connect, "
+                  "and the rest of the session could not be audited")
+    return CheckResult("client-cert-required", FAIL, detail, FIX_CLIENT_CERT)
+
+
+def judge_refused_auth(target: Target, timeout: float, helo: str, auth_detail: str) -> CheckResult | None:
+    """AUTH refused after TLS and no certificate given: FAIL when the server asks for one (Dovecot's
+    auth_ssl_require_client_cert completes the handshake, then refuses every login)."""
+    if not certificate_requested(target, timeout, helo):
+        return None
+    return CheckResult("client-cert-required", FAIL, "the server asks for a client certificate and refused AUTH "
+                       f"without one ({auth_detail or 'AUTH refused'})", FIX_CLIENT_CERT)
+
+
+def judge_offered(target: Target, timeout: float, helo: str, client_cert: str) -> CheckResult:
+    """--client-cert was given and the session went through: say whether the server asked for it."""
+    asked = certificate_requested(target, timeout, helo)
+    given = f"the client certificate {client_cert}"
+    if asked:
+        return CheckResult("client-cert-required", PASS, f"the server asks for a client certificate; {given} was "
+                           "accepted")
+    if asked is False:
+        return CheckResult("client-cert-required", PASS, f"the server does not ask for a client certificate "
+                           f"({given} was not needed)")
+    return CheckResult("client-cert-required", PASS, f"{given} was offered and the session went through (whether "
+                       "the server asks for one is not visible over TLS 1.3)")
