@@ -14,6 +14,7 @@ missing is named.
 from __future__ import annotations
 
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -75,8 +76,11 @@ def system_anchor_ders() -> list[bytes]:
     return [bytes(der) for der in ctx.get_ca_certs(binary_form=True)]
 
 
-def chain_end(served: list[bytes], anchors: frozenset[str]) -> ChainEnd:
+def chain_end(served: list[bytes], anchors: Callable[[], frozenset[str]]) -> ChainEnd:
     """Follow the served chain from the leaf (served[0]) by issuer name and say where it ends.
+
+    ``anchors`` is asked only when the path does not end at a served self-signed
+    certificate (reading the system store costs ~50 ms; a self-signed leaf needs none).
 
     Raises:
         ValueError: the leaf cannot be parsed.
@@ -89,7 +93,7 @@ def chain_end(served: list[bytes], anchors: frozenset[str]) -> ChainEnd:
     while True:
         if current["self_signed"]:
             return ChainEnd(current["subject"], current["issuer"], True, "", len(used))
-        if current["issuer"] in anchors:
+        if current["issuer"] in anchors():
             return ChainEnd(current["subject"], current["issuer"], True, current["issuer"], len(used))
         following = next((i for i, f in enumerate(facts)
                           if i not in used and f is not None and f["subject"] == current["issuer"]), None)
@@ -107,17 +111,21 @@ def _facts(der: bytes) -> dict[str, Any] | None:
         return None
 
 
-def judge(served: list[bytes], anchors: frozenset[str], where: str) -> CheckResult:
+def judge(served: list[bytes], anchors: Callable[[], frozenset[str]], where: str) -> CheckResult:
     """The chain-complete result for the served chain; ``where`` names the anchors (for the detail)."""
     try:
         end = chain_end(served, anchors)
     except ValueError as exc:
         return CheckResult("chain-complete", WARN, f"could not follow the served chain: {exc}")
-    count = f"{end.served} served certificate{'s' if end.served > 1 else ''}"
+    except OSError as exc:
+        return CheckResult("chain-complete", WARN, f"could not read the trust anchors in {where}: {exc}")
+    count = "the served certificate" if end.served == 1 else f"the {end.served} served certificates"
     if end.complete and end.anchor:
-        return CheckResult("chain-complete", PASS, f"{count} lead to the trust anchor {end.anchor} ({where})")
+        return CheckResult("chain-complete", PASS, f"{count} lead{'s' if end.served == 1 else ''} to the trust "
+                           f"anchor {end.anchor} ({where})")
     if end.complete:
-        return CheckResult("chain-complete", PASS, f"{count} end at the self-signed {end.subject}")
+        return CheckResult("chain-complete", PASS, f"{count} end{'s' if end.served == 1 else ''} at the self-signed "
+                           f"{end.subject}")
     return CheckResult("chain-complete", FAIL, f"incomplete chain: the served chain ends at {end.subject}, whose "
                        f"issuer {end.issuer} is neither served nor a trust anchor in {where}: clients cannot build "
                        "a path", FIX_CHAIN)
