@@ -329,6 +329,34 @@ def test_aiosmtpd_client_cert_required_version_probes_unknown(aiosmtpd_client_ce
     assert "Protocol  : TLSv1\n" in seen and "Client Certificate Types" in seen
 
 
+def test_implicit_tls_incomplete_chain_and_client_cert(pki: ChainFiles) -> None:
+    with plain_aiosmtpd(server_tls(pki.leaf, pki.leaf_key), implicit_tls=True) as port:
+        code, doc = check(f"smtps://127.0.0.1:{port}", "--expect", str(pki.leaf))
+        assert code == 1 and statuses(doc)["chain-complete"] == "FAIL" and statuses(doc)["expected-cert"] == "PASS"
+        proc = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-CAfile", str(pki.root)],
+                              input="", capture_output=True, text=True, timeout=20)
+        assert incomplete_per_s_client(proc.stdout + proc.stderr)
+    with plain_aiosmtpd(server_tls(pki.fullchain, pki.leaf_key, client_ca=pki.client_ca), implicit_tls=True) as port:
+        code, doc = check(f"smtps://127.0.0.1:{port}", "--cafile", str(pki.root))
+        got = statuses(doc)
+        # Was "FAIL banner": the first read inside TLS is where TLS 1.3 shows the refusal.
+        assert code == 1 and got["client-cert-required"] == "FAIL" and got["banner"] == "SKIP", doc["checks"]
+        code, doc = check(f"smtps://127.0.0.1:{port}", "--cafile", str(pki.root), "--client-cert", str(pki.client),
+                          "--client-key", str(pki.client_key))
+        assert code == 0 and statuses(doc)["banner"] == "PASS", doc["checks"]
+
+
+def test_unknown_is_no_failure_and_keeps_the_columns() -> None:
+    from certkit.check import CheckReport, render_text
+
+    report = CheckReport("smtp://mx.example.test")
+    report.add("tls-handshake", "PASS", "TLSv1.3")
+    report.add("tls10-refused", "UNKNOWN", "unknown: refused for want of a client certificate")
+    text = render_text(report, transcript=False)
+    assert report.ok and report.to_json()["checks"][1]["status"] == "UNKNOWN"
+    assert "PASS     tls-handshake" in text and "UNKNOWN  tls10-refused" in text and "(1 PASS, 1 UNKNOWN)" in text
+
+
 def test_expired_pinned_leaf_chain_trust_does_not_contradict_the_pin(tmp_path: Path) -> None:
     from tests.servers.zoo import ZooPki, server_context
 

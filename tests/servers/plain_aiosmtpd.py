@@ -47,8 +47,9 @@ def server_tls(cert: Path, key: Path, *, tls13_only: bool = False, min_tls10: bo
 
 
 @contextlib.contextmanager
-def plain_aiosmtpd(ctx: ssl.SSLContext, *, injection_vulnerable: bool = False) -> Iterator[int]:
-    """Run aiosmtpd with ``ctx``; yields the port."""
+def plain_aiosmtpd(ctx: ssl.SSLContext, *, injection_vulnerable: bool = False,
+                   implicit_tls: bool = False) -> Iterator[int]:
+    """Run aiosmtpd with ``ctx`` (STARTTLS, or ``implicit_tls`` as on port 465); yields the port."""
     from aiosmtpd.controller import Controller
     from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
@@ -74,9 +75,10 @@ def plain_aiosmtpd(ctx: ssl.SSLContext, *, injection_vulnerable: bool = False) -
 
     kind = VulnerableController if injection_vulnerable else Controller
     port = free_port()
+    tls: dict[str, Any] = {"ssl_context": ctx} if implicit_tls else {"tls_context": ctx, "require_starttls": True}
     controller = kind(Handler(), hostname="127.0.0.1", port=port, server_hostname="plain-aiosmtpd.example.test",
-                      ready_timeout=10, tls_context=ctx, require_starttls=True, authenticator=authenticator,
-                      auth_required=True, auth_require_tls=True)
+                      ready_timeout=10, authenticator=authenticator, auth_required=True, auth_require_tls=True,
+                      **tls)
     controller.start()
     try:
         yield port
