@@ -75,10 +75,11 @@ def plain_aiosmtpd(ctx: ssl.SSLContext, *, injection_vulnerable: bool = False,
 
     kind = VulnerableController if injection_vulnerable else Controller
     port = free_port()
-    tls: dict[str, Any] = {"ssl_context": ctx} if implicit_tls else {"tls_context": ctx, "require_starttls": True}
+    # Implicit TLS: aiosmtpd's auth_require_tls only counts STARTTLS and would hide AUTH on a TLS-only port.
+    tls: dict[str, Any] = ({"ssl_context": ctx, "auth_require_tls": False} if implicit_tls
+                           else {"tls_context": ctx, "require_starttls": True, "auth_require_tls": True})
     controller = kind(Handler(), hostname="127.0.0.1", port=port, server_hostname="plain-aiosmtpd.example.test",
-                      ready_timeout=10, authenticator=authenticator, auth_required=True, auth_require_tls=True,
-                      **tls)
+                      ready_timeout=10, authenticator=authenticator, auth_required=True, **tls)
     controller.start()
     try:
         yield port
