@@ -19,7 +19,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from certkit.check import certinfo, chain, clientcert, probes
+from certkit.check import certinfo, clientcert, probes
+from certkit.check import chain as chain_check
 from certkit.check.certinfo import CertFacts
 from certkit.check.report import FAIL, PASS, SKIP, UNKNOWN, WARN, CheckReport, CheckResult
 from certkit.check.session import REDACTED, Reply, SessionError, SmtpSession, peer_chain_der
@@ -54,7 +55,7 @@ FIX = {
     "starttls": "STARTTLS must answer 220 (RFC 3207); check the certificate and key files load (server log)",
     "tls-handshake": "check the server's certificate/key files and TLS settings in its log; "
                      "Postfix: smtpd_tls_loglevel = 1",
-    "chain-complete": chain.FIX_CHAIN,
+    "chain-complete": chain_check.FIX_CHAIN,
     "client-cert-required": clientcert.FIX_CLIENT_CERT,
     "chain-trust": "serve the full chain (Postfix smtpd_tls_chain_files = privkey.pem, fullchain.pem), use a CA "
                    "clients trust, or check with --cafile/--expect for a private or self-signed certificate",
@@ -148,10 +149,10 @@ class CheckOptions:
             if self._anchors is None:
                 if self.cafile:
                     with open(self.cafile, encoding="ascii", errors="replace") as handle:
-                        ders = chain.pem_certificates(handle.read())
+                        ders = chain_check.pem_certificates(handle.read())
                 else:
-                    ders = chain.system_anchor_ders()
-                self._anchors = chain.anchor_subjects(ders)
+                    ders = chain_check.system_anchor_ders()
+                self._anchors = chain_check.anchor_subjects(ders)
             return self._anchors
 
     def trust_label(self) -> str:
@@ -279,9 +280,9 @@ def _main_session(target: Target, opts: CheckOptions, report: CheckReport) -> No
             session = SmtpSession(target.host, target.port, opts.timeout, report.transcript)
             tls = _open(target, opts, report, session, verified=False)
             assert tls is not None
-        chain_ders = peer_chain_der(tls)
+        chain = peer_chain_der(tls)
         try:
-            facts = certinfo.from_der(chain_ders[0], len(chain_ders))
+            facts = certinfo.from_der(chain[0], len(chain))
         except (ValueError, IndexError) as exc:
             report.add("tls-handshake", FAIL, f"the served certificate cannot be read: {exc}", FIX["tls-handshake"])
             raise _Stop("tls-handshake") from exc
@@ -289,7 +290,7 @@ def _main_session(target: Target, opts: CheckOptions, report: CheckReport) -> No
         for line in facts.summary_lines():
             session.note(f"*  {line}")
         report.certificate = facts.to_json()
-        _chain_complete(opts, report, chain_ders)
+        _chain_complete(opts, report, chain)
         _certificate_checks(target, opts, report, facts)
         _after_tls(target, opts, report, session)
         if opts.client_cert and report.get("client-cert-required") is None:
@@ -424,7 +425,7 @@ def _handshake(target: Target, opts: CheckOptions, report: CheckReport, session:
     except SessionError as exc:
         if exc.kind == "verify" and verified:
             if opts.expected_pem and not opts.cafile:
-                # Neutral: expected-cert says whether it is the pinned one (an expired pin is; issue 11.11).
+                # Neutral: expected-cert says whether it is the pinned one (an expired pin is; issue 11 item 11).
                 detail = f"does not verify with the pinned certificate as trust anchor: {exc.verify_message}"
             else:
                 detail = f"not trusted by {opts.trust_label()}: {exc.verify_message}"
@@ -614,7 +615,7 @@ def _chain_complete(opts: CheckOptions, report: CheckReport, served: list[bytes]
         # OpenSSL just built the path to the system store: no need to read the store again (~50 ms).
         report.add("chain-complete", PASS, f"the served chain leads to a trust anchor in {where}")
         return
-    result = chain.judge(served, opts.anchor_names, where)
+    result = chain_check.judge(served, opts.anchor_names, where)
     report.add(result.id, result.status, result.detail, result.fix)
 
 
