@@ -348,6 +348,26 @@ def test_implicit_tls_incomplete_chain_and_client_cert(pki: ChainFiles) -> None:
         assert code == 0 and statuses(doc)["banner"] == "PASS", doc["checks"]
 
 
+@pytest.mark.parametrize("max_tls12", [False, True])
+def test_openssl_alerts_name_the_missing_client_certificate(pki: ChainFiles, max_tls12: bool) -> None:
+    """A blocking OpenSSL server (unlike asyncio's) sends its alert: 116 certificate_required over TLS 1.3,
+    40 handshake_failure (after a CertificateRequest) over TLS 1.2."""
+    from tests.servers.zoo import Behaviour, ZooServer
+
+    ctx = server_tls(pki.fullchain, pki.leaf_key, client_ca=pki.client_ca, max_tls12=max_tls12)
+    server = ZooServer(Behaviour(tls=ctx, implicit_tls=True))
+    try:
+        code, doc = check(f"smtps://127.0.0.1:{server.port}", "--cafile", str(pki.root))
+    finally:
+        server.close()
+    got = statuses(doc)
+    assert code == 1 and got["client-cert-required"] == "FAIL" and got["banner"] == "SKIP"
+    evidence = "SSLV3_ALERT_HANDSHAKE_FAILURE, after the server's CertificateRequest" if max_tls12 else \
+        "TLS alert TLSV13_ALERT_CERTIFICATE_REQUIRED"
+    assert evidence in detail(doc, "client-cert-required")
+    assert got["tls10-refused"] == "PASS"  # refused with alert 70 protocol_version: about the version, so it counts
+
+
 def test_unknown_is_no_failure_and_keeps_the_columns() -> None:
     from certkit.check import CheckReport, render_text
 
