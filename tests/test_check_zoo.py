@@ -244,7 +244,9 @@ def test_pin_mismatch_and_verify_deployment(zoo: Zoo, zoo_pki: ZooPki, good_ctx:
     assert not outcome.ok and "expected-cert" in outcome.detail and "served sha256" in outcome.detail
     outcome = verify_deployment(url, zoo_pki.leaf("good").cert_pem, NAME, timeout=2)
     assert outcome.ok, outcome.detail
-    assert outcome.report.to_json()["ok"] is True
+    # The pin proves identity only: the zoo's private root is no trust anchor here, so the chain is judged
+    # incomplete (issue 11.4) - reported, but not a deployment failure.
+    assert failing(outcome.report) == {"chain-complete"}
     wrong = verify_deployment(url, zoo_pki.leaf("good").cert_pem, "other.example.test", timeout=2)
     assert not wrong.ok and "name-match" in wrong.detail
 

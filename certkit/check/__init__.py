@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from certkit.check.checks import CheckOptions, audit
-from certkit.check.report import FAIL, PASS, SKIP, WARN, CheckReport, CheckResult, render_text
+from certkit.check.report import FAIL, PASS, SKIP, UNKNOWN, WARN, CheckReport, CheckResult, render_text
 from certkit.check.target import Target, parse_target
 
 # The checks a deployment stands or falls on.
@@ -91,6 +91,6 @@ def verify_deployment(
 
 
 __all__ = [
-    "DEPLOYMENT_CHECKS", "FAIL", "PASS", "SKIP", "WARN", "CheckOptions", "CheckReport", "CheckResult",
+    "DEPLOYMENT_CHECKS", "FAIL", "PASS", "SKIP", "UNKNOWN", "WARN", "CheckOptions", "CheckReport", "CheckResult",
     "DeploymentOutcome", "Target", "audit", "check_url", "parse_target", "render_text", "verify_deployment",
 ]

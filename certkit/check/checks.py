@@ -19,21 +19,23 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from certkit.check import certinfo, probes
+from certkit.check import certinfo, clientcert, probes
+from certkit.check import chain as chain_check
 from certkit.check.certinfo import CertFacts
-from certkit.check.report import FAIL, PASS, SKIP, WARN, CheckReport, CheckResult
+from certkit.check.report import FAIL, PASS, SKIP, UNKNOWN, WARN, CheckReport, CheckResult
 from certkit.check.session import REDACTED, Reply, SessionError, SmtpSession, peer_chain_der
 from certkit.check.target import Target
 
 ORDER = [
     "connect", "banner", "ehlo", "starttls-offered", "auth-before-tls", "plaintext-auth-refused",
-    "plaintext-mail-refused", "starttls", "tls-handshake", "chain-trust", "name-match", "expected-cert",
+    "plaintext-mail-refused", "starttls", "tls-handshake", "client-cert-required", "chain-trust", "chain-complete",
+    "name-match", "expected-cert",
     "tls10-refused", "tls11-refused", "weak-ciphers-refused", "starttls-injection", "key-strength",
     "signature-hash", "eku-server-auth", "time-left", "ehlo-after-tls", "relay-refused", "auth", "send-test",
 ]
 # Checks that need the main session to have reached TLS.
-AFTER_TLS = ["tls-handshake", "chain-trust", "name-match", "expected-cert", "key-strength", "signature-hash",
-             "eku-server-auth", "time-left", "ehlo-after-tls", "relay-refused", "auth", "send-test"]
+AFTER_TLS = ["tls-handshake", "chain-trust", "chain-complete", "name-match", "expected-cert", "key-strength",
+             "signature-hash", "eku-server-auth", "time-left", "ehlo-after-tls", "relay-refused", "auth", "send-test"]
 # A FAIL here means the peer may not be the server we meant: no password or message goes to it (issue 10.1).
 CERT_GATE = ["tls-handshake", "chain-trust", "name-match", "expected-cert"]
 
@@ -53,6 +55,8 @@ FIX = {
     "starttls": "STARTTLS must answer 220 (RFC 3207); check the certificate and key files load (server log)",
     "tls-handshake": "check the server's certificate/key files and TLS settings in its log; "
                      "Postfix: smtpd_tls_loglevel = 1",
+    "chain-complete": chain_check.FIX_CHAIN,
+    "client-cert-required": clientcert.FIX_CLIENT_CERT,
     "chain-trust": "serve the full chain (Postfix smtpd_tls_chain_files = privkey.pem, fullchain.pem), use a CA "
                    "clients trust, or check with --cafile/--expect for a private or self-signed certificate",
     "name-match": "issue the certificate with the host name clients use as a SAN: certkit issue --cn HOST "
@@ -95,6 +99,7 @@ class CheckOptions:
         helo: the EHLO name certkit uses.
         parallel_probes: run side probes in threads (off in fleet workers).
         now: the clock (tests).
+        client_cert / client_key: a client certificate (and its key file) presented when the server asks.
     """
 
     name: str | None = None
@@ -112,7 +117,10 @@ class CheckOptions:
     helo: str = ""
     parallel_probes: bool = True
     now: Callable[[], dt.datetime] | None = None
+    client_cert: str | None = None
+    client_key: str | None = None
     _ctx: ssl.SSLContext | None = field(default=None, repr=False)
+    _anchors: frozenset[str] | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def helo_name(self) -> str:
@@ -128,6 +136,24 @@ class CheckOptions:
         first = self.expected_pem.decode("ascii", "replace").split("-----END CERTIFICATE-----")[0]
         first = first[first.find("-----BEGIN CERTIFICATE-----"):]
         return ssl.PEM_cert_to_DER_cert(first.strip() + "\n-----END CERTIFICATE-----\n")
+
+    def client_pair(self) -> tuple[str, str] | None:
+        """(certificate file, key file) to present, or None; the key may sit in the certificate file."""
+        if not self.client_cert:
+            return None
+        return self.client_cert, self.client_key or self.client_cert
+
+    def anchor_names(self) -> frozenset[str]:
+        """Subjects of the trust anchors chain-complete accepts: --cafile, else the system store. Read once."""
+        with self._lock:
+            if self._anchors is None:
+                if self.cafile:
+                    with open(self.cafile, encoding="ascii", errors="replace") as handle:
+                        ders = chain_check.pem_certificates(handle.read())
+                else:
+                    ders = chain_check.system_anchor_ders()
+                self._anchors = chain_check.anchor_subjects(ders)
+            return self._anchors
 
     def trust_label(self) -> str:
         if self.cafile:
@@ -150,6 +176,8 @@ class CheckOptions:
                     ctx.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
                 else:
                     ctx.load_default_certs()
+                if self.client_cert:
+                    ctx.load_cert_chain(*(self.client_pair() or ()))
                 self._ctx = ctx
             return self._ctx
 
@@ -177,11 +205,11 @@ def audit(target: Target, opts: CheckOptions, transcript: list[str] | None = Non
     if not opts.quick:
         jobs: list[Callable[[], CheckResult]] = [
             lambda: probes.probe_old_tls(target, opts.timeout, helo, ssl.TLSVersion.TLSv1, "tls10-refused",
-                                         "TLS 1.0"),
+                                         "TLS 1.0", opts.client_pair()),
             lambda: probes.probe_old_tls(target, opts.timeout, helo, ssl.TLSVersion.TLSv1_1, "tls11-refused",
-                                         "TLS 1.1"),
+                                         "TLS 1.1", opts.client_pair()),
             lambda: probes.probe_weak_ciphers(target, opts.timeout, helo),
-            lambda: probes.probe_injection(target, opts.timeout, helo),
+            lambda: probes.probe_injection(target, opts.timeout, helo, opts.client_pair()),
         ]
         if opts.parallel_probes:
             for job in jobs:
@@ -198,7 +226,9 @@ def audit(target: Target, opts: CheckOptions, transcript: list[str] | None = Non
         stopped = str(stop.args[0])
         report.skip(applicable(target, opts), f"{stopped} failed")
     handshake = report.get("tls-handshake")
-    tls_ok = handshake is not None and handshake.status == PASS
+    # A server refusing for want of a client certificate does speak TLS: its probe answers still count.
+    cert_stop = stopped == "client-cert-required"
+    tls_ok = (handshake is not None and handshake.status == PASS) or cert_stop
     if not opts.quick:
         if opts.parallel_probes:
             for t in threads:
@@ -209,7 +239,10 @@ def audit(target: Target, opts: CheckOptions, transcript: list[str] | None = Non
         for result in side:
             # Without a working handshake a probe's "refused" proves nothing: keep only what it found wrong
             # (a server that speaks nothing but TLS 1.0 fails the main handshake and the TLS 1.0 probe).
-            if not tls_ok and result.status != FAIL:
+            if cert_stop and probes.inconclusive_without_client_cert(result):
+                result = CheckResult(result.id, UNKNOWN, "unknown: a server that wants a client certificate refuses "
+                                     f"this probe anyway (saw: {result.detail}); rerun with --client-cert")
+            elif not tls_ok and result.status != FAIL:
                 result = CheckResult(result.id, SKIP, f"not run: {why}")
             report.checks.append(result)
         report.skip(["tls10-refused", "tls11-refused", "weak-ciphers-refused", "starttls-injection"], why)
@@ -227,7 +260,7 @@ def applicable(target: Target, opts: CheckOptions) -> list[str]:
         if not opts.quick:
             ids += ["plaintext-auth-refused"] + (["plaintext-mail-refused"] if target.submission else [])
         ids.append("starttls")
-    ids += ["tls-handshake", "chain-trust", "name-match"]
+    ids += ["tls-handshake", "chain-trust", "chain-complete", "name-match"]
     if opts.expected_pem:
         ids.append("expected-cert")
     ids += ["key-strength", "signature-hash", "eku-server-auth", "time-left", "ehlo-after-tls"]
@@ -261,8 +294,11 @@ def _main_session(target: Target, opts: CheckOptions, report: CheckReport) -> No
         for line in facts.summary_lines():
             session.note(f"*  {line}")
         report.certificate = facts.to_json()
+        _chain_complete(opts, report, chain)
         _certificate_checks(target, opts, report, facts)
         _after_tls(target, opts, report, session)
+        if opts.client_cert and report.get("client-cert-required") is None:
+            _client_cert_offered(target, opts, report)
         session.quit()
     finally:
         session.close()
@@ -282,7 +318,14 @@ def _open(target: Target, opts: CheckOptions, report: CheckReport, session: Smtp
         tls = _handshake(target, opts, report, session, verified)
         if tls is None:
             return None
-        _banner(report, session, first)
+        try:
+            _banner(report, session, first)
+        except _Stop as stop:  # TLS 1.3: a missing client certificate shows on the first read (alert 116)
+            cause = stop.__cause__
+            if isinstance(cause, SessionError) and (cert_stop := _client_cert_refused(target, opts, report, cause)):
+                report.checks = [c for c in report.checks if c.id != "banner"]
+                raise cert_stop from cause
+            raise
         return tls
     _banner(report, session, first)
     try:
@@ -385,7 +428,7 @@ def _handshake(target: Target, opts: CheckOptions, report: CheckReport, session:
     sni: str | None = certinfo.normalise_name(name)
     if _is_ip(sni):
         sni = None  # RFC 6066 3: no IP literals in SNI
-    ctx = opts.verify_context() if verified else probes.probe_context(None)
+    ctx = opts.verify_context() if verified else probes.probe_context(None, client_cert=opts.client_pair())
     if not verified:
         ctx.maximum_version = ssl.TLSVersion.MAXIMUM_SUPPORTED
     try:
@@ -393,18 +436,24 @@ def _handshake(target: Target, opts: CheckOptions, report: CheckReport, session:
     except SessionError as exc:
         if exc.kind == "verify" and verified:
             if opts.expected_pem and not opts.cafile:
-                detail = f"the served certificate is not the pinned one ({exc.verify_message})"
+                # Neutral: expected-cert says whether it is the pinned one (an expired pin is; issue 11 item 11).
+                detail = f"does not verify with the pinned certificate as trust anchor: {exc.verify_message}"
             else:
                 detail = f"not trusted by {opts.trust_label()}: {exc.verify_message}"
             report.add("chain-trust", FAIL, detail, FIX["chain-trust"])
             return None
+        if (cert_stop := _client_cert_refused(target, opts, report, exc)) is not None:
+            raise cert_stop from exc
         raise _fail_step(report, "tls-handshake", exc) from exc
     version, cipher = tls.version() or "?", (tls.cipher() or ("?",))[0]
     if version in ("TLSv1", "TLSv1.1", "SSLv3"):
         report.add("tls-handshake", FAIL, f"negotiated {version} {cipher}", probes.FIX_OLD_TLS)
     else:
         report.add("tls-handshake", PASS, f"{version} {cipher}")
-    if verified:
+    if verified and opts.expected_pem and not opts.cafile:
+        # Identity only: the pin is the anchor here; chain-complete judges the chain itself (issue 11.4).
+        report.add("chain-trust", PASS, "the served certificate verifies with the pinned certificate as trust anchor")
+    elif verified:
         report.add("chain-trust", PASS, f"certificate chain verified against {opts.trust_label()}")
     return tls
 
@@ -554,6 +603,8 @@ def _after_tls(target: Target, opts: CheckOptions, report: CheckReport, session:
         if wants_auth:
             step = "auth"
             authenticated = _auth(opts, report, session, _auth_mechs(ehlo.ehlo_keywords()))
+            if not authenticated and not opts.client_cert:
+                _client_cert_behind_auth(target, opts, report)
             if bad:
                 _warn_insecure(report, "auth", "credentials were sent", bad)
         if opts.send_test:
@@ -562,7 +613,45 @@ def _after_tls(target: Target, opts: CheckOptions, report: CheckReport, session:
             if bad:
                 _warn_insecure(report, "send-test", "the test message was sent", bad)
     except SessionError as exc:  # a late step failed; earlier results stand
+        if step == "ehlo-after-tls" and (cert_stop := _client_cert_refused(target, opts, report, exc)) is not None:
+            raise cert_stop from exc
         raise _fail_step(report, step, exc) from exc
+
+
+def _chain_complete(opts: CheckOptions, report: CheckReport, served: list[bytes]) -> None:
+    """chain-complete: the served chain must lead to a trust anchor, whatever --expect pins (issue 11.4)."""
+    where = f"--cafile {opts.cafile}" if opts.cafile else "the system trust store"
+    trusted = report.get("chain-trust")
+    if not opts.cafile and not opts.expected_pem and trusted is not None and trusted.status == PASS:
+        # OpenSSL just built the path to the system store: no need to read the store again (~50 ms).
+        report.add("chain-complete", PASS, f"the served chain leads to a trust anchor in {where}")
+        return
+    result = chain_check.judge(served, opts.anchor_names, where)
+    report.add(result.id, result.status, result.detail, result.fix)
+
+
+def _client_cert_refused(target: Target, opts: CheckOptions, report: CheckReport,
+                         exc: SessionError) -> _Stop | None:
+    """A _Stop (client-cert-required FAIL recorded) when ``exc`` is a refusal over the client certificate."""
+    result = clientcert.judge_refusal(target, opts.timeout, opts.helo_name(), exc, opts.client_cert)
+    if result is None:
+        return None
+    report.add(result.id, result.status, result.detail, result.fix)
+    return _Stop("client-cert-required")
+
+
+def _client_cert_behind_auth(target: Target, opts: CheckOptions, report: CheckReport) -> None:
+    """AUTH refused after TLS: say so when the server asked for a client certificate."""
+    refused = report.get("auth")
+    result = clientcert.judge_refused_auth(target, opts.timeout, opts.helo_name(), refused.detail if refused else "")
+    if result is not None:
+        report.add(result.id, result.status, result.detail, result.fix)
+
+
+def _client_cert_offered(target: Target, opts: CheckOptions, report: CheckReport) -> None:
+    """--client-cert was given and the session went through: say whether the server asked for it."""
+    result = clientcert.judge_offered(target, opts.timeout, opts.helo_name(), opts.client_cert or "")
+    report.add(result.id, result.status, result.detail)
 
 
 def _warn_insecure(report: CheckReport, check_id: str, what: str, bad: list[str]) -> None:

@@ -12,7 +12,7 @@ import ssl
 import warnings
 
 from certkit.check import hello
-from certkit.check.report import FAIL, PASS, WARN, CheckResult
+from certkit.check.report import FAIL, PASS, UNKNOWN, WARN, CheckResult
 from certkit.check.session import SessionError, SmtpSession
 from certkit.check.target import Target
 
@@ -22,6 +22,12 @@ from certkit.check.target import Target
 # RFC 8996 era 3DES/DES/EXPORT).
 WEAK_CIPHERS = "aNULL:eNULL:EXPORT:DES:3DES:RC4:MD5:SEED:IDEA:@SECLEVEL=0"
 _CLIENT_SIDE = ("NO_PROTOCOLS_AVAILABLE", "NO_CIPHERS_AVAILABLE", "NO_SUITABLE")
+# OpenSSL reasons that say the server refused the protocol version itself (alert 70, or no common version).
+_VERSION_REFUSALS = ("PROTOCOL_VERSION", "UNSUPPORTED_PROTOCOL", "WRONG_VERSION_NUMBER", "VERSION_TOO_LOW")
+# Alerts a server sends about the client's certificate: 116 certificate_required (RFC 8446 6.2), 42 bad_certificate,
+# 45 certificate_expired, 46 certificate_unknown, 48 unknown_ca, 49 access_denied.
+CLIENT_CERT_ALERTS = ("CERTIFICATE_REQUIRED", "BAD_CERTIFICATE", "CERTIFICATE_EXPIRED", "CERTIFICATE_UNKNOWN",
+                      "UNKNOWN_CA", "ACCESS_DENIED", "CERTIFICATE_REVOKED", "UNSUPPORTED_CERTIFICATE")
 
 FIX_OLD_TLS = (
     "allow TLS 1.2+ only: Postfix smtpd_tls_protocols = >=TLSv1.2 (and smtpd_tls_mandatory_protocols); "
@@ -33,15 +39,23 @@ FIX_WEAK = (
     "(tls_medium_cipherlist default); Windows: remove them from the SSL Cipher Suite Order policy; "
     "aiosmtpd: context.set_ciphers('ECDHE+AESGCM:ECDHE+CHACHA20')"
 )
+_INJECTION_REJECTED = "the server rejected the injected bytes or dropped the connection"
+_INJECTION_EVIDENCE = ("the pipelined NOOP was discarded", "pipelined STARTTLS refused", "not applicable")
 FIX_INJECTION = (
     "upgrade the server: it must discard input buffered before the TLS handshake (Postfix >= 2.8.4, "
     "aiosmtpd >= 1.4.6); see CVE-2011-0411"
 )
 
 
-def probe_context(version: ssl.TLSVersion | None = None, ciphers: str = "DEFAULT:@SECLEVEL=0") -> ssl.SSLContext:
-    """An unverified client context able to offer old protocols and weak suites."""
+def probe_context(version: ssl.TLSVersion | None = None, ciphers: str = "DEFAULT:@SECLEVEL=0",
+                  client_cert: tuple[str, str] | None = None) -> ssl.SSLContext:
+    """An unverified client context able to offer old protocols and weak suites.
+
+    ``client_cert`` (certificate file, key file) is presented when the server asks for one.
+    """
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    if client_cert is not None:
+        ctx.load_cert_chain(*client_cert)
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
     with warnings.catch_warnings():
@@ -91,10 +105,10 @@ def _client_side(exc: BaseException) -> bool:
 
 
 def probe_old_tls(target: Target, timeout: float, helo: str, version: ssl.TLSVersion, check_id: str,
-                  label: str) -> CheckResult:
+                  label: str, client_cert: tuple[str, str] | None = None) -> CheckResult:
     """Does the server complete a handshake limited to ``version`` (TLS 1.0 or 1.1)?"""
     try:
-        ctx = probe_context(version)
+        ctx = probe_context(version, client_cert=client_cert)
     except (ssl.SSLError, ValueError) as exc:
         return CheckResult(check_id, WARN, f"cannot probe {label}: this OpenSSL cannot offer it ({exc})")
     return _try_handshake(target, timeout, helo, ctx, check_id, label, FIX_OLD_TLS)
@@ -164,6 +178,9 @@ def _try_handshake(target: Target, timeout: float, helo: str, ctx: ssl.SSLContex
             return CheckResult(check_id, WARN, f"could not probe {label}: {exc.message}")
         if _client_side(exc.__cause__ or exc):
             return CheckResult(check_id, WARN, f"cannot probe {label}: this OpenSSL cannot offer it")
+        if client_cert_refusal(exc.__cause__ or exc):
+            return CheckResult(check_id, UNKNOWN, f"unknown: the server refused the {label} handshake over the client "
+                               f"certificate ({exc.message.split(': ', 1)[-1]}), not the version")
         return CheckResult(check_id, PASS, f"{label} refused ({exc.message.split(': ', 1)[-1]})")
     finally:
         session.close()
@@ -184,12 +201,42 @@ def _why_weak(cipher: str) -> str:
     return ""
 
 
-def probe_injection(target: Target, timeout: float, helo: str) -> CheckResult:
+def refused_for_version(result: CheckResult) -> bool:
+    """Did a version probe's server refuse because of the protocol version (alert 70 and kin)?
+
+    Only such a refusal proves TLS 1.0/1.1 is off; a handshake failure after a
+    client certificate request proves nothing about the version (issue 11.7).
+    """
+    detail = result.detail.upper()
+    return any(word in detail for word in _VERSION_REFUSALS)
+
+
+def inconclusive_without_client_cert(result: CheckResult) -> bool:
+    """A probe PASS that a server refusing every client without a certificate gives as well (issue 11.7)."""
+    if result.status != PASS:
+        return False
+    if result.id in ("tls10-refused", "tls11-refused"):
+        return not refused_for_version(result)
+    # Only a 221 first, or a refused pipelined STARTTLS, is evidence; a dropped session is not, here.
+    return result.id == "starttls-injection" and not result.detail.startswith(_INJECTION_EVIDENCE)
+
+
+def client_cert_refusal(exc: BaseException) -> bool:
+    """Is this TLS error the server's refusal for want of a (valid) client certificate?"""
+    reason = str(getattr(exc, "reason", "") or exc).upper()
+    return any(word in reason for word in CLIENT_CERT_ALERTS)
+
+
+def probe_injection(target: Target, timeout: float, helo: str,
+                    client_cert: tuple[str, str] | None = None) -> CheckResult:
     """STARTTLS command injection (CVE-2011-0411): is a command pipelined after STARTTLS answered inside TLS?
 
     ``STARTTLS\\r\\nNOOP\\r\\n`` goes out in one segment. After the handshake
     certkit sends QUIT: a safe server's first TLS reply is QUIT's 221; a
-    vulnerable one first answers the plaintext NOOP.
+    vulnerable one first answers the plaintext NOOP. The handshake runs at the
+    highest version both sides speak (a TLS 1.3-only server is probed too); a
+    server that aborts the handshake because the NOOP bytes are not TLS, or
+    drops the connection, executed nothing: safe.
     """
     check_id = "starttls-injection"
     if target.implicit_tls:
@@ -210,21 +257,45 @@ def probe_injection(target: Target, timeout: float, helo: str) -> CheckResult:
             return CheckResult(check_id, WARN, f"could not probe: STARTTLS answered {reply.first}")
         if session.pending():
             return CheckResult(check_id, WARN, "the server answered the pipelined NOOP in plaintext after 220")
-        session.start_tls(probe_context(), None if target.host_is_ip else target.host)
-        try:
-            first = session.command("QUIT")
-        except SessionError as exc:
-            if exc.kind in ("closed", "tls"):
-                return CheckResult(check_id, PASS, "no reply inside TLS to the pipelined command")
-            raise
-        if first.code == 221:
-            return CheckResult(check_id, PASS, "the pipelined NOOP was discarded (first TLS reply is QUIT's 221)")
-        return CheckResult(
-            check_id, FAIL,
-            f"the server answered a command sent before TLS inside TLS ({first.first}): CVE-2011-0411 class",
-            FIX_INJECTION,
-        )
+        return _injection_after_220(session, target, client_cert)
     except SessionError as exc:
         return CheckResult(check_id, WARN, f"could not probe: {exc.message}")
     finally:
         session.close()
+
+
+def _injection_after_220(session: SmtpSession, target: Target, client_cert: tuple[str, str] | None) -> CheckResult:
+    """The TLS half of the injection probe: handshake at the best version, then QUIT."""
+    check_id = "starttls-injection"
+    ctx = probe_context(client_cert=client_cert)
+    ctx.maximum_version = ssl.TLSVersion.MAXIMUM_SUPPORTED
+    try:
+        session.start_tls(ctx, None if target.host_is_ip else target.host)
+    except SessionError as exc:
+        cause = exc.__cause__ or exc
+        if exc.kind == "timeout" or _client_side(cause):
+            return CheckResult(check_id, WARN, f"could not probe: {exc.message}")
+        if client_cert_refusal(cause):
+            return _injection_unknown()
+        reason = exc.message.split(": ", 1)[-1]
+        return CheckResult(check_id, PASS, f"{_INJECTION_REJECTED} ({reason}): nothing sent before TLS was executed")
+    try:
+        first = session.command("QUIT")
+    except SessionError as exc:
+        if exc.kind == "tls" and client_cert_refusal(exc.__cause__ or exc):
+            return _injection_unknown()
+        if exc.kind in ("closed", "tls"):
+            return CheckResult(check_id, PASS, "no reply inside TLS to the pipelined command")
+        return CheckResult(check_id, WARN, f"could not probe: {exc.message}")
+    if first.code == 221:
+        return CheckResult(check_id, PASS, "the pipelined NOOP was discarded (first TLS reply is QUIT's 221)")
+    return CheckResult(
+        check_id, FAIL,
+        f"the server answered a command sent before TLS inside TLS ({first.first}): CVE-2011-0411 class",
+        FIX_INJECTION,
+    )
+
+
+def _injection_unknown() -> CheckResult:
+    return CheckResult("starttls-injection", UNKNOWN, "unknown: the server ended the TLS session for want of a "
+                       "client certificate before any reply (pass --client-cert and --client-key)")

@@ -1,8 +1,11 @@
 """What a check produces: one result per check id, a report per target, text and JSON forms.
 
 Check ids are stable (docs/check.md lists them); scripts match on them.
-Statuses: PASS, WARN, FAIL, and SKIP for a check that could not run because
-an earlier step failed (the earlier step carries the FAIL).
+Statuses: PASS, WARN, FAIL, SKIP for a check that could not run because
+an earlier step failed (the earlier step carries the FAIL), and UNKNOWN for
+a probe that ran but whose answer does not tell (a server that refused for
+want of a client certificate says nothing about TLS 1.0). Only FAIL makes a
+report fail; UNKNOWN, like WARN, does not.
 """
 
 from __future__ import annotations
@@ -11,7 +14,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-PASS, WARN, FAIL, SKIP = "PASS", "WARN", "FAIL", "SKIP"
+PASS, WARN, FAIL, SKIP, UNKNOWN = "PASS", "WARN", "FAIL", "SKIP", "UNKNOWN"
+STATUSES = (PASS, WARN, FAIL, SKIP, UNKNOWN)
 
 
 @dataclass
@@ -20,7 +24,7 @@ class CheckResult:
 
     Attributes:
         id: stable identifier, e.g. "starttls-offered".
-        status: PASS, WARN, FAIL or SKIP.
+        status: PASS, WARN, FAIL, SKIP or UNKNOWN.
         detail: one line saying what was seen.
         fix: on FAIL/WARN, what to change (one line).
     """
@@ -123,16 +127,17 @@ def render_text(report: CheckReport, *, transcript: bool = True) -> str:
     shown = [c for c in report.checks if c.status != SKIP]
     skipped = [c for c in report.checks if c.status == SKIP]
     width = max((len(c.id) for c in shown), default=0)
+    column = max((len(c.status) for c in shown), default=4)  # 4, or 7 when an UNKNOWN is shown
     for c in shown:
-        lines.append(f"{c.status:<4}  {c.id:<{width}}  {c.detail}")
+        lines.append(f"{c.status:<{column}}  {c.id:<{width}}  {c.detail}")
         if c.fix and c.status in (FAIL, WARN):
-            lines.append(f"{'':<4}  {'':<{width}}  fix: {c.fix}")
+            lines.append(f"{'':<{column}}  {'':<{width}}  fix: {c.fix}")
     groups: dict[str, list[str]] = {}
     for c in skipped:  # one line per reason: most stand behind the same earlier FAIL
         groups.setdefault(c.detail.removeprefix("not run: "), []).append(c.id)
     for why, ids in groups.items():
         lines.append(f"SKIP  {len(ids)} check{'s' if len(ids) > 1 else ''} not run ({why}): {', '.join(ids)}")
-    counts = {s: sum(1 for c in report.checks if c.status == s) for s in (PASS, WARN, FAIL, SKIP)}
+    counts = {s: sum(1 for c in report.checks if c.status == s) for s in STATUSES}
     verdict = "OK" if report.ok else "FAILED"
     summary = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
     lines.append(f"{report.target}: {verdict} ({summary}) in {report.elapsed_ms} ms")

@@ -27,6 +27,10 @@ from certkit.errors import CheckFailed, LockError, NotFoundError, UsageError
 @click.option("--expect", default=None, metavar="LINEAGE|CERTFILE",
               help="The certificate that must be served (a lineage's live one or a PEM/DER file); "
                    "it is also the trust anchor unless --cafile is given.")
+@click.option("--client-cert", type=click.Path(dir_okay=False), default=None, metavar="FILE",
+              help="Client certificate (PEM) to present when the server asks for one.")
+@click.option("--client-key", type=click.Path(dir_okay=False), default=None, metavar="FILE",
+              help="Private key (PEM) of --client-cert (default: read from the --client-cert file).")
 @click.option("--auth-user", default=None, metavar="USER", help="Log in with AUTH as USER after TLS.")
 @click.option("--password-file", type=click.Path(dir_okay=False), default=None,
               help="File whose first line is the AUTH password (else a prompt on a terminal).")
@@ -81,6 +85,38 @@ def _read_password(path: str | None, user: str | None) -> str | None:
     if sys.stdin.isatty():
         return str(click.prompt(f"Password for {user}", hide_input=True))
     raise UsageError("--auth-user needs a password", "pass --password-file FILE (never the password itself)")
+
+
+def _check_client_cert(cert: str | None, key: str | None) -> None:
+    """--client-cert/--client-key must load as a matching pair: exit 2 with the reason, never a traceback."""
+    import ssl
+
+    if cert is None:
+        if key is not None:
+            raise UsageError("--client-key needs --client-cert", "add --client-cert FILE (the certificate, PEM)")
+        return
+    for flag, path in (("--client-cert", cert), ("--client-key", key)):
+        if path is not None:
+            try:
+                Path(path).read_bytes()
+            except OSError as exc:
+                raise UsageError(f"cannot read {flag} {path}: {exc.strerror or exc}",
+                                 f"give a readable PEM file to {flag}") from None
+
+    if key is None and b"PRIVATE KEY-----" not in Path(cert).read_bytes():
+        raise UsageError(f"--client-cert {cert} holds no private key", "add --client-key FILE (its key, PEM)")
+
+    def no_passphrase() -> bytes:
+        raise UsageError(f"the key of --client-cert {cert} is encrypted",
+                         "give an unencrypted key file (mode 0600) with --client-key")
+
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_cert_chain(cert, key, password=no_passphrase)
+    except ssl.SSLError as exc:
+        why = "the key does not match the certificate" if "MISMATCH" in str(exc).upper() else \
+            "no PEM certificate and private key could be read"
+        raise UsageError(f"--client-cert {cert}{f' / --client-key {key}' if key else ''}: {why}",
+                         "give the client certificate and its own private key, both PEM") from None
 
 
 def _load_expected(ctx: click.Context, value: str) -> tuple[bytes, str | None, Any]:
@@ -182,6 +218,7 @@ def run_check(ctx: click.Context, urls: tuple[str, ...], opts: dict[str, Any]) -
             raise UsageError(f"--name: {exc.message}", exc.hint) from None
         if ident.is_wildcard:
             raise UsageError(f"--name {opts['name']} is a wildcard", "give the host name clients connect to")
+    _check_client_cert(opts["client_cert"], opts["client_key"])
     password = _read_password(opts["password_file"], opts["auth_user"])
     expected_pem, lineage, store = (None, None, None)
     if opts["expect"]:
@@ -190,7 +227,7 @@ def run_check(ctx: click.Context, urls: tuple[str, ...], opts: dict[str, Any]) -
         name=opts["name"], cafile=opts["cafile"], expected_pem=expected_pem, auth_user=opts["auth_user"],
         password=password, send_test=opts["send_test"], mail_from=opts["mail_from"], rcpt_to=opts["rcpt_to"],
         timeout=opts["timeout"], strict=opts["strict"], quick=opts["quick"], helo=opts["helo"] or "",
-        insecure_auth=opts["insecure_auth"],
+        insecure_auth=opts["insecure_auth"], client_cert=opts["client_cert"], client_key=opts["client_key"],
     )
     try:
         options.verify_context()
@@ -207,7 +244,7 @@ def run_check(ctx: click.Context, urls: tuple[str, ...], opts: dict[str, Any]) -
             click.echo((("[\n" if index == 0 else ",\n") + text) if many else text, nl=not many)
         elif many and not show_transcript:
             lines = render_text(report, transcript=False).splitlines()
-            problems = ["  " + ln for ln in lines[:-1] if ln.startswith(("FAIL", "WARN", " "))]
+            problems = ["  " + ln for ln in lines[:-1] if ln.startswith(("FAIL", "WARN", "UNKNOWN", " "))]
             click.echo("\n".join([lines[-1], *problems]))
         else:
             click.echo(render_text(report, transcript=bool(show_transcript)) + ("\n" if many else ""))
