@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from certkit.check import certinfo, probes
+from certkit.check import certinfo, chainfacts, probes, tlsfacts
 from certkit.check.certinfo import CertFacts
 from certkit.check.report import FAIL, PASS, SKIP, WARN, CheckReport, CheckResult
 from certkit.check.session import REDACTED, Reply, SessionError, SmtpSession, peer_chain_der
@@ -28,12 +28,15 @@ from certkit.check.target import Target
 ORDER = [
     "connect", "banner", "ehlo", "starttls-offered", "auth-before-tls", "plaintext-auth-refused",
     "plaintext-mail-refused", "starttls", "tls-handshake", "chain-trust", "name-match", "expected-cert",
-    "tls10-refused", "tls11-refused", "weak-ciphers-refused", "starttls-injection", "key-strength",
-    "signature-hash", "eku-server-auth", "time-left", "ehlo-after-tls", "relay-refused", "auth", "send-test",
+    "sslv2-refused", "sslv3-refused", "tls10-refused", "tls11-refused", "fallback-scsv", "weak-ciphers-refused",
+    "dh-params", "renegotiation", "tls-compression", "starttls-injection", "key-strength",
+    "signature-hash", "eku-server-auth", "key-usage", "chain-order", "ocsp-stapling", "time-left",
+    "ehlo-after-tls", "relay-refused", "auth", "send-test",
 ]
 # Checks that need the main session to have reached TLS.
 AFTER_TLS = ["tls-handshake", "chain-trust", "name-match", "expected-cert", "key-strength", "signature-hash",
-             "eku-server-auth", "time-left", "ehlo-after-tls", "relay-refused", "auth", "send-test"]
+             "eku-server-auth", "key-usage", "chain-order", "time-left", "ehlo-after-tls", "relay-refused", "auth",
+             "send-test"]
 # A FAIL here means the peer may not be the server we meant: no password or message goes to it (issue 10.1).
 CERT_GATE = ["tls-handshake", "chain-trust", "name-match", "expected-cert"]
 
@@ -178,6 +181,7 @@ def audit(target: Target, opts: CheckOptions) -> CheckReport:
                                          "TLS 1.1"),
             lambda: probes.probe_weak_ciphers(target, opts.timeout, helo),
             lambda: probes.probe_injection(target, opts.timeout, helo),
+            *tlsfacts.CoverageProbe(target, opts.timeout, helo).jobs(),  # issue 11: one thread's connections
         ]
         if opts.parallel_probes:
             for job in jobs:
@@ -208,7 +212,8 @@ def audit(target: Target, opts: CheckOptions) -> CheckReport:
             if not tls_ok and result.status != FAIL:
                 result = CheckResult(result.id, SKIP, f"not run: {why}")
             report.checks.append(result)
-        report.skip(["tls10-refused", "tls11-refused", "weak-ciphers-refused", "starttls-injection"], why)
+        report.skip(["tls10-refused", "tls11-refused", "weak-ciphers-refused", "starttls-injection",
+                     *tlsfacts.PROBE_IDS], why)
     rank = {cid: i for i, cid in enumerate(ORDER)}
     report.checks.sort(key=lambda c: rank.get(c.id, len(ORDER)))
     report.elapsed_ms = round((time.perf_counter() - started) * 1000)
@@ -226,7 +231,8 @@ def applicable(target: Target, opts: CheckOptions) -> list[str]:
     ids += ["tls-handshake", "chain-trust", "name-match"]
     if opts.expected_pem:
         ids.append("expected-cert")
-    ids += ["key-strength", "signature-hash", "eku-server-auth", "time-left", "ehlo-after-tls"]
+    ids += ["key-strength", "signature-hash", "eku-server-auth", "key-usage", "chain-order", "time-left",
+            "ehlo-after-tls"]
     if not opts.quick:
         ids.append("relay-refused")
     # Asked for explicitly: run (or report) them even with --quick (issue 11.9).
@@ -258,6 +264,8 @@ def _main_session(target: Target, opts: CheckOptions, report: CheckReport) -> No
             session.note(f"*  {line}")
         report.certificate = facts.to_json()
         _certificate_checks(target, opts, report, facts)
+        for result in chainfacts.certificate_findings(chain, facts.key_kind):
+            report.add(result.id, result.status, result.detail, result.fix)
         _after_tls(target, opts, report, session)
         session.quit()
     finally:
