@@ -13,10 +13,11 @@ the same fact; testssl.sh in the slow test.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import shutil
 import ssl
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,7 @@ from certkit.check.report import CheckResult
 from certkit.check.target import parse_target
 from tests.conftest import skip_or_fail
 from tests.servers.rawtls import Script, scripted_tls_server
-from tests.servers.zoo import NAME, Leaf, ZooPki, aiosmtpd_server
+from tests.servers.zoo import NAME, Behaviour, Leaf, ZooPki, ZooServer, aiosmtpd_server, server_context
 
 NEW_IDS = [*tlsfacts.PROBE_IDS, "chain-order", "key-usage"]
 
@@ -330,3 +331,63 @@ def test_silent_server_costs_one_timeout(rsa_leaf: Leaf) -> None:
     assert {r.status for r in results.values()} <= {"WARN", "SKIP"}, results
     assert "not probed: an earlier probe got no answer" in results["sslv3-refused"].detail
     assert "not probed" in results["sslv2-refused"].detail
+
+
+def test_broken_tls_server_gets_no_false_verdict(zoo: Callable[..., ZooServer], zoo_pki: ZooPki) -> None:
+    """Garbage after STARTTLS: the main handshake FAILs and the new probes SKIP - none claims a FAIL it never saw."""
+    server = zoo(Behaviour(tls=server_context(zoo_pki.leaf("good")), break_tls=True))
+    report = _audit(server.port, zoo_pki)
+    statuses = _statuses(report)
+    assert statuses["tls-handshake"] == "FAIL"
+    assert {statuses[i] for i in tlsfacts.PROBE_IDS} == {"SKIP"}, report.checks
+
+
+# ----- testssl.sh agrees (slow: about 15 s a server) -----------------------------------
+def _testssl(port: int, args: list[str], out: Path) -> dict[str, list[dict[str, str]]]:
+    testssl = shutil.which("testssl") or shutil.which("testssl.sh")
+    if testssl is None:
+        skip_or_fail("testssl.sh not installed (Debian package testssl.sh)")
+    subprocess.run([str(testssl), "--nodns", "none", "--quiet", "--color", "0", "--warnings", "off", "--starttls",
+                    "smtp", *args, "--jsonfile", str(out), f"127.0.0.1:{port}"], capture_output=True, timeout=300,
+                   check=False)
+    findings: dict[str, list[dict[str, str]]] = {}
+    for item in json.loads(out.read_text()):
+        findings.setdefault(item["id"], []).append(item)
+    return findings
+
+
+@pytest.mark.slow
+def test_testssl_agrees_on_sslv3_and_the_dh_group(tmp_path: Path, intermediate: Issued, zoo_pki: ZooPki) -> None:
+    pytest.importorskip("tlslite")
+    from tests.servers.legacy_tls import legacy_tls_server
+
+    with legacy_tls_server(zoo_pki.leaf("rsa-legacy", key="rsa2048"), ["aes128"], min_version=(3, 0)) as port:
+        ours = _probe(port)
+        theirs = _testssl(port, ["-p"], tmp_path / "sslv3.json")
+    assert ours["sslv3-refused"].status == "FAIL" and theirs["SSLv3"][0]["finding"] == "offered"
+    assert ours["sslv2-refused"].status == "PASS" and theirs["SSLv2"][0]["finding"] == "not offered"
+    leaf = _leaf(intermediate, rsa.generate_private_key(65537, 2048), digital_signature=True, key_encipherment=True)
+    ctx = _context(tmp_path, leaf, [intermediate.pem], ciphers="DHE-RSA-AES128-GCM-SHA256", dh_bits=1024)
+    with aiosmtpd_server(ctx) as port:
+        dh = _probe(port)["dh-params"]
+        theirs = _testssl(port, ["-J"], tmp_path / "dh.json")
+    assert dh.status == "FAIL" and "1024-bit" in dh.detail
+    assert any("1024 bits" in f["finding"] for f in theirs["LOGJAM"]), theirs["LOGJAM"]
+
+
+@pytest.mark.slow
+def test_testssl_agrees_on_a_good_server_and_a_misordered_chain(tmp_path: Path, intermediate: Issued,
+                                                                 zoo_pki: ZooPki, good_server: int) -> None:
+    ours = _statuses(_audit(good_server, zoo_pki))
+    theirs = _testssl(good_server, ["-R", "-C", "-Z", "-S"], tmp_path / "good.json")
+    assert ours["renegotiation"] == "PASS" and theirs["secure_renego"][0]["finding"] == "supported"
+    assert ours["tls-compression"] == "PASS" and theirs["CRIME_TLS"][0]["finding"].startswith("not vulnerable")
+    assert ours["fallback-scsv"] == "PASS" and theirs["fallback_SCSV"][0]["severity"] == "OK"
+    assert ours["chain-order"] == "PASS" and theirs["certs_list_ordering_problem"][0]["finding"] == "no"
+    assert theirs["OCSP_stapling"][0]["finding"] == "not offered"
+    leaf = _leaf(intermediate, ec.generate_private_key(ec.SECP256R1()), digital_signature=True)
+    with aiosmtpd_server(_context(tmp_path, leaf, [zoo_pki.ca_file.read_bytes(), intermediate.pem])) as port:
+        order = _audit(port, zoo_pki, quick=True).get("chain-order")
+        theirs = _testssl(port, ["-S"], tmp_path / "order.json")
+    assert order is not None and order.status == "WARN"
+    assert theirs["certs_list_ordering_problem"][0]["finding"] == "yes"

@@ -74,11 +74,13 @@ _MAX_FLIGHT = 256 * 1024  # a first flight with a long chain is ~10 KiB; more is
 
 FIX_SSL = ("turn SSL 2.0/3.0 off: Postfix smtpd_tls_protocols = >=TLSv1.2; Windows: disable them under "
            "SCHANNEL\\Protocols (IISCrypto); current OpenSSL cannot speak them at all - upgrade the server")
-FIX_FALLBACK = ("upgrade the TLS library (OpenSSL >= 1.0.1j, SChannel on Windows 10/Server 2016+) so it refuses "
-                "TLS_FALLBACK_SCSV downgrades; or offer only one version (TLS 1.2+)")
-FIX_DH = ("use a 2048-bit or larger DH group (Postfix: smtpd_tls_dh1024_param_file = a file from "
-          "`openssl dhparam 2048`, or leave it empty on Postfix >= 3.7 for the built-in ffdhe2048) or drop DHE "
-          "suites; refuse curves under 256 bits")
+FIX_FALLBACK = ("keep the TLS library current (OpenSSL refuses TLS_FALLBACK_SCSV downgrades since 1.0.1j); with "
+                "only TLS 1.2+ enabled a forced downgrade cannot go below TLS 1.2")
+FIX_DH = ("use DH groups of 2048 bits or more, or drop DHE suites: Postfix >= 3.7 on OpenSSL 3 - leave "
+          "smtpd_tls_dh1024_param_file empty (OpenSSL picks a 2048-bit group), older Postfix - a file from "
+          "`openssl dhparam 2048`; Windows: SCHANNEL\\KeyExchangeAlgorithms\\Diffie-Hellman ServerMinKeyBitLength = "
+          "2048; aiosmtpd: ctx.load_dh_params(dh2048.pem); curves: Postfix tls_eecdh_auto_curves = X25519 "
+          "prime256v1 secp384r1")
 FIX_RENEGOTIATION = ("upgrade the TLS library: every release since 2010 supports RFC 5746 secure renegotiation "
                      "(OpenSSL >= 0.9.8m); see CVE-2009-3555")
 FIX_COMPRESSION = ("turn TLS compression off (CRIME): Postfix tls_ssl_options = NO_COMPRESSION; OpenSSL "
