@@ -265,6 +265,36 @@ def test_ec_leaf_without_digital_signature_fails(tmp_path: Path, intermediate: I
     assert "keyUsage keyAgreement" in result.detail
 
 
+# ----- ocsp-stapling (openssl s_server -status_file behind a STARTTLS front) -------------
+def _ocsp_response(leaf: Issued, issuer: Issued) -> bytes:
+    from cryptography.x509 import ocsp
+
+    now = dt.datetime.now(dt.timezone.utc)
+    response = (
+        ocsp.OCSPResponseBuilder()
+        .add_response(cert=leaf.cert, issuer=issuer.cert, algorithm=hashes.SHA1(), cert_status=ocsp.OCSPCertStatus.GOOD,
+                      this_update=now - dt.timedelta(hours=1), next_update=now + dt.timedelta(days=1),
+                      revocation_time=None, revocation_reason=None)
+        .responder_id(ocsp.OCSPResponderEncoding.HASH, issuer.cert)
+        .sign(issuer.key, hashes.SHA256())
+    )
+    return response.public_bytes(serialization.Encoding.DER)
+
+
+def test_stapled_ocsp_response_is_reported(tmp_path: Path, intermediate: Issued) -> None:
+    from tests.servers.starttls_relay import s_server_behind_starttls
+
+    leaf = _leaf(intermediate, ec.generate_private_key(ec.SECP256R1()), digital_signature=True)
+    _context(tmp_path, leaf, [intermediate.pem])  # writes served.pem (leaf + intermediate) and leaf.key
+    status = tmp_path / "ocsp.der"
+    status.write_bytes(_ocsp_response(leaf, intermediate))
+    with s_server_behind_starttls(tmp_path / "served.pem", tmp_path / "leaf.key", "-status_file", str(status)) as port:
+        result = _probe(port)["ocsp-stapling"]
+        out = _s_client(port, "-tls1_2", "-status")
+    assert result.status == "PASS" and result.detail.startswith("OCSP response stapled (successful"), result
+    assert "OCSP Response Status: successful (0x0)" in out and "Cert Status: good" in out
+
+
 # ----- SSL 3.0 (tlslite-ng) --------------------------------------------------------------
 def test_sslv3_accepted_fails(zoo_pki: ZooPki) -> None:
     pytest.importorskip("tlslite")
