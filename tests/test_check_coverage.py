@@ -32,6 +32,7 @@ from certkit.check import CheckOptions, CheckReport, check_url, tlsfacts
 from certkit.check.report import CheckResult
 from certkit.check.target import parse_target
 from tests.conftest import skip_or_fail
+from tests.servers.postfix import PostfixInstance
 from tests.servers.rawtls import Script, scripted_tls_server
 from tests.servers.zoo import NAME, Behaviour, Leaf, ZooPki, ZooServer, aiosmtpd_server, server_context
 
@@ -421,3 +422,26 @@ def test_testssl_agrees_on_a_good_server_and_a_misordered_chain(tmp_path: Path, 
         theirs = _testssl(port, ["-S"], tmp_path / "order.json")
     assert order is not None and order.status == "WARN"
     assert theirs["certs_list_ordering_problem"][0]["finding"] == "yes"
+
+
+# ----- a real Postfix (Debian 3.7, OpenSSL 3) with STARTTLS on its port-25 service ---------------
+@pytest.mark.postfix
+def test_postfix_passes_every_new_check(postfix: PostfixInstance, tmp_path: Path, intermediate: Issued,
+                                        zoo_pki: ZooPki) -> None:
+    leaf = _leaf(intermediate, rsa.generate_private_key(65537, 2048), digital_signature=True, key_encipherment=True)
+    _context(tmp_path, leaf, [intermediate.pem])  # writes served.pem (leaf + intermediate) and leaf.key
+    postfix.postconf("-e", f"smtpd_tls_chain_files = {tmp_path / 'leaf.key'}, {tmp_path / 'served.pem'}",
+                     "smtpd_tls_security_level = may")
+    postfix.reload()
+    port = postfix.smtp_port
+    report = check_url(f"smtp://127.0.0.1:{port}", CheckOptions(name=NAME, cafile=str(zoo_pki.ca_file), timeout=5,
+                                                               helo="probe.test"))
+    statuses = _statuses(report)
+    assert statuses.get("tls-handshake") == "PASS", (report.checks, postfix.log())
+    assert {i: statuses.get(i) for i in NEW_IDS} == dict.fromkeys(NEW_IDS, "PASS"), report.checks
+    detail = {c.id: c.detail for c in report.checks}
+    assert "inappropriate_fallback" in detail["fallback-scsv"]  # OpenSSL (unlike asyncio) sends the alert
+    assert "DHE 2048 bits" in detail["dh-params"]  # Postfix >= 3.7 leaves DH to OpenSSL: ffdhe2048
+    assert detail["key-usage"] == "RSA key, keyUsage digitalSignature, keyEncipherment"
+    out = _s_client(port, "-tls1_2", "-cipher", "DHE-RSA-AES128-GCM-SHA256")
+    assert "Server Temp Key: DH, 2048 bits" in out and "Secure Renegotiation IS supported" in out
