@@ -445,3 +445,17 @@ def test_postfix_passes_every_new_check(postfix: PostfixInstance, tmp_path: Path
     assert detail["key-usage"] == "RSA key, keyUsage digitalSignature, keyEncipherment"
     out = _s_client(port, "-tls1_2", "-cipher", "DHE-RSA-AES128-GCM-SHA256")
     assert "Server Temp Key: DH, 2048 bits" in out and "Secure Renegotiation IS supported" in out
+
+
+def test_small_curve_accepted_fails(zoo_pki: ZooPki) -> None:
+    """tlslite-ng still speaks secp224r1 when told to: the small-curve hello gets it, and dh-params FAILs.
+
+    (Debian's OpenSSL refuses secp224r1 on both sides, so s_client cannot cross-check this one.)
+    """
+    pytest.importorskip("tlslite")
+    from tests.servers.legacy_tls import legacy_tls_server
+
+    leaf = zoo_pki.leaf("rsa-legacy", key="rsa2048")
+    with legacy_tls_server(leaf, ["aes128gcm"], curves=["secp224r1"]) as port:
+        result = _probe(port)["dh-params"]
+    assert result.status == "FAIL" and "ECDHE with secp224r1 (224 bits) accepted" in result.detail, result
