@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import logging
 import os
 import socket
 import statistics
@@ -30,6 +31,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from certkit.check.target import parse_target  # noqa: E402
+from certkit.check.tlsfacts import CoverageProbe  # noqa: E402
 from tests.servers.zoo import NAME, ZooPki, aiosmtpd_server, server_context  # noqa: E402
 
 
@@ -100,6 +103,12 @@ def measure(label: str, scheme: str, port: int, trees: dict[str, Path], cafile: 
         wall = statistics.median(v[0] for v in values)
         elapsed = statistics.median(v[1] for v in values)
         print(f"{label:9} {name:6} median of {runs}: process {wall * 1000:.0f} ms, audit elapsed_ms {elapsed:.0f}")
+    alone = []
+    for _ in range(runs):  # the probe thread by itself (it runs beside the main session in a full check)
+        started = time.perf_counter()
+        CoverageProbe(parse_target(f"{scheme}://127.0.0.1:{port}"), 5, "bench.example.test").run()
+        alone.append(time.perf_counter() - started)
+    print(f"{label:9} after  raw-hello probes alone, median of {runs}: {statistics.median(alone) * 1000:.1f} ms")
 
 
 def postfix_port(leaf_cert: Path, leaf_key: Path) -> tuple[int, object] | None:
@@ -117,6 +126,7 @@ def postfix_port(leaf_cert: Path, leaf_key: Path) -> tuple[int, object] | None:
 
 
 def main() -> None:
+    logging.getLogger("mail.log").setLevel(logging.CRITICAL)  # aiosmtpd logs every refused probe handshake
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--before-rev", default="")
