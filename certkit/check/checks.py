@@ -4,7 +4,9 @@ The main session follows what a careful telnet user would type (banner,
 EHLO, plaintext probes, STARTTLS, a verified handshake, EHLO again, a relay
 attempt, AUTH, a test message) and records it as the transcript. The TLS
 version, weak-suite and STARTTLS-injection probes run on their own
-connections in parallel threads. Every check has a stable id (docs/check.md).
+connections in parallel threads; the raw-hello protocol probes
+(:mod:`certkit.check.tlsfacts`) share one thread, one connection at a time.
+Every check has a stable id (docs/check.md).
 """
 
 from __future__ import annotations

@@ -104,7 +104,6 @@ class Flight:
     suite: int | None = None
     compression: int = 0
     extensions: dict[int, bytes] = field(default_factory=dict)
-    certificates: list[bytes] = field(default_factory=list)
     ocsp: bytes | None = None
     key_exchange: bytes | None = None
 
@@ -193,13 +192,8 @@ def _take_message(flight: Flight, kind: int, body: bytes) -> bool:
     if not flight.accepted:
         flight.refusal = f"the server answered handshake type {kind}, not a ServerHello"
         return True
-    if kind == 11:  # Certificate: 24-bit list of 24-bit-length DER certificates
-        pos, end = 3, min(len(body), 3 + int.from_bytes(body[0:3], "big"))
-        while pos + 3 <= end:
-            length = int.from_bytes(body[pos:pos + 3], "big")
-            flight.certificates.append(body[pos + 3:pos + 3 + length])
-            pos += 3 + length
-    elif kind == 22 and body[:1] == b"\x01":  # CertificateStatus, type ocsp
+    # Certificate (11) is skipped: chain-order and key-usage read the main handshake's chain.
+    if kind == 22 and body[:1] == b"\x01":  # CertificateStatus, type ocsp
         flight.ocsp = body[4:4 + int.from_bytes(body[1:4], "big")]
     elif kind == 12:
         flight.key_exchange = body
