@@ -182,6 +182,21 @@ def test_dhe_with_a_1024_bit_group_fails(tmp_path: Path, intermediate: Issued, z
     assert "Server Temp Key: DH, 1024 bits" in out  # the same group, as OpenSSL sees it
 
 
+def test_cli_exits_1_with_the_dh_fail_and_its_fix(tmp_path: Path, intermediate: Issued, zoo_pki: ZooPki) -> None:
+    from click.testing import CliRunner
+
+    from certkit.cli import cli
+
+    leaf = _leaf(intermediate, rsa.generate_private_key(65537, 2048), digital_signature=True, key_encipherment=True)
+    ctx = _context(tmp_path, leaf, [intermediate.pem], ciphers="DHE-RSA-AES128-GCM-SHA256", dh_bits=1024)
+    with aiosmtpd_server(ctx) as port:
+        res = CliRunner().invoke(cli, ["check", f"submission://127.0.0.1:{port}", "--cafile", str(zoo_pki.ca_file),
+                                       "--name", NAME, "--json", "--timeout", "5"], catch_exceptions=False)
+    doc = json.loads(res.stdout)
+    dh = next(c for c in doc["checks"] if c["id"] == "dh-params")
+    assert res.exit_code == 1 and not doc["ok"]
+    assert dh["status"] == "FAIL" and "smtpd_tls_dh1024_param_file" in dh["fix"]
+
 def test_dhe_with_a_2048_bit_group_passes(tmp_path: Path, intermediate: Issued, zoo_pki: ZooPki) -> None:
     leaf = _leaf(intermediate, rsa.generate_private_key(65537, 2048), digital_signature=True,
                  key_encipherment=True)
