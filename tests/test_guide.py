@@ -133,7 +133,7 @@ def test_readme_demo_runs_as_written(tmp_path: Path) -> None:
                          timeout=60, stdin=subprocess.DEVNULL)
     out = res.stdout + res.stderr
     assert res.returncode == 0, out
-    assert f"submission://127.0.0.1:{port}: OK (24 PASS)" in out, out
+    assert re.search(rf"submission://127\.0\.0\.1:{port}: OK \(\d+ PASS\)", out), out  # every check PASSes
     assert "PASS  send-test" in out and "PASS  auth " in out, out
     assert list((tmp_path / "demo" / "mail" / "new").iterdir()), "the test message was not delivered"
 
