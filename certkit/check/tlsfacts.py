@@ -52,6 +52,14 @@ DHE_SUITES = [0x009E, 0x009F, 0xCCAA, 0x00A2, 0x00A3, 0x0067, 0x006B, 0x0033, 0x
               0x0016, 0x0013]
 RSA_SUITES = [0x009C, 0x009D, 0x003C, 0x003D, 0x002F, 0x0035, 0x000A, 0x0005, 0x0004]
 BROAD_SUITES = ECDHE_SUITES + DHE_SUITES + RSA_SUITES
+# IANA names (without TLS_) of the broad suites an SSL 3.0 server may pick; hello.WEAK_SUITES has the weak ones.
+SUITE_NAMES = {
+    0xC009: "ECDHE_ECDSA_WITH_AES_128_CBC_SHA", 0xC00A: "ECDHE_ECDSA_WITH_AES_256_CBC_SHA",
+    0xC013: "ECDHE_RSA_WITH_AES_128_CBC_SHA", 0xC014: "ECDHE_RSA_WITH_AES_256_CBC_SHA",
+    0x0033: "DHE_RSA_WITH_AES_128_CBC_SHA", 0x0039: "DHE_RSA_WITH_AES_256_CBC_SHA",
+    0x0032: "DHE_DSS_WITH_AES_128_CBC_SHA", 0x0038: "DHE_DSS_WITH_AES_256_CBC_SHA",
+    0x002F: "RSA_WITH_AES_128_CBC_SHA", 0x0035: "RSA_WITH_AES_256_CBC_SHA",
+}
 
 # Named groups (RFC 8422 5.1.1, RFC 7027, RFC 8446): name and size in bits.
 CURVES: dict[int, tuple[str, int]] = {
@@ -486,8 +494,10 @@ def _ocsp_status(response: bytes) -> str:
 def sslv3_result(answer: Flight) -> CheckResult:
     check_id = "sslv3-refused"
     if answer.accepted and answer.version == SSL3:
-        return CheckResult(check_id, FAIL, f"the server accepted SSL 3.0 (suite 0x{answer.suite or 0:04X}): "
-                           "POODLE, RFC 7568 forbids it", FIX_SSL)
+        suite = answer.suite or 0
+        name = SUITE_NAMES.get(suite) or hello.WEAK_SUITES.get(suite) or f"suite 0x{suite:04X}"
+        return CheckResult(check_id, FAIL, f"the server accepted SSL 3.0 ({name}): POODLE, RFC 7568 forbids it",
+                           FIX_SSL)
     if answer.no_answer:
         return CheckResult(check_id, WARN, f"could not probe SSL 3.0: {answer.refusal}")
     if answer.accepted:
