@@ -395,8 +395,8 @@ class CoverageProbe:
         if not lower_ok:
             return CheckResult(check_id, SKIP, f"not run: the server speaks only {version_name(best)} and up "
                                f"({version_name(lower)} refused with or without the SCSV)")
-        return CheckResult(check_id, PASS, f"{asked} was refused ({answer.refusal}) while the same hello without "
-                           f"it is accepted; the server's best is {version_name(best)}")
+        return CheckResult(check_id, PASS, f"{asked} was refused ({answer.refusal}) while a {version_name(lower)} "
+                           f"hello without it is accepted; the server's best is {version_name(best)}")
 
 
 def _no_verdict(check_id: str, flight: Flight) -> CheckResult:
