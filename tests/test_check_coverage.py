@@ -311,6 +311,19 @@ def test_stapled_ocsp_response_is_reported(tmp_path: Path, intermediate: Issued)
     assert "OCSP Response Status: successful (0x0)" in out and "Cert Status: good" in out
 
 
+def test_s_client_sees_the_same_fallback_alert(zoo_pki: ZooPki) -> None:
+    """openssl s_server (TLS 1.3) answers a TLS 1.2 hello with TLS_FALLBACK_SCSV with alert 86, to both clients."""
+    from tests.servers.starttls_relay import s_server_behind_starttls
+
+    leaf = zoo_pki.leaf("good")
+    with s_server_behind_starttls(leaf.cert, leaf.key) as port:
+        result = _probe(port)["fallback-scsv"]
+        openssl = shutil.which("openssl") or "openssl"
+        done = subprocess.run([openssl, "s_client", "-starttls", "smtp", "-connect", f"127.0.0.1:{port}", "-tls1_2",
+                               "-fallback_scsv"], input=b"", capture_output=True, timeout=30, check=False)
+    assert result.status == "PASS" and "refused with inappropriate_fallback" in result.detail, result
+    assert "alert inappropriate fallback" in done.stderr.decode()
+
 # ----- SSL 3.0 (tlslite-ng) --------------------------------------------------------------
 def test_sslv3_accepted_fails(zoo_pki: ZooPki) -> None:
     pytest.importorskip("tlslite")
