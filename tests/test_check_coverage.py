@@ -3,11 +3,13 @@
 Every check id is proven against a real server configured for the case:
 aiosmtpd on Python's OpenSSL (good server, DHE with a 1024-bit group,
 chains served out of order or with a duplicate, an EC leaf with
-keyEncipherment, TLS 1.2 only, TLS 1.3 only), tlslite-ng (SSL 3.0), and
-a scripted first flight (tests/servers/rawtls.py) for what no maintained
-TLS library still does: compression, no RFC 5746, SSL 2.0, ignoring
-TLS_FALLBACK_SCSV. openssl s_client is the cross-check where it can see
-the same fact; testssl.sh in the slow test.
+keyEncipherment, TLS 1.2 only, TLS 1.3 only), a private Postfix 3.7,
+openssl s_server behind a STARTTLS front (a stapled OCSP response, the
+fallback alert), tlslite-ng (SSL 3.0, secp224r1), and a scripted first
+flight (tests/servers/rawtls.py) for what no maintained TLS library still
+does: compression, no RFC 5746, SSL 2.0, ignoring TLS_FALLBACK_SCSV.
+openssl s_client is the cross-check where it can see the same fact;
+testssl.sh in the slow tests.
 """
 
 from __future__ import annotations
