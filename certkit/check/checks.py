@@ -4,7 +4,9 @@ The main session follows what a careful telnet user would type (banner,
 EHLO, plaintext probes, STARTTLS, a verified handshake, EHLO again, a relay
 attempt, AUTH, a test message) and records it as the transcript. The TLS
 version, weak-suite and STARTTLS-injection probes run on their own
-connections in parallel threads. Every check has a stable id (docs/check.md).
+connections in parallel threads; the raw-hello protocol probes
+(:mod:`certkit.check.tlsfacts`) share one thread, one connection at a time.
+Every check has a stable id (docs/check.md).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from certkit.check import certinfo, clientcert, probes
+from certkit.check import certinfo, chainfacts, clientcert, probes, tlsfacts
 from certkit.check import chain as chain_check
 from certkit.check.certinfo import CertFacts
 from certkit.check.report import FAIL, PASS, SKIP, UNKNOWN, WARN, CheckReport, CheckResult
@@ -30,12 +32,15 @@ ORDER = [
     "connect", "banner", "ehlo", "starttls-offered", "auth-before-tls", "plaintext-auth-refused",
     "plaintext-mail-refused", "starttls", "tls-handshake", "client-cert-required", "chain-trust", "chain-complete",
     "name-match", "expected-cert",
-    "tls10-refused", "tls11-refused", "weak-ciphers-refused", "starttls-injection", "key-strength",
-    "signature-hash", "eku-server-auth", "time-left", "ehlo-after-tls", "relay-refused", "auth", "send-test",
+    "sslv2-refused", "sslv3-refused", "tls10-refused", "tls11-refused", "fallback-scsv", "weak-ciphers-refused",
+    "dh-params", "renegotiation", "tls-compression", "starttls-injection", "key-strength",
+    "signature-hash", "eku-server-auth", "key-usage", "chain-order", "ocsp-stapling", "time-left",
+    "ehlo-after-tls", "relay-refused", "auth", "send-test",
 ]
 # Checks that need the main session to have reached TLS.
 AFTER_TLS = ["tls-handshake", "chain-trust", "chain-complete", "name-match", "expected-cert", "key-strength",
-             "signature-hash", "eku-server-auth", "time-left", "ehlo-after-tls", "relay-refused", "auth", "send-test"]
+             "signature-hash", "eku-server-auth", "key-usage", "chain-order", "time-left", "ehlo-after-tls",
+             "relay-refused", "auth", "send-test"]
 # A FAIL here means the peer may not be the server we meant: no password or message goes to it (issue 10.1).
 CERT_GATE = ["tls-handshake", "chain-trust", "name-match", "expected-cert"]
 
@@ -210,6 +215,7 @@ def audit(target: Target, opts: CheckOptions, transcript: list[str] | None = Non
                                          "TLS 1.1", opts.client_pair()),
             lambda: probes.probe_weak_ciphers(target, opts.timeout, helo),
             lambda: probes.probe_injection(target, opts.timeout, helo, opts.client_pair()),
+            *tlsfacts.CoverageProbe(target, opts.timeout, helo).jobs(),  # issue 11: one thread's connections
         ]
         if opts.parallel_probes:
             for job in jobs:
@@ -245,7 +251,8 @@ def audit(target: Target, opts: CheckOptions, transcript: list[str] | None = Non
             elif not tls_ok and result.status != FAIL:
                 result = CheckResult(result.id, SKIP, f"not run: {why}")
             report.checks.append(result)
-        report.skip(["tls10-refused", "tls11-refused", "weak-ciphers-refused", "starttls-injection"], why)
+        report.skip(["tls10-refused", "tls11-refused", "weak-ciphers-refused", "starttls-injection",
+                     *tlsfacts.PROBE_IDS], why)
     rank = {cid: i for i, cid in enumerate(ORDER)}
     report.checks.sort(key=lambda c: rank.get(c.id, len(ORDER)))
     report.elapsed_ms = round((time.perf_counter() - started) * 1000)
@@ -263,7 +270,8 @@ def applicable(target: Target, opts: CheckOptions) -> list[str]:
     ids += ["tls-handshake", "chain-trust", "chain-complete", "name-match"]
     if opts.expected_pem:
         ids.append("expected-cert")
-    ids += ["key-strength", "signature-hash", "eku-server-auth", "time-left", "ehlo-after-tls"]
+    ids += ["key-strength", "signature-hash", "eku-server-auth", "key-usage", "chain-order", "time-left",
+            "ehlo-after-tls"]
     if not opts.quick:
         ids.append("relay-refused")
     # Asked for explicitly: run (or report) them even with --quick (issue 11.9).
@@ -296,6 +304,8 @@ def _main_session(target: Target, opts: CheckOptions, report: CheckReport) -> No
         report.certificate = facts.to_json()
         _chain_complete(opts, report, chain)
         _certificate_checks(target, opts, report, facts)
+        for result in chainfacts.certificate_findings(chain, facts.key_kind):
+            report.add(result.id, result.status, result.detail, result.fix)
         _after_tls(target, opts, report, session)
         if opts.client_cert and report.get("client-cert-required") is None:
             _client_cert_offered(target, opts, report)

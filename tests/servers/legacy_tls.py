@@ -14,11 +14,12 @@ import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from tests.servers.zoo import Leaf
 
 
-def _serve_one(conn: socket.socket, leaf: Leaf, ciphers: list[str]) -> None:
+def _serve_one(conn: socket.socket, leaf: Leaf, settings_wanted: dict[str, Any]) -> None:
     from tlslite import X509, HandshakeSettings, TLSConnection, X509CertChain, parsePEMKey
 
     conn.settimeout(10)
@@ -44,8 +45,8 @@ def _serve_one(conn: socket.socket, leaf: Leaf, ciphers: list[str]) -> None:
         else:
             send("502 5.5.2 no")
     settings = HandshakeSettings()
-    settings.cipherNames = ciphers
-    settings.maxVersion = (3, 3)
+    for name, value in settings_wanted.items():  # HandshakeSettings attributes: cipherNames, maxVersion...
+        setattr(settings, name, value)
     chain = X509CertChain([X509().parse(leaf.cert_pem.decode())])
     key = parsePEMKey(Path(leaf.key).read_text(), private=True)
     tls = TLSConnection(conn)
@@ -69,11 +70,17 @@ def _serve_one(conn: socket.socket, leaf: Leaf, ciphers: list[str]) -> None:
 
 
 @contextlib.contextmanager
-def legacy_tls_server(leaf: Leaf, ciphers: list[str]) -> Iterator[int]:
+def legacy_tls_server(leaf: Leaf, ciphers: list[str], *, min_version: tuple[int, int] = (3, 1),
+                      max_version: tuple[int, int] = (3, 3), curves: list[str] | None = None) -> Iterator[int]:
     """Serve STARTTLS with only ``ciphers`` (tlslite names: ``rc4``, ``3des``...); yields the port.
 
     ``leaf`` must have an RSA key (the RC4/3DES suites offered are RSA key exchange).
+    ``min_version``/``max_version`` are tlslite's (major, minor): ``(3, 0)`` is SSL 3.0.
+    ``curves``: the ECDHE curves it accepts (tlslite names, ``secp224r1`` included).
     """
+    wanted: dict[str, Any] = {"cipherNames": ciphers, "minVersion": min_version, "maxVersion": max_version}
+    if curves is not None:
+        wanted.update(eccCurves=curves, keyShares=[])  # TLS 1.3 key shares must be among the curves
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(16)
@@ -89,7 +96,7 @@ def legacy_tls_server(leaf: Leaf, ciphers: list[str]) -> Iterator[int]:
 
     def _handle(conn: socket.socket) -> None:
         with contextlib.suppress(Exception), conn:  # a refused handshake is the probe's expected outcome
-            _serve_one(conn, leaf, ciphers)
+            _serve_one(conn, leaf, wanted)
 
     thread = threading.Thread(target=loop, daemon=True)
     thread.start()
@@ -97,5 +104,7 @@ def legacy_tls_server(leaf: Leaf, ciphers: list[str]) -> Iterator[int]:
         yield listener.getsockname()[1]
     finally:
         stop.set()
+        with contextlib.suppress(OSError):  # wakes the blocked accept() (close alone does not)
+            listener.shutdown(socket.SHUT_RDWR)
         listener.close()
         thread.join(timeout=5)
