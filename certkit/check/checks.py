@@ -10,6 +10,7 @@ connections in parallel threads. Every check has a stable id (docs/check.md).
 from __future__ import annotations
 
 import base64
+import contextvars
 import datetime as dt
 import ipaddress
 import socket
@@ -19,15 +20,17 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from certkit.check import certinfo, probes
+from certkit.check import budget as budgets
+from certkit.check import certinfo, probes, suites
 from certkit.check.certinfo import CertFacts
 from certkit.check.report import FAIL, PASS, SKIP, WARN, CheckReport, CheckResult
 from certkit.check.session import REDACTED, Reply, SessionError, SmtpSession, peer_chain_der
 from certkit.check.target import Target
 
 ORDER = [
-    "connect", "banner", "ehlo", "starttls-offered", "auth-before-tls", "plaintext-auth-refused",
-    "plaintext-mail-refused", "starttls", "tls-handshake", "chain-trust", "name-match", "expected-cert",
+    "connect", "banner", "connection-limit", "ehlo", "starttls-offered", "auth-before-tls",
+    "plaintext-auth-refused", "plaintext-mail-refused", "starttls", "tls-handshake", "cipher-policy", "chain-trust",
+    "name-match", "expected-cert",
     "tls10-refused", "tls11-refused", "weak-ciphers-refused", "starttls-injection", "key-strength",
     "signature-hash", "eku-server-auth", "time-left", "ehlo-after-tls", "relay-refused", "auth", "send-test",
 ]
@@ -70,7 +73,11 @@ FIX = {
                      "reject); Exchange: remove anonymous relay permissions; aiosmtpd: auth_required=True",
     "auth": "check the user name and password, and that the SASL backend runs (Postfix: Dovecot auth socket)",
     "send-test": "read the server's reply above; the message was not accepted",
+    "connection-limit": "nothing to change for mail clients; if many clients share one address (NAT, a webmail "
+                        "host), raise the per-IP limit (Haraka config/limit.ini [concurrency]; Postfix "
+                        "smtpd_client_connection_count_limit); certkit check --max-connections 1 avoids the retries",
 }
+DEADLINE_FACTOR = 3  # default --deadline: this many --timeout periods for the whole target
 
 PROBE_FROM = "certkit-probe@example.com"  # RFC 2606 reserved names: never a real mailbox
 RELAY_RCPT = "certkit-relay-probe@example.net"
@@ -94,6 +101,8 @@ class CheckOptions:
             certificate failed a CERT_GATE check (reported as a WARN).
         helo: the EHLO name certkit uses.
         parallel_probes: run side probes in threads (off in fleet workers).
+        deadline: seconds for the whole target, probes included (None: DEADLINE_FACTOR x timeout).
+        max_connections: connections open to the target at the same time, at most.
         now: the clock (tests).
     """
 
@@ -111,8 +120,11 @@ class CheckOptions:
     insecure_auth: bool = False
     helo: str = ""
     parallel_probes: bool = True
+    deadline: float | None = None
+    max_connections: int = 2
     now: Callable[[], dt.datetime] | None = None
     _ctx: ssl.SSLContext | None = field(default=None, repr=False)
+    _broad_ctx: ssl.SSLContext | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def helo_name(self) -> str:
@@ -136,35 +148,76 @@ class CheckOptions:
             return "the pinned certificate"
         return "the system trust store"
 
+    def new_budget(self) -> budgets.Budget:
+        """A fresh deadline and connection budget for one target."""
+        seconds = self.deadline if self.deadline is not None else DEADLINE_FACTOR * self.timeout
+        return budgets.Budget(seconds, self.max_connections)
+
+    def broad_verify_context(self) -> ssl.SSLContext:
+        """The strict context's trust and checks with every TLS 1.2 suite offered (issue 11.5). Built once."""
+        with self._lock:
+            if self._broad_ctx is None:
+                self._broad_ctx = self._new_verify_context()
+                self._broad_ctx.set_ciphers(suites.BROAD_CIPHERS)
+            return self._broad_ctx
+
     def verify_context(self) -> ssl.SSLContext:
         """The strict context: chain verification (names are matched by certkit, SAN only). Built once."""
         with self._lock:
             if self._ctx is None:
-                ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # TLS >= 1.2, CERT_REQUIRED
-                ctx.check_hostname = False  # certinfo.name_matches: SAN only, never the CN
-                if self.cafile:
-                    ctx.load_verify_locations(cafile=self.cafile)
-                elif self.expected_pem:
-                    ctx.load_verify_locations(cadata=self.expected_pem.decode("ascii", "replace"))
-                    # The pinned leaf itself is the trust anchor, CA-issued or self-signed.
-                    ctx.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
-                else:
-                    ctx.load_default_certs()
-                self._ctx = ctx
+                self._ctx = self._new_verify_context()
             return self._ctx
+
+    def _new_verify_context(self) -> ssl.SSLContext:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # TLS >= 1.2, CERT_REQUIRED
+        ctx.check_hostname = False  # certinfo.name_matches: SAN only, never the CN
+        if self.cafile:
+            ctx.load_verify_locations(cafile=self.cafile)
+        elif self.expected_pem:
+            ctx.load_verify_locations(cadata=self.expected_pem.decode("ascii", "replace"))
+            # The pinned leaf itself is the trust anchor, CA-issued or self-signed.
+            ctx.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
+        else:
+            ctx.load_default_certs()
+        return ctx
 
 
 class _Stop(Exception):
     """The main session cannot go on (its FAIL is already recorded)."""
 
 
+class _NoSharedSuite(Exception):
+    """The strict handshake failed in a way a broader suite list may get past (issue 11.5)."""
+
+    def __init__(self, error: SessionError) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
 def _fail_step(report: CheckReport, check_id: str, exc: SessionError) -> _Stop:
     report.add(check_id, FAIL, exc.message, FIX.get(check_id, ""))
-    return _Stop(check_id)
+    return _Stop(check_id, exc.kind)
 
 
 def audit(target: Target, opts: CheckOptions) -> CheckReport:
-    """Run every check on one endpoint and return the report (never raises for server behaviour)."""
+    """Run every check on one endpoint and return the report (never raises for server behaviour).
+
+    Everything - main session, side probes, retries - shares one budget: the
+    target's deadline and its connection cap (certkit.check.budget).
+    """
+    started = time.perf_counter()
+    budget = opts.new_budget()
+    with budgets.applied(budget):
+        report = _run_checks(target, opts, budget)
+        _name_legacy_suites(target, opts, report)
+    _connection_limit(report, budget)
+    rank = {cid: i for i, cid in enumerate(ORDER)}
+    report.checks.sort(key=lambda c: rank.get(c.id, len(ORDER)))
+    report.elapsed_ms = round((time.perf_counter() - started) * 1000)
+    return report
+
+
+def _run_checks(target: Target, opts: CheckOptions, budget: budgets.Budget) -> CheckReport:
     started = time.perf_counter()
     report = CheckReport(target.url)
     helo = opts.helo_name()
@@ -180,28 +233,37 @@ def audit(target: Target, opts: CheckOptions) -> CheckReport:
             lambda: probes.probe_injection(target, opts.timeout, helo),
         ]
         if opts.parallel_probes:
+            budget.main_running = True  # the main session's slot is kept for it
             for job in jobs:
-                t = threading.Thread(target=lambda j=job: side.append(j()), daemon=True)
+                context = contextvars.copy_context()  # the budget rides along (one copy per thread)
+                t = threading.Thread(target=lambda j=job, c=context: side.append(c.run(_probe_within, j, budget)),
+                                     daemon=True)
                 t.start()
                 threads.append(t)
         else:
             threads = []
             side_jobs = jobs
-    stopped = ""
+    stopped, timed_out = "", False
     try:
         _main_session(target, opts, report)
     except _Stop as stop:
-        stopped = str(stop.args[0])
-        report.skip(applicable(target, opts), f"{stopped} failed")
+        stopped, timed_out = str(stop.args[0]), stop.args[1:] == ("timeout",)
+        report.skip(applicable(target, opts), budget.message() if budget.expired() else f"{stopped} failed")
+    finally:
+        budget.main_finished()
     handshake = report.get("tls-handshake")
     tls_ok = handshake is not None and handshake.status == PASS
+    # A probe proves something only where the main handshake worked or failed for a reason of its own
+    # (TLS 1.0 only); after a timeout it would only wait as long again (issue 10.11).
+    useful = tls_ok or (stopped == "tls-handshake" and not timed_out)
     if not opts.quick:
         if opts.parallel_probes:
-            for t in threads:
-                t.join()
-        elif tls_ok or (handshake is not None and handshake.status == FAIL):
-            side.extend(job() for job in side_jobs)
-        why = f"{stopped or 'tls-handshake'} failed"
+            if not useful:
+                budget.cancel_probes()
+            _join(threads, budget)
+        elif useful:
+            side.extend(_probe_within(job, budget) for job in side_jobs)
+        why = budget.message() if budget.expired() else f"{stopped or 'tls-handshake'} failed"
         for result in side:
             # Without a working handshake a probe's "refused" proves nothing: keep only what it found wrong
             # (a server that speaks nothing but TLS 1.0 fails the main handshake and the TLS 1.0 probe).
@@ -209,10 +271,47 @@ def audit(target: Target, opts: CheckOptions) -> CheckReport:
                 result = CheckResult(result.id, SKIP, f"not run: {why}")
             report.checks.append(result)
         report.skip(["tls10-refused", "tls11-refused", "weak-ciphers-refused", "starttls-injection"], why)
-    rank = {cid: i for i, cid in enumerate(ORDER)}
-    report.checks.sort(key=lambda c: rank.get(c.id, len(ORDER)))
     report.elapsed_ms = round((time.perf_counter() - started) * 1000)
     return report
+
+
+def _probe_within(job: Callable[[], CheckResult], budget: budgets.Budget) -> CheckResult:
+    """Run a side probe; what it says after the deadline cut it proves nothing but a FAIL it saw (SKIP)."""
+    result = job()
+    if budget.expired() and result.status != FAIL:
+        return CheckResult(result.id, SKIP, f"not run: {budget.message()}")
+    return result
+
+
+def _join(threads: list[threading.Thread], budget: budgets.Budget) -> None:
+    """Wait for the probe threads; the deadline watchdog has interrupted their sockets by then."""
+    for t in threads:
+        left = budget.remaining()
+        t.join(None if left == float("inf") else max(0.0, left) + 1.0)
+
+
+def _connection_limit(report: CheckReport, budget: budgets.Budget) -> None:
+    """Report 421 greetings as the server's connection limit, never as a broken banner (issue 11.8)."""
+    if not budget.refusals:
+        return
+    first = budget.refusals[0]
+    allowed = min(r.open_connections for r in budget.refusals) - 1
+    seen = (f"it allowed {allowed} connection{'s' if allowed != 1 else ''} at a time from this address"
+            if allowed > 0 else "it refused even a single connection at times (its count may include connections "
+            "just closed, or other clients at this address)")
+    report.add("connection-limit", WARN, f"the server answered {first.reply!r} {len(budget.refusals)} time(s), with "
+               f"{first.open_connections} certkit connection(s) open: {seen}; certkit paused, retried and went on "
+               f"with at most {budget.capacity} at a time", FIX["connection-limit"])
+
+
+def _name_legacy_suites(target: Target, opts: CheckOptions, report: CheckReport) -> None:
+    """cipher-policy found legacy suites only: list every one the server accepts (issue 11.5)."""
+    policy = report.get("cipher-policy")
+    if policy is None or policy.status == PASS or opts.quick:
+        return
+    result = suites.list_accepted(target, opts.timeout, opts.helo_name())
+    if result is not None:
+        report.add(result.id, result.status, result.detail, result.fix)
 
 
 def applicable(target: Target, opts: CheckOptions) -> list[str]:
@@ -238,21 +337,29 @@ def applicable(target: Target, opts: CheckOptions) -> list[str]:
 
 
 def _main_session(target: Target, opts: CheckOptions, report: CheckReport) -> None:
-    session = SmtpSession(target.host, target.port, opts.timeout, report.transcript)
+    session = SmtpSession(target.host, target.port, opts.timeout, report.transcript, main=True)
+    broad = False
     try:
-        tls = _open(target, opts, report, session, verified=True)
+        try:
+            tls = _open(target, opts, report, session, verified=True)
+        except _NoSharedSuite as strict:
+            session.close()
+            session, broad = _retry_broad(target, opts, report, strict.error), True
+            tls = _open_broad(target, opts, report, session, strict.error)
         if tls is None:  # certificate refused: look at it over an unverified connection
             session.close()
             session.note("*  certificate not accepted; reconnecting without verification to inspect it")
-            session = SmtpSession(target.host, target.port, opts.timeout, report.transcript)
-            tls = _open(target, opts, report, session, verified=False)
+            session = SmtpSession(target.host, target.port, opts.timeout, report.transcript, main=True)
+            tls = _open(target, opts, report, session, verified=False, broad=broad)
             assert tls is not None
         chain = peer_chain_der(tls)
         try:
             facts = certinfo.from_der(chain[0], len(chain))
         except (ValueError, IndexError) as exc:
-            report.add("tls-handshake", FAIL, f"the served certificate cannot be read: {exc}", FIX["tls-handshake"])
-            raise _Stop("tls-handshake") from exc
+            # OpenSSL took this certificate in the handshake: not reading it is certkit's limit (issue 11.10).
+            report.skip(applicable(target, opts), f"certkit cannot read the served certificate ({exc}); OpenSSL "
+                        "accepted it: inspect it with openssl s_client -showcerts")
+            raise _Stop("certificate", "unreadable") from exc
         session.note(f"*  TLS {tls.version()} {(tls.cipher() or ('?',))[0]}")
         for line in facts.summary_lines():
             session.note(f"*  {line}")
@@ -264,10 +371,30 @@ def _main_session(target: Target, opts: CheckOptions, report: CheckReport) -> No
         session.close()
 
 
+def _retry_broad(target: Target, opts: CheckOptions, report: CheckReport, strict: SessionError) -> SmtpSession:
+    report.transcript.append(f"*  strict handshake failed ({strict.message}); reconnecting with legacy suites "
+                             "offered too, to see the certificate")
+    return SmtpSession(target.host, target.port, opts.timeout, report.transcript, main=True)
+
+
+def _open_broad(target: Target, opts: CheckOptions, report: CheckReport, session: SmtpSession,
+                strict: SessionError) -> ssl.SSLSocket | None:
+    """The verified handshake again, every TLS 1.2 suite offered; when it fails too, the strict failure stands."""
+    try:
+        return _open(target, opts, report, session, verified=True, broad=True)
+    except (_Stop, _NoSharedSuite) as exc:
+        also = " (also with legacy suites offered)" if report.get("tls-handshake") is not None else ""
+        report.add("tls-handshake", FAIL, strict.message + also, FIX["tls-handshake"])
+        raise _Stop("tls-handshake", strict.kind) from exc
+
+
 def _open(target: Target, opts: CheckOptions, report: CheckReport, session: SmtpSession,
-          verified: bool) -> ssl.SSLSocket | None:
-    """Connect, greet, STARTTLS (or implicit TLS), handshake. None: the certificate was refused."""
-    first = verified  # on the unverified reconnect, the plaintext checks are already recorded
+          verified: bool, broad: bool = False) -> ssl.SSLSocket | None:
+    """Connect, greet, STARTTLS (or implicit TLS), handshake. None: the certificate was refused.
+
+    ``broad``: offer every TLS 1.2 suite (the strict handshake shared none); the plaintext checks are recorded.
+    """
+    first = verified and not broad  # on a reconnect, the plaintext checks are already recorded
     try:
         session.connect()
     except SessionError as exc:
@@ -275,7 +402,7 @@ def _open(target: Target, opts: CheckOptions, report: CheckReport, session: Smtp
     if first:
         report.add("connect", PASS, f"TCP connection to {target.host} port {target.port}")
     if target.implicit_tls:
-        tls = _handshake(target, opts, report, session, verified)
+        tls = _handshake(target, opts, report, session, verified, broad)
         if tls is None:
             return None
         _banner(report, session, first)
@@ -329,7 +456,7 @@ def _open(target: Target, opts: CheckOptions, report: CheckReport, session: Smtp
         raise _Stop("starttls")
     if first:
         report.add("starttls", PASS, f"STARTTLS accepted ({reply.first})")
-    return _handshake(target, opts, report, session, verified)
+    return _handshake(target, opts, report, session, verified, broad)
 
 
 def _auth_mechs(kw: dict[str, str]) -> list[str]:
@@ -369,12 +496,12 @@ def _banner(report: CheckReport, session: SmtpSession, record: bool) -> None:
 
 
 def _handshake(target: Target, opts: CheckOptions, report: CheckReport, session: SmtpSession,
-               verified: bool) -> ssl.SSLSocket | None:
+               verified: bool, broad: bool = False) -> ssl.SSLSocket | None:
     name = opts.name or target.host
     sni: str | None = certinfo.normalise_name(name)
     if _is_ip(sni):
         sni = None  # RFC 6066 3: no IP literals in SNI
-    ctx = opts.verify_context() if verified else probes.probe_context(None)
+    ctx = (opts.broad_verify_context() if broad else opts.verify_context()) if verified else probes.probe_context(None)
     if not verified:
         ctx.maximum_version = ssl.TLSVersion.MAXIMUM_SUPPORTED
     try:
@@ -387,15 +514,29 @@ def _handshake(target: Target, opts: CheckOptions, report: CheckReport, session:
                 detail = f"not trusted by {opts.trust_label()}: {exc.verify_message}"
             report.add("chain-trust", FAIL, detail, FIX["chain-trust"])
             return None
+        if verified and not broad and suites.may_be_suites(exc):
+            raise _NoSharedSuite(exc) from exc
         raise _fail_step(report, "tls-handshake", exc) from exc
     version, cipher = tls.version() or "?", (tls.cipher() or ("?",))[0]
     if version in ("TLSv1", "TLSv1.1", "SSLv3"):
         report.add("tls-handshake", FAIL, f"negotiated {version} {cipher}", probes.FIX_OLD_TLS)
     else:
-        report.add("tls-handshake", PASS, f"{version} {cipher}")
+        report.add("tls-handshake", PASS, f"{version} {cipher}" + (" (only with legacy suites offered: see "
+                   "cipher-policy)" if broad else ""))
+    _cipher_policy(report, version, cipher, verified, broad)
     if verified:
         report.add("chain-trust", PASS, f"certificate chain verified against {opts.trust_label()}")
     return tls
+
+
+def _cipher_policy(report: CheckReport, version: str, cipher: str, verified: bool, broad: bool) -> None:
+    if broad:  # named here from the handshake; audit() lists every legacy suite the server accepts
+        result = suites.verdict([suites.by_name(cipher)], complete=False)
+    elif verified:
+        result = suites.modern(version, cipher)
+    else:  # the strict handshake got as far as the certificate, so a modern suite was agreed
+        result = CheckResult("cipher-policy", PASS, "a client offering only modern suites reaches the certificate")
+    report.add(result.id, result.status, result.detail, result.fix)
 
 
 def _is_ip(text: str | None) -> bool:
