@@ -77,6 +77,8 @@ FIX = {
                         "host), raise the per-IP limit (Haraka config/limit.ini [concurrency]; Postfix "
                         "smtpd_client_connection_count_limit); certkit check --max-connections 1 avoids the retries",
 }
+FIX_DEADLINE = ("the server answers too slowly to finish within --deadline: check its load and its DNS look-ups "
+                "(reverse DNS, DNSBL; Postfix smtpd_client_restrictions), or give certkit check a larger --deadline")
 DEADLINE_FACTOR = 3  # default --deadline: this many --timeout periods for the whole target
 
 PROBE_FROM = "certkit-probe@example.com"  # RFC 2606 reserved names: never a real mailbox
@@ -195,7 +197,7 @@ class _NoSharedSuite(Exception):
 
 
 def _fail_step(report: CheckReport, check_id: str, exc: SessionError) -> _Stop:
-    report.add(check_id, FAIL, exc.message, FIX.get(check_id, ""))
+    report.add(check_id, FAIL, exc.message, FIX_DEADLINE if exc.deadline else FIX.get(check_id, ""))
     return _Stop(check_id, exc.kind)
 
 
@@ -211,6 +213,7 @@ def audit(target: Target, opts: CheckOptions) -> CheckReport:
         report = _run_checks(target, opts, budget)
         _name_legacy_suites(target, opts, report)
     _connection_limit(report, budget)
+    _deadline_fails(report, budget)
     rank = {cid: i for i, cid in enumerate(ORDER)}
     report.checks.sort(key=lambda c: rank.get(c.id, len(ORDER)))
     report.elapsed_ms = round((time.perf_counter() - started) * 1000)
@@ -288,6 +291,14 @@ def _join(threads: list[threading.Thread], budget: budgets.Budget) -> None:
     for t in threads:
         left = budget.remaining()
         t.join(None if left == float("inf") else max(0.0, left) + 1.0)
+
+
+def _deadline_fails(report: CheckReport, budget: budgets.Budget) -> None:
+    """A run the deadline cut short never passes: with no FAIL so far, the checks it cut become FAILs."""
+    cut = f"not run: {budget.message()}"
+    if report.ok:
+        for c in [c for c in report.checks if c.status == SKIP and c.detail == cut]:
+            report.add(c.id, FAIL, f"{budget.message()} before this check was done", FIX_DEADLINE)
 
 
 def _connection_limit(report: CheckReport, budget: budgets.Budget) -> None:
