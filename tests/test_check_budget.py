@@ -143,6 +143,28 @@ def test_421_is_a_connection_limit_not_a_broken_banner(zoo_pki: ZooPki) -> None:
     assert not_passed(report) == {"connection-limit": f"WARN: {limit.detail}"}  # banner and probes all PASS
 
 
+def test_421_inside_implicit_tls_is_retried(zoo_pki: ZooPki) -> None:
+    """On smtps:// the 421 comes inside TLS: the retry redoes the handshake before reading the greeting.
+
+    Two other clients fill the limit; one leaves when the server refuses certkit, so the retry gets in.
+    """
+    ctx = server_context(zoo_pki.leaf("good"))
+    client_ctx = ssl.create_default_context(cafile=str(zoo_pki.ca_file))
+    with limited_aiosmtpd(ctx, limit=2, implicit_tls=True) as (port, stats):
+        others = [client_ctx.wrap_socket(socket.create_connection(("127.0.0.1", port)), server_hostname=NAME)
+                  for _ in range(2)]
+        for other in others:
+            assert other.recv(100).startswith(b"220")
+        stats.on_refusal = others[0].close
+        report = audit(f"smtps://127.0.0.1:{port}", zoo_pki)
+        others[1].close()
+    assert stats.refused == 1
+    assert set(not_passed(report)) == {"connection-limit"}, not_passed(report)
+    assert "'421 4.7.0 too many connections from your address' 1 time(s)" in \
+        report.get("connection-limit").detail  # type: ignore[union-attr]
+    assert report.get("banner").status == "PASS"  # type: ignore[union-attr]
+
+
 # ----- issue 11.5: legacy suites only -----------------------------------------------
 def legacy_context(leaf: Leaf, suite: str) -> ssl.SSLContext:
     """aiosmtpd's TLS: TLS 1.2 with one suite Python's default client list leaves out."""

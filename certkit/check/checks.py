@@ -417,7 +417,7 @@ def _open(target: Target, opts: CheckOptions, report: CheckReport, session: Smtp
         if tls is None:
             return None
         _banner(report, session, first)
-        return tls
+        return session.tls or tls  # after a 421 retry the session holds a new TLS connection
     _banner(report, session, first)
     try:
         ehlo = session.command(f"EHLO {opts.helo_name()}")

@@ -96,6 +96,7 @@ class SmtpSession:
         self.main = main
         self._slot = False
         self._retrying = False
+        self._tls_setup: tuple[ssl.SSLContext, str | None] | None = None  # to redo an implicit-TLS handshake
         self.host = host
         self.port = port
         self.timeout = timeout
@@ -355,14 +356,17 @@ class SmtpSession:
         """
         assert self.budget is not None
         for attempt in range(budgets.MAX_RETRIES):
-            if reply.code != 421 or self.tls is not None:
+            if reply.code != 421:
                 break
+            implicit_tls = self.tls is not None and self._tls_setup is not None  # smtps: greeting inside TLS
             pause = self.budget.saw_refusal(reply.first, attempt)
             self.note(f"*  the server limits connections ({reply.first}); retrying in {pause:g} s")
             self.close()
             if not self.budget.pause(pause):
                 raise self._timeout_error("banner", "")
             self.connect()
+            if implicit_tls and self._tls_setup is not None:
+                self.start_tls(*self._tls_setup)
             self._retrying = True
             try:
                 reply = self.read_reply("banner")
@@ -389,6 +393,7 @@ class SmtpSession:
         """
         if self.sock is None:
             raise SessionError("closed", "TLS handshake", "not connected")
+        self._tls_setup = (context, server_hostname)
         # Plaintext bytes received before the handshake would be mistaken for
         # TLS records; RFC 3207 forbids the server to send any (CVE-2011-1575 class).
         self._buf.clear()

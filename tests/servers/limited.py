@@ -14,7 +14,7 @@ import socket
 import ssl
 import struct
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +32,7 @@ class LimitStats:
     refused: int = 0
     live: dict[str, list[Any]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    on_refusal: Callable[[], None] | None = None  # called after each 421 (a test frees a slot there)
 
 
 def _established(transport: Any) -> bool:
@@ -51,15 +52,18 @@ def _count_in(stats: LimitStats, ip: str, transport: Any) -> bool:
         live = [t for t in stats.live.get(ip, []) if _established(t)] + [transport]
         stats.live[ip] = live
         stats.most = max(stats.most, len(live))
-        if len(live) > stats.limit:
-            stats.refused += 1
-            return False
-        return True
+        if len(live) <= stats.limit:
+            return True
+        stats.refused += 1
+    if stats.on_refusal is not None:
+        stats.on_refusal()
+    return False
 
 
 @contextlib.contextmanager
-def limited_aiosmtpd(ctx: ssl.SSLContext, limit: int = 2) -> Iterator[tuple[int, LimitStats]]:
-    """Start the server on a free port; yields (port, stats)."""
+def limited_aiosmtpd(ctx: ssl.SSLContext, limit: int = 2, *,
+                     implicit_tls: bool = False) -> Iterator[tuple[int, LimitStats]]:
+    """Start the server on a free port (STARTTLS, or TLS from the first byte); yields (port, stats)."""
     from aiosmtpd.controller import Controller
     from aiosmtpd.smtp import SMTP, AuthResult
 
@@ -103,9 +107,10 @@ def limited_aiosmtpd(ctx: ssl.SSLContext, limit: int = 2) -> Iterator[tuple[int,
         return AuthResult(success=False, handled=False)
 
     port = free_port()
+    tls: dict[str, Any] = {"ssl_context": ctx} if implicit_tls else {"tls_context": ctx, "require_starttls": True}
     ctrl = LimitedController(Handler(), hostname="127.0.0.1", port=port, ready_timeout=10,
-                             server_hostname="limited.example.test", tls_context=ctx, require_starttls=True,
-                             authenticator=no_auth, auth_required=True, auth_require_tls=True)
+                             server_hostname="limited.example.test", authenticator=no_auth, auth_required=True,
+                             auth_require_tls=not implicit_tls, **tls)
     ctrl.start()
     try:
         yield port, stats
