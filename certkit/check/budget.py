@@ -14,7 +14,7 @@ by every connection of one audit (the main session and every side probe):
 
 Probes open their sessions themselves, deep inside :mod:`certkit.check.probes`;
 rather than threading the budget through every probe's arguments, the audit
-makes it the current budget of its context (:func:`applied`) and
+makes it the current budget of each of its threads (:func:`applied`) and
 :class:`certkit.check.session.SmtpSession` picks it up when created.
 Standard library only.
 """
@@ -185,13 +185,11 @@ def current() -> Budget | None:
 
 @contextlib.contextmanager
 def applied(budget: Budget) -> Iterator[Budget]:
-    """Make ``budget`` the current one for sessions created inside the block (and armed)."""
+    """Make ``budget`` the current one for sessions created inside the block (in this thread)."""
     token = _CURRENT.set(budget)
-    budget.start()
     try:
         yield budget
     finally:
-        budget.stop()
         _CURRENT.reset(token)
 
 

@@ -10,7 +10,6 @@ connections in parallel threads. Every check has a stable id (docs/check.md).
 from __future__ import annotations
 
 import base64
-import contextvars
 import datetime as dt
 import ipaddress
 import socket
@@ -151,9 +150,11 @@ class CheckOptions:
         return "the system trust store"
 
     def new_budget(self) -> budgets.Budget:
-        """A fresh deadline and connection budget for one target."""
+        """A fresh deadline and connection budget for one target, its watchdog armed."""
         seconds = self.deadline if self.deadline is not None else DEADLINE_FACTOR * self.timeout
-        return budgets.Budget(seconds, self.max_connections)
+        budget = budgets.Budget(seconds, self.max_connections)
+        budget.start()
+        return budget
 
     def broad_verify_context(self) -> ssl.SSLContext:
         """The strict context's trust and checks with every TLS 1.2 suite offered (issue 11.5). Built once."""
@@ -202,28 +203,13 @@ def _fail_step(report: CheckReport, check_id: str, exc: SessionError) -> _Stop:
 
 
 def audit(target: Target, opts: CheckOptions) -> CheckReport:
-    """Run every check on one endpoint and return the report (never raises for server behaviour).
-
-    Everything - main session, side probes, retries - shares one budget: the
-    target's deadline and its connection cap (certkit.check.budget).
-    """
-    started = time.perf_counter()
-    budget = opts.new_budget()
-    with budgets.applied(budget):
-        report = _run_checks(target, opts, budget)
-        _name_legacy_suites(target, opts, report)
-    _connection_limit(report, budget)
-    _deadline_fails(report, budget)
-    rank = {cid: i for i, cid in enumerate(ORDER)}
-    report.checks.sort(key=lambda c: rank.get(c.id, len(ORDER)))
-    report.elapsed_ms = round((time.perf_counter() - started) * 1000)
-    return report
-
-
-def _run_checks(target: Target, opts: CheckOptions, budget: budgets.Budget) -> CheckReport:
+    """Run every check on one endpoint and return the report (never raises for server behaviour)."""
     started = time.perf_counter()
     report = CheckReport(target.url)
     helo = opts.helo_name()
+
+    # Main session, side probes and retries share one budget: the deadline and the connection cap.
+    budget = opts.new_budget()
     side: list[CheckResult] = []
     threads: list[threading.Thread] = []
     if not opts.quick:
@@ -238,9 +224,7 @@ def _run_checks(target: Target, opts: CheckOptions, budget: budgets.Budget) -> C
         if opts.parallel_probes:
             budget.main_running = True  # the main session's slot is kept for it
             for job in jobs:
-                context = contextvars.copy_context()  # the budget rides along (one copy per thread)
-                t = threading.Thread(target=lambda j=job, c=context: side.append(c.run(_probe_within, j, budget)),
-                                     daemon=True)
+                t = threading.Thread(target=lambda j=job: side.append(_probe_within(j, budget)), daemon=True)
                 t.start()
                 threads.append(t)
         else:
@@ -248,7 +232,8 @@ def _run_checks(target: Target, opts: CheckOptions, budget: budgets.Budget) -> C
             side_jobs = jobs
     stopped, timed_out = "", False
     try:
-        _main_session(target, opts, report)
+        with budgets.applied(budget):
+            _main_session(target, opts, report)
     except _Stop as stop:
         stopped, timed_out = str(stop.args[0]), stop.args[1:] == ("timeout",)
         report.skip(applicable(target, opts), budget.message() if budget.expired() else f"{stopped} failed")
@@ -274,13 +259,26 @@ def _run_checks(target: Target, opts: CheckOptions, budget: budgets.Budget) -> C
                 result = CheckResult(result.id, SKIP, f"not run: {why}")
             report.checks.append(result)
         report.skip(["tls10-refused", "tls11-refused", "weak-ciphers-refused", "starttls-injection"], why)
+    _after_run(target, opts, report, budget)
+    rank = {cid: i for i, cid in enumerate(ORDER)}
+    report.checks.sort(key=lambda c: rank.get(c.id, len(ORDER)))
     report.elapsed_ms = round((time.perf_counter() - started) * 1000)
     return report
 
 
+def _after_run(target: Target, opts: CheckOptions, report: CheckReport, budget: budgets.Budget) -> None:
+    """What the budget saw becomes checks; the deadline watchdog is disarmed."""
+    with budgets.applied(budget):
+        _name_legacy_suites(target, opts, report)
+    budget.stop()
+    _connection_limit(report, budget)
+    _deadline_fails(report, budget)
+
+
 def _probe_within(job: Callable[[], CheckResult], budget: budgets.Budget) -> CheckResult:
     """Run a side probe; what it says after the deadline cut it proves nothing but a FAIL it saw (SKIP)."""
-    result = job()
+    with budgets.applied(budget):
+        result = job()
     if budget.expired() and result.status != FAIL:
         return CheckResult(result.id, SKIP, f"not run: {budget.message()}")
     return result
