@@ -316,7 +316,7 @@ def _connection_limit(report: CheckReport, budget: budgets.Budget) -> None:
 def _name_legacy_suites(target: Target, opts: CheckOptions, report: CheckReport) -> None:
     """cipher-policy found legacy suites only: list every one the server accepts (issue 11.5)."""
     policy = report.get("cipher-policy")
-    if policy is None or policy.status == PASS or opts.quick:
+    if policy is None or opts.quick:
         return
     result = suites.list_accepted(target, opts.timeout, opts.helo_name())
     if result is not None:
@@ -532,20 +532,12 @@ def _handshake(target: Target, opts: CheckOptions, report: CheckReport, session:
     else:
         report.add("tls-handshake", PASS, f"{version} {cipher}" + (" (only with legacy suites offered: see "
                    "cipher-policy)" if broad else ""))
-    _cipher_policy(report, version, cipher, verified, broad)
+    if broad:  # named here from the handshake; audit() lists every legacy suite the server accepts
+        result = suites.verdict([suites.by_name(cipher)], complete=False)
+        report.add(result.id, result.status, result.detail, result.fix)
     if verified:
         report.add("chain-trust", PASS, f"certificate chain verified against {opts.trust_label()}")
     return tls
-
-
-def _cipher_policy(report: CheckReport, version: str, cipher: str, verified: bool, broad: bool) -> None:
-    if broad:  # named here from the handshake; audit() lists every legacy suite the server accepts
-        result = suites.verdict([suites.by_name(cipher)], complete=False)
-    elif verified:
-        result = suites.modern(version, cipher)
-    else:  # the strict handshake got as far as the certificate, so a modern suite was agreed
-        result = CheckResult("cipher-policy", PASS, "a client offering only modern suites reaches the certificate")
-    report.add(result.id, result.status, result.detail, result.fix)
 
 
 def _is_ip(text: str | None) -> bool:

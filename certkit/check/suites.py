@@ -18,7 +18,7 @@ from functools import lru_cache
 
 from certkit.check import hello
 from certkit.check.probes import reach_tls
-from certkit.check.report import FAIL, PASS, WARN, CheckResult
+from certkit.check.report import FAIL, WARN, CheckResult
 from certkit.check.session import SessionError
 from certkit.check.target import Target
 
@@ -98,11 +98,6 @@ def verdict(accepted: list[Suite], complete: bool) -> CheckResult:
     if all(s.static_rsa or s.cbc_sha1 for s in accepted):
         return CheckResult(CHECK_ID, FAIL, common, FIX_CIPHERS)
     return CheckResult(CHECK_ID, WARN, common, FIX_CIPHERS)
-
-
-def modern(version: str, cipher: str) -> CheckResult:
-    """The strict handshake worked: the server speaks a modern suite."""
-    return CheckResult(CHECK_ID, PASS, f"a client offering only modern suites connects ({version} {cipher})")
 
 
 def list_accepted(target: Target, timeout: float, helo: str) -> CheckResult | None:
