@@ -353,7 +353,10 @@ def _main_session(target: Target, opts: CheckOptions, report: CheckReport) -> No
             tls = _open(target, opts, report, session, verified=True)
         except _NoSharedSuite as strict:
             session.close()
-            session, broad = _retry_broad(target, opts, report, strict.error), True
+            session.note(f"*  strict handshake failed ({strict.error.message}); reconnecting with legacy suites "
+                         "offered too, to see the certificate")
+            session = SmtpSession(target.host, target.port, opts.timeout, report.transcript, main=True)
+            broad = True
             tls = _open_broad(target, opts, report, session, strict.error)
         if tls is None:  # certificate refused: look at it over an unverified connection
             session.close()
@@ -380,18 +383,12 @@ def _main_session(target: Target, opts: CheckOptions, report: CheckReport) -> No
         session.close()
 
 
-def _retry_broad(target: Target, opts: CheckOptions, report: CheckReport, strict: SessionError) -> SmtpSession:
-    report.transcript.append(f"*  strict handshake failed ({strict.message}); reconnecting with legacy suites "
-                             "offered too, to see the certificate")
-    return SmtpSession(target.host, target.port, opts.timeout, report.transcript, main=True)
-
-
 def _open_broad(target: Target, opts: CheckOptions, report: CheckReport, session: SmtpSession,
                 strict: SessionError) -> ssl.SSLSocket | None:
     """The verified handshake again, every TLS 1.2 suite offered; when it fails too, the strict failure stands."""
     try:
         return _open(target, opts, report, session, verified=True, broad=True)
-    except (_Stop, _NoSharedSuite) as exc:
+    except _Stop as exc:
         also = " (also with legacy suites offered)" if report.get("tls-handshake") is not None else ""
         report.add("tls-handshake", FAIL, strict.message + also, FIX["tls-handshake"])
         raise _Stop("tls-handshake", strict.kind) from exc

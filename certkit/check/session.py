@@ -220,10 +220,11 @@ class SmtpSession:
             return time.monotonic() + self.timeout
         return self.budget.step_end(self.timeout)
 
-    def _step_timeout(self) -> float:
+    def _step_timeout(self, step: str) -> float:
+        """Seconds left for ``step`` (a socket timeout); SessionError when the deadline has passed."""
         left = self._step_end() - time.monotonic()
         if left <= 0:
-            raise self._timeout_error("step", "")
+            raise self._timeout_error(step, "")
         return left
 
     def _cut(self) -> bool:
@@ -232,8 +233,7 @@ class SmtpSession:
     def _timeout_error(self, step: str, message: str) -> SessionError:
         """A timeout; when the overall deadline caused it (or interrupted the socket), it says so."""
         if self._cut() or not message:
-            during = step if step != "step" else "next step"
-            err = SessionError("timeout", step, self.budget.message(during) if self.budget else message)
+            err = SessionError("timeout", step, self.budget.message(step) if self.budget else message)
             err.deadline = True
             return err
         return SessionError("timeout", step, message)
@@ -262,7 +262,7 @@ class SmtpSession:
             self.note(f"C: {text}")
         s = self._active
         try:
-            s.settimeout(self._step_timeout())
+            s.settimeout(self._step_timeout("send"))
             s.sendall(data)
             self._quickack()
         except TimeoutError as exc:
@@ -404,7 +404,7 @@ class SmtpSession:
         self.sock = None
         self.tls = tls
         try:
-            tls.settimeout(self._step_timeout())
+            tls.settimeout(self._step_timeout("TLS handshake"))
             tls.do_handshake()
             self._quickack()
         except ssl.SSLCertVerificationError as exc:
