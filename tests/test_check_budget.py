@@ -105,6 +105,22 @@ def test_fleet_of_stalled_targets_reports_every_target(zoo_pki: ZooPki) -> None:
             assert checks[probe] == {"id": probe, "status": "SKIP", "detail": "not run: tls-handshake failed"}
 
 
+def test_fleet_of_slow_targets_ends_each_at_its_deadline(zoo_pki: ZooPki) -> None:
+    """In a fleet (probes in turn, after the main session) every slow target still ends at its own deadline."""
+    leaf = zoo_pki.leaf("hostile", key="rsa2048")
+    with slow_servers(3, delay=0.6, cert=leaf.cert, key=leaf.key) as ports:
+        proc = certkit_check(*(f"submission://127.0.0.1:{p}" for p in ports), "--concurrency", "3", "--timeout", "1",
+                             "--deadline", "2", "--json", "--cafile", str(zoo_pki.ca_file), "--name", NAME)
+    assert proc.returncode == 1, proc.stderr
+    reports = json.loads(proc.stdout)
+    assert len(reports) == 3
+    for report in reports:
+        cut = [c for c in report["checks"] if c["status"] == "FAIL"]
+        assert len(cut) == 1 and cut[0]["detail"].startswith("deadline of 2 s reached during the "), cut
+        skipped = {c["detail"] for c in report["checks"] if c["status"] == "SKIP"}
+        assert skipped == {"not run: deadline of 2 s reached"}, skipped
+
+
 def test_fleet_checks_targets_at_the_same_time() -> None:
     """Four listeners greet only once all four have a client: every banner PASSes only if checked together."""
     with barrier_servers(4) as ports:
