@@ -17,22 +17,25 @@ import ssl
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-from certkit.check import budget as budgets
-from certkit.check import certinfo, probes, suites
+from certkit.check import certinfo, probes
 from certkit.check.certinfo import CertFacts
 from certkit.check.report import FAIL, PASS, SKIP, WARN, CheckReport, CheckResult
 from certkit.check.session import REDACTED, Reply, SessionError, SmtpSession, peer_chain_der
+from certkit.check.suites import BROAD_CIPHERS, list_accepted, may_be_suites, suite_verdict
 from certkit.check.target import Target
+from certkit.check.target_budget import Budget, applied
 
 ORDER = [
-    "connect", "banner", "connection-limit", "ehlo", "starttls-offered", "auth-before-tls",
-    "plaintext-auth-refused", "plaintext-mail-refused", "starttls", "tls-handshake", "cipher-policy", "chain-trust",
-    "name-match", "expected-cert",
+    "connect", "banner", "ehlo", "starttls-offered", "auth-before-tls", "plaintext-auth-refused",
+    "plaintext-mail-refused", "starttls", "tls-handshake", "chain-trust", "name-match", "expected-cert",
     "tls10-refused", "tls11-refused", "weak-ciphers-refused", "starttls-injection", "key-strength",
     "signature-hash", "eku-server-auth", "time-left", "ehlo-after-tls", "relay-refused", "auth", "send-test",
 ]
+# Shown only when they happen: a 421 greeting (issue 11.8), a server sharing no modern suite (issue 11.5).
+ORDER.insert(ORDER.index("ehlo"), "connection-limit")
+ORDER.insert(ORDER.index("tls-handshake") + 1, "cipher-policy")
 # Checks that need the main session to have reached TLS.
 AFTER_TLS = ["tls-handshake", "chain-trust", "name-match", "expected-cert", "key-strength", "signature-hash",
              "eku-server-auth", "time-left", "ehlo-after-tls", "relay-refused", "auth", "send-test"]
@@ -125,7 +128,6 @@ class CheckOptions:
     max_connections: int = 2
     now: Callable[[], dt.datetime] | None = None
     _ctx: ssl.SSLContext | None = field(default=None, repr=False)
-    _broad_ctx: ssl.SSLContext | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def helo_name(self) -> str:
@@ -149,40 +151,35 @@ class CheckOptions:
             return "the pinned certificate"
         return "the system trust store"
 
-    def new_budget(self) -> budgets.Budget:
+    def new_budget(self) -> Budget:
         """A fresh deadline and connection budget for one target, its watchdog armed."""
         seconds = self.deadline if self.deadline is not None else DEADLINE_FACTOR * self.timeout
-        budget = budgets.Budget(seconds, self.max_connections)
+        budget = Budget(seconds, self.max_connections)
         budget.start()
         return budget
 
     def broad_verify_context(self) -> ssl.SSLContext:
-        """The strict context's trust and checks with every TLS 1.2 suite offered (issue 11.5). Built once."""
-        with self._lock:
-            if self._broad_ctx is None:
-                self._broad_ctx = self._new_verify_context()
-                self._broad_ctx.set_ciphers(suites.BROAD_CIPHERS)
-            return self._broad_ctx
+        """The strict context's trust and checks, every TLS 1.2 suite offered (issue 11.5; rare: not cached)."""
+        ctx = replace(self, _ctx=None).verify_context()
+        ctx.set_ciphers(BROAD_CIPHERS)
+        return ctx
 
     def verify_context(self) -> ssl.SSLContext:
         """The strict context: chain verification (names are matched by certkit, SAN only). Built once."""
         with self._lock:
             if self._ctx is None:
-                self._ctx = self._new_verify_context()
+                ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # TLS >= 1.2, CERT_REQUIRED
+                ctx.check_hostname = False  # certinfo.name_matches: SAN only, never the CN
+                if self.cafile:
+                    ctx.load_verify_locations(cafile=self.cafile)
+                elif self.expected_pem:
+                    ctx.load_verify_locations(cadata=self.expected_pem.decode("ascii", "replace"))
+                    # The pinned leaf itself is the trust anchor, CA-issued or self-signed.
+                    ctx.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
+                else:
+                    ctx.load_default_certs()
+                self._ctx = ctx
             return self._ctx
-
-    def _new_verify_context(self) -> ssl.SSLContext:
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # TLS >= 1.2, CERT_REQUIRED
-        ctx.check_hostname = False  # certinfo.name_matches: SAN only, never the CN
-        if self.cafile:
-            ctx.load_verify_locations(cafile=self.cafile)
-        elif self.expected_pem:
-            ctx.load_verify_locations(cadata=self.expected_pem.decode("ascii", "replace"))
-            # The pinned leaf itself is the trust anchor, CA-issued or self-signed.
-            ctx.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
-        else:
-            ctx.load_default_certs()
-        return ctx
 
 
 class _Stop(Exception):
@@ -232,7 +229,7 @@ def audit(target: Target, opts: CheckOptions) -> CheckReport:
             side_jobs = jobs
     stopped, timed_out = "", False
     try:
-        with budgets.applied(budget):
+        with applied(budget):
             _main_session(target, opts, report)
     except _Stop as stop:
         stopped, timed_out = str(stop.args[0]), stop.args[1:] == ("timeout",)
@@ -241,10 +238,10 @@ def audit(target: Target, opts: CheckOptions) -> CheckReport:
         budget.main_finished()
     handshake = report.get("tls-handshake")
     tls_ok = handshake is not None and handshake.status == PASS
-    # A probe proves something only where the main handshake worked or failed for a reason of its own
-    # (TLS 1.0 only); after a timeout it would only wait as long again (issue 10.11).
-    useful = tls_ok or (stopped == "tls-handshake" and not timed_out)
     if not opts.quick:
+        # A probe proves something only where the main handshake worked or failed for a reason of its own
+        # (TLS 1.0 only); after a timeout it would only wait as long again (issue 10.11).
+        useful = tls_ok or (stopped == "tls-handshake" and not timed_out)
         if opts.parallel_probes:
             if not useful:
                 budget.cancel_probes()
@@ -259,39 +256,41 @@ def audit(target: Target, opts: CheckOptions) -> CheckReport:
                 result = CheckResult(result.id, SKIP, f"not run: {why}")
             report.checks.append(result)
         report.skip(["tls10-refused", "tls11-refused", "weak-ciphers-refused", "starttls-injection"], why)
-    _after_run(target, opts, report, budget)
     rank = {cid: i for i, cid in enumerate(ORDER)}
     report.checks.sort(key=lambda c: rank.get(c.id, len(ORDER)))
+    _after_run(target, opts, report, budget)
     report.elapsed_ms = round((time.perf_counter() - started) * 1000)
     return report
 
 
-def _after_run(target: Target, opts: CheckOptions, report: CheckReport, budget: budgets.Budget) -> None:
-    """What the budget saw becomes checks; the deadline watchdog is disarmed."""
-    with budgets.applied(budget):
+def _after_run(target: Target, opts: CheckOptions, report: CheckReport, budget: Budget) -> None:
+    """What the budget saw becomes checks (in ORDER); the deadline watchdog is disarmed."""
+    with applied(budget):
         _name_legacy_suites(target, opts, report)
     budget.stop()
     _connection_limit(report, budget)
     _deadline_fails(report, budget)
+    rank = {cid: i for i, cid in enumerate(ORDER)}
+    report.checks.sort(key=lambda c: rank.get(c.id, len(ORDER)))
 
 
-def _probe_within(job: Callable[[], CheckResult], budget: budgets.Budget) -> CheckResult:
+def _probe_within(job: Callable[[], CheckResult], budget: Budget) -> CheckResult:
     """Run a side probe; what it says after the deadline cut it proves nothing but a FAIL it saw (SKIP)."""
-    with budgets.applied(budget):
+    with applied(budget):
         result = job()
     if budget.expired() and result.status != FAIL:
         return CheckResult(result.id, SKIP, f"not run: {budget.message()}")
     return result
 
 
-def _join(threads: list[threading.Thread], budget: budgets.Budget) -> None:
+def _join(threads: list[threading.Thread], budget: Budget) -> None:
     """Wait for the probe threads; the deadline watchdog has interrupted their sockets by then."""
     for t in threads:
         left = budget.remaining()
         t.join(None if left == float("inf") else max(0.0, left) + 1.0)
 
 
-def _deadline_fails(report: CheckReport, budget: budgets.Budget) -> None:
+def _deadline_fails(report: CheckReport, budget: Budget) -> None:
     """A run the deadline cut short never passes: with no FAIL so far, the checks it cut become FAILs."""
     cut = f"not run: {budget.message()}"
     if report.ok:
@@ -299,7 +298,7 @@ def _deadline_fails(report: CheckReport, budget: budgets.Budget) -> None:
             report.add(c.id, FAIL, f"{budget.message()} before this check was done", FIX_DEADLINE)
 
 
-def _connection_limit(report: CheckReport, budget: budgets.Budget) -> None:
+def _connection_limit(report: CheckReport, budget: Budget) -> None:
     """Report 421 greetings as the server's connection limit, never as a broken banner (issue 11.8)."""
     if not budget.refusals:
         return
@@ -318,7 +317,7 @@ def _name_legacy_suites(target: Target, opts: CheckOptions, report: CheckReport)
     policy = report.get("cipher-policy")
     if policy is None or opts.quick:
         return
-    result = suites.list_accepted(target, opts.timeout, opts.helo_name())
+    result = list_accepted(target, opts.timeout, opts.helo_name())
     if result is not None:
         report.add(result.id, result.status, result.detail, result.fix)
 
@@ -350,7 +349,7 @@ def _main_session(target: Target, opts: CheckOptions, report: CheckReport) -> No
     broad = False
     try:
         try:
-            tls = _open(target, opts, report, session, verified=True)
+            tls = _open_live(target, opts, report, session, verified=True)
         except _NoSharedSuite as strict:
             session.close()
             session.note(f"*  strict handshake failed ({strict.error.message}); reconnecting with legacy suites "
@@ -362,7 +361,7 @@ def _main_session(target: Target, opts: CheckOptions, report: CheckReport) -> No
             session.close()
             session.note("*  certificate not accepted; reconnecting without verification to inspect it")
             session = SmtpSession(target.host, target.port, opts.timeout, report.transcript, main=True)
-            tls = _open(target, opts, report, session, verified=False, broad=broad)
+            tls = _open_live(target, opts, report, session, verified=False, broad=broad)
             assert tls is not None
         chain = peer_chain_der(tls)
         try:
@@ -387,11 +386,19 @@ def _open_broad(target: Target, opts: CheckOptions, report: CheckReport, session
                 strict: SessionError) -> ssl.SSLSocket | None:
     """The verified handshake again, every TLS 1.2 suite offered; when it fails too, the strict failure stands."""
     try:
-        return _open(target, opts, report, session, verified=True, broad=True)
+        return _open_live(target, opts, report, session, verified=True, broad=True)
     except _Stop as exc:
-        also = " (also with legacy suites offered)" if report.get("tls-handshake") is not None else ""
-        report.add("tls-handshake", FAIL, strict.message + also, FIX["tls-handshake"])
+        if exc.args[:1] != ("tls-handshake",):
+            raise  # a verdict of its own (the banner on reconnect, a client certificate demanded...)
+        report.add("tls-handshake", FAIL, f"{strict.message} (also with legacy suites offered)", FIX["tls-handshake"])
         raise _Stop("tls-handshake", strict.kind) from exc
+
+
+def _open_live(target: Target, opts: CheckOptions, report: CheckReport, session: SmtpSession,
+               verified: bool, broad: bool = False) -> ssl.SSLSocket | None:
+    """:func:`_open`, returning the session's own TLS socket: a 421 retry on smtps:// made a new one."""
+    tls = _open(target, opts, report, session, verified, broad)
+    return None if tls is None else (session.tls or tls)
 
 
 def _open(target: Target, opts: CheckOptions, report: CheckReport, session: SmtpSession,
@@ -412,7 +419,7 @@ def _open(target: Target, opts: CheckOptions, report: CheckReport, session: Smtp
         if tls is None:
             return None
         _banner(report, session, first)
-        return session.tls or tls  # after a 421 retry the session holds a new TLS connection
+        return tls
     _banner(report, session, first)
     try:
         ehlo = session.command(f"EHLO {opts.helo_name()}")
@@ -507,12 +514,16 @@ def _handshake(target: Target, opts: CheckOptions, report: CheckReport, session:
     sni: str | None = certinfo.normalise_name(name)
     if _is_ip(sni):
         sni = None  # RFC 6066 3: no IP literals in SNI
-    ctx = (opts.broad_verify_context() if broad else opts.verify_context()) if verified else probes.probe_context(None)
+    ctx = opts.verify_context() if verified else probes.probe_context(None)
     if not verified:
         ctx.maximum_version = ssl.TLSVersion.MAXIMUM_SUPPORTED
+    elif broad:
+        ctx = opts.broad_verify_context()
     try:
         tls = session.start_tls(ctx, sni)
     except SessionError as exc:
+        if verified and not broad and may_be_suites(exc):  # never a "verify" failure: the chain is judged later
+            raise _NoSharedSuite(exc) from exc
         if exc.kind == "verify" and verified:
             if opts.expected_pem and not opts.cafile:
                 detail = f"the served certificate is not the pinned one ({exc.verify_message})"
@@ -520,8 +531,6 @@ def _handshake(target: Target, opts: CheckOptions, report: CheckReport, session:
                 detail = f"not trusted by {opts.trust_label()}: {exc.verify_message}"
             report.add("chain-trust", FAIL, detail, FIX["chain-trust"])
             return None
-        if verified and not broad and suites.may_be_suites(exc):
-            raise _NoSharedSuite(exc) from exc
         raise _fail_step(report, "tls-handshake", exc) from exc
     version, cipher = tls.version() or "?", (tls.cipher() or ("?",))[0]
     if version in ("TLSv1", "TLSv1.1", "SSLv3"):
@@ -530,7 +539,7 @@ def _handshake(target: Target, opts: CheckOptions, report: CheckReport, session:
         report.add("tls-handshake", PASS, f"{version} {cipher}" + (" (only with legacy suites offered: see "
                    "cipher-policy)" if broad else ""))
     if broad:  # named here from the handshake; audit() lists every legacy suite the server accepts
-        result = suites.verdict([suites.by_name(cipher)], complete=False)
+        result = suite_verdict(cipher)
         report.add(result.id, result.status, result.detail, result.fix)
     if verified:
         report.add("chain-trust", PASS, f"certificate chain verified against {opts.trust_label()}")

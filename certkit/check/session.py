@@ -19,7 +19,7 @@ import ssl
 import time
 from dataclasses import dataclass
 
-from certkit.check import budget as budgets
+from certkit.check import target_budget as budgets
 
 MAX_LINE = 4096  # RFC 5321 4.5.3.1.5 reply line limit is 512; be lenient, but bounded
 MAX_LINES = 200
@@ -87,7 +87,7 @@ class SmtpSession:
         transcript: list the S:/C: lines are appended to (None: no transcript).
         main: the audit's main session (it gets a connection slot before side probes).
         budget: deadline and connection slots shared with the other connections to the target
-            (default: the current audit's, see certkit.check.budget).
+            (default: the current audit's, see certkit.check.target_budget).
     """
 
     def __init__(self, host: str, port: int, timeout: float, transcript: list[str] | None = None, *,
@@ -193,7 +193,7 @@ class SmtpSession:
         self.tls = self.sock = None
         self._give_slot()
 
-    # ----- budget (certkit.check.budget) -------------------------------------
+    # ----- budget (certkit.check.target_budget) -------------------------------------
     def _take_slot(self) -> None:
         if self.budget is None:
             return

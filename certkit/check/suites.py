@@ -89,6 +89,11 @@ def by_name(name: str) -> Suite:
     return Suite(0, name, False, False)
 
 
+def suite_verdict(negotiated: str) -> CheckResult:
+    """The verdict from the one suite a handshake negotiated (an OpenSSL name), before the full listing."""
+    return verdict([by_name(negotiated)], complete=False)
+
+
 def verdict(accepted: list[Suite], complete: bool) -> CheckResult:
     """FAIL when every suite the server shares with certkit is static RSA or CBC-SHA1, else WARN."""
     names = ", ".join(f"{s.name} ({s.why})" for s in accepted[:MAX_LISTED])
