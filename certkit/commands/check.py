@@ -195,8 +195,9 @@ def run_check(ctx: click.Context, urls: tuple[str, ...], opts: dict[str, Any]) -
         name=opts["name"], cafile=opts["cafile"], expected_pem=expected_pem, auth_user=opts["auth_user"],
         password=password, send_test=opts["send_test"], mail_from=opts["mail_from"], rcpt_to=opts["rcpt_to"],
         timeout=opts["timeout"], strict=opts["strict"], quick=opts["quick"], helo=opts["helo"] or "",
-        insecure_auth=opts["insecure_auth"], deadline=opts["deadline"], max_connections=opts["max_connections"],
+        insecure_auth=opts["insecure_auth"],
     )
+    options.deadline, options.max_connections = opts["deadline"], opts["max_connections"]
     try:
         options.verify_context()
     except (OSError, ValueError) as exc:
