@@ -398,7 +398,21 @@ def _open_live(target: Target, opts: CheckOptions, report: CheckReport, session:
                verified: bool, broad: bool = False) -> ssl.SSLSocket | None:
     """:func:`_open`, returning the session's own TLS socket: a 421 retry on smtps:// made a new one."""
     tls = _open(target, opts, report, session, verified, broad)
-    return None if tls is None else (session.tls or tls)
+    if tls is None:
+        return None
+    tls = session.tls or tls
+    if broad:
+        _legacy_handshake(report, tls)
+    return tls
+
+
+def _legacy_handshake(report: CheckReport, tls: ssl.SSLSocket) -> None:
+    """The handshake worked only with legacy suites: say so, and judge the suite (audit() lists them all)."""
+    handshake = report.get("tls-handshake")
+    if handshake is not None and handshake.status == PASS:
+        report.add("tls-handshake", PASS, f"{handshake.detail} (only with legacy suites offered: see cipher-policy)")
+    result = suite_verdict((tls.cipher() or ("?",))[0])
+    report.add(result.id, result.status, result.detail, result.fix)
 
 
 def _open(target: Target, opts: CheckOptions, report: CheckReport, session: SmtpSession,
@@ -536,11 +550,7 @@ def _handshake(target: Target, opts: CheckOptions, report: CheckReport, session:
     if version in ("TLSv1", "TLSv1.1", "SSLv3"):
         report.add("tls-handshake", FAIL, f"negotiated {version} {cipher}", probes.FIX_OLD_TLS)
     else:
-        report.add("tls-handshake", PASS, f"{version} {cipher}" + (" (only with legacy suites offered: see "
-                   "cipher-policy)" if broad else ""))
-    if broad:  # named here from the handshake; audit() lists every legacy suite the server accepts
-        result = suite_verdict(cipher)
-        report.add(result.id, result.status, result.detail, result.fix)
+        report.add("tls-handshake", PASS, f"{version} {cipher}")
     if verified:
         report.add("chain-trust", PASS, f"certificate chain verified against {opts.trust_label()}")
     return tls
