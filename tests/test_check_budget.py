@@ -156,7 +156,9 @@ def test_421_is_a_connection_limit_not_a_broken_banner(zoo_pki: ZooPki) -> None:
     limit = report.get("connection-limit")
     assert limit is not None and limit.status == "WARN", not_passed(report)
     assert "421 4.7.0 too many connections" in limit.detail and "allowed 1 connection at a time" in limit.detail
-    assert not_passed(report) == {"connection-limit": f"WARN: {limit.detail}"}  # banner and probes all PASS
+    assert report.ok and report.get("banner").status == "PASS", not_passed(report)  # type: ignore[union-attr]
+    for probe in ("tls10-refused", "tls11-refused", "weak-ciphers-refused", "starttls-injection"):
+        assert probe not in not_passed(report), not_passed(report)  # every probe got its answer
 
 
 def test_421_inside_implicit_tls_is_retried(zoo_pki: ZooPki) -> None:
@@ -175,7 +177,7 @@ def test_421_inside_implicit_tls_is_retried(zoo_pki: ZooPki) -> None:
         report = audit(f"smtps://127.0.0.1:{port}", zoo_pki)
         others[1].close()
     assert stats.refused == 1
-    assert set(not_passed(report)) == {"connection-limit"}, not_passed(report)
+    assert report.ok and report.get("connection-limit") is not None, not_passed(report)
     assert "'421 4.7.0 too many connections from your address' 1 time(s)" in \
         report.get("connection-limit").detail  # type: ignore[union-attr]
     assert report.get("banner").status == "PASS"  # type: ignore[union-attr]
@@ -206,7 +208,10 @@ def test_legacy_suite_server_with_expired_leaf(zoo_pki: ZooPki, suite: str) -> N
         report = audit(f"submission://127.0.0.1:{port}", zoo_pki)
         peer = s_client(port, zoo_pki, suite)
     problems = not_passed(report)
-    assert set(problems) == {"cipher-policy", "chain-trust", "time-left"}, problems
+    assert {"cipher-policy", "chain-trust", "time-left"} <= set(report.failed), problems
+    for judged in ("tls-handshake", "name-match", "key-strength", "signature-hash", "eku-server-auth",
+                   "ehlo-after-tls", "relay-refused"):  # the certificate was judged, the session went on
+        assert judged not in problems, problems
     assert problems["cipher-policy"].startswith(f"FAIL: the server shares no suite with a modern client; it accepts "
                                                 f"only {suite} (")
     assert "CBC with SHA-1 MAC" in problems["cipher-policy"]
