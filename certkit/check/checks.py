@@ -25,7 +25,7 @@ from certkit.check.report import FAIL, PASS, SKIP, WARN, CheckReport, CheckResul
 from certkit.check.session import REDACTED, Reply, SessionError, SmtpSession, peer_chain_der
 from certkit.check.suites import BROAD_CIPHERS, list_accepted, may_be_suites, suite_verdict
 from certkit.check.target import Target
-from certkit.check.target_budget import Budget, applied
+from certkit.check.target_budget import FIX_DEADLINE, Budget, applied, connection_limit, deadline_fails
 
 ORDER = [
     "connect", "banner", "ehlo", "starttls-offered", "auth-before-tls", "plaintext-auth-refused",
@@ -75,12 +75,7 @@ FIX = {
                      "reject); Exchange: remove anonymous relay permissions; aiosmtpd: auth_required=True",
     "auth": "check the user name and password, and that the SASL backend runs (Postfix: Dovecot auth socket)",
     "send-test": "read the server's reply above; the message was not accepted",
-    "connection-limit": "nothing to change for mail clients; if many clients share one address (NAT, a webmail "
-                        "host), raise the per-IP limit (Haraka config/limit.ini [concurrency]; Postfix "
-                        "smtpd_client_connection_count_limit); certkit check --max-connections 1 avoids the retries",
 }
-FIX_DEADLINE = ("the server answers too slowly to finish within --deadline: check its load and its DNS look-ups "
-                "(reverse DNS, DNSBL; Postfix smtpd_client_restrictions), or give certkit check a larger --deadline")
 DEADLINE_FACTOR = 3  # default --deadline: this many --timeout periods for the whole target
 
 PROBE_FROM = "certkit-probe@example.com"  # RFC 2606 reserved names: never a real mailbox
@@ -268,8 +263,8 @@ def _after_run(target: Target, opts: CheckOptions, report: CheckReport, budget: 
     with applied(budget):
         _name_legacy_suites(target, opts, report)
     budget.stop()
-    _connection_limit(report, budget)
-    _deadline_fails(report, budget)
+    connection_limit(report, budget)
+    deadline_fails(report, budget)
     rank = {cid: i for i, cid in enumerate(ORDER)}
     report.checks.sort(key=lambda c: rank.get(c.id, len(ORDER)))
 
@@ -288,28 +283,6 @@ def _join(threads: list[threading.Thread], budget: Budget) -> None:
     for t in threads:
         left = budget.remaining()
         t.join(None if left == float("inf") else max(0.0, left) + 1.0)
-
-
-def _deadline_fails(report: CheckReport, budget: Budget) -> None:
-    """A run the deadline cut short never passes: with no FAIL so far, the checks it cut become FAILs."""
-    cut = f"not run: {budget.message()}"
-    if report.ok:
-        for c in [c for c in report.checks if c.status == SKIP and c.detail == cut]:
-            report.add(c.id, FAIL, f"{budget.message()} before this check was done", FIX_DEADLINE)
-
-
-def _connection_limit(report: CheckReport, budget: Budget) -> None:
-    """Report 421 greetings as the server's connection limit, never as a broken banner (issue 11.8)."""
-    if not budget.refusals:
-        return
-    first = budget.refusals[0]
-    allowed = min(r.open_connections for r in budget.refusals) - 1
-    seen = (f"it allowed {allowed} connection{'s' if allowed != 1 else ''} at a time from this address"
-            if allowed > 0 else "it refused even a single connection at times (its count may include connections "
-            "just closed, or other clients at this address)")
-    report.add("connection-limit", WARN, f"the server answered {first.reply!r} {len(budget.refusals)} time(s), with "
-               f"{first.open_connections} certkit connection(s) open: {seen}; certkit paused, retried and went on "
-               f"with at most {budget.capacity} at a time", FIX["connection-limit"])
 
 
 def _name_legacy_suites(target: Target, opts: CheckOptions, report: CheckReport) -> None:

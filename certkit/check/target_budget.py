@@ -16,7 +16,8 @@ Probes open their sessions themselves, deep inside :mod:`certkit.check.probes`;
 rather than threading the budget through every probe's arguments, the audit
 makes it the current budget of each of its threads (:func:`applied`) and
 :class:`certkit.check.session.SmtpSession` picks it up when created.
-Standard library only.
+The findings a budget leaves (``connection-limit``, checks cut by the
+deadline) become checklist lines here too. Standard library only.
 """
 
 from __future__ import annotations
@@ -30,9 +31,18 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
+from certkit.check.report import FAIL, SKIP, WARN, CheckReport
+
 _CURRENT: contextvars.ContextVar[Budget | None] = contextvars.ContextVar("certkit_check_budget", default=None)
 FIRST_PAUSE = 0.5  # seconds before retrying after a 421 greeting; doubles per retry
 MAX_RETRIES = 3
+FIX_DEADLINE = ("the server answers too slowly to finish within --deadline: check its load and its DNS look-ups "
+                "(reverse DNS, DNSBL; Postfix smtpd_client_restrictions), or give certkit check a larger --deadline")
+FIX_CONNECTION_LIMIT = (
+    "nothing to change for mail clients; if many clients share one address (NAT, a webmail host), raise the "
+    "per-IP limit (Haraka config/limit.ini [concurrency]; Postfix smtpd_client_connection_count_limit); "
+    "certkit check --max-connections 1 avoids the retries"
+)
 
 
 class Interruptible(Protocol):
@@ -201,3 +211,25 @@ def shutdown_quietly(sock: socket.socket) -> None:
     """
     with contextlib.suppress(OSError):
         socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+
+def deadline_fails(report: CheckReport, budget: Budget) -> None:
+    """A run the deadline cut short never passes: with no FAIL so far, the checks it cut become FAILs."""
+    cut = f"not run: {budget.message()}"
+    if report.ok:
+        for c in [c for c in report.checks if c.status == SKIP and c.detail == cut]:
+            report.add(c.id, FAIL, f"{budget.message()} before this check was done", FIX_DEADLINE)
+
+
+def connection_limit(report: CheckReport, budget: Budget) -> None:
+    """Report 421 greetings as the server's connection limit, never as a broken banner (issue 11.8)."""
+    if not budget.refusals:
+        return
+    first = budget.refusals[0]
+    allowed = min(r.open_connections for r in budget.refusals) - 1
+    seen = (f"it allowed {allowed} connection{'s' if allowed != 1 else ''} at a time from this address"
+            if allowed > 0 else "it refused even a single connection at times (its count may include connections "
+            "just closed, or other clients at this address)")
+    report.add("connection-limit", WARN, f"the server answered {first.reply!r} {len(budget.refusals)} time(s), with "
+               f"{first.open_connections} certkit connection(s) open: {seen}; certkit paused, retried and went on "
+               f"with at most {budget.capacity} at a time", FIX_CONNECTION_LIMIT)
