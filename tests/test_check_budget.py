@@ -145,6 +145,22 @@ def test_per_ip_limit_is_never_exceeded(zoo_pki: ZooPki) -> None:
     assert 1 <= stats.most <= 2, stats.most  # the server never saw more than --max-connections from the check
 
 
+def test_one_connection_at_a_time(zoo_pki: ZooPki) -> None:
+    """--max-connections 1 against a server allowing one: the probes wait for the main session, no 421."""
+    with limited_aiosmtpd(server_context(zoo_pki.leaf("good")), limit=1) as (port, stats):
+        report = audit(f"submission://127.0.0.1:{port}", zoo_pki, max_connections=1)
+    assert report.ok and report.get("connection-limit") is None, not_passed(report)
+    assert stats.most == 1 and stats.refused == 0
+    assert report.get("starttls-injection").status == "PASS"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("bad", [["--deadline", "0"], ["--deadline", "soon"], ["--max-connections", "0"]])
+def test_bad_budget_options_are_usage_errors(bad: list[str]) -> None:
+    proc = certkit_check("smtp://127.0.0.1:25", *bad)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert bad[0] in proc.stderr
+
+
 def test_421_is_a_connection_limit_not_a_broken_banner(zoo_pki: ZooPki) -> None:
     """Another client at the same address holds one of the 2 allowed connections: the check meets 421s."""
     with limited_aiosmtpd(server_context(zoo_pki.leaf("good")), limit=2) as (port, stats):
