@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -217,11 +216,10 @@ def test_busy_lock_skips_recording(zoo: Zoo, home: Path) -> None:
     srv = zoo(tls=server_context(leaf))
     holder = Store(home)
     with holder.lock():
-        started = time.monotonic()
         res = invoke(f"127.0.0.1:{srv.port}", "--expect", NAME, "--name", NAME, home=home)
-        assert time.monotonic() - started < 5
     assert res.exit_code == 0, res.output
-    assert "not recorded" in res.stderr
+    # It gave up on the lock and said so (rather than waiting for it: the result would have been recorded).
+    assert f"another certkit process holds {home}; the result was not recorded in {NAME}" in res.stderr
     assert Store(home).load_state(NAME).get("last_check") is None
 
 
@@ -240,16 +238,22 @@ def test_end_to_end_process_imports_stay_lean(good: ZooServer, zoo_pki: ZooPki) 
 
 
 def test_fleet_is_concurrent_and_bounded(zoo: Zoo, zoo_pki: ZooPki, tmp_path: Path) -> None:
-    """Eight silent servers with --timeout 0.5 and --concurrency 8 take about 0.5 s, not 4 s."""
+    """Eight silent servers with --timeout 0.5 and --concurrency 8: each ends at its banner, nothing else runs.
+
+    That the targets are checked at the same time is proved without a clock in
+    tests/test_check_budget.py (servers that greet only once all have a client).
+    """
     servers = [zoo(greeting=None) for _ in range(8)]
     targets = tmp_path / "t"
     targets.write_text("".join(f"smtp://127.0.0.1:{s.port}\n" for s in servers))
-    started = time.monotonic()
     res = invoke("--targets", str(targets), "--timeout", "0.5", "--concurrency", "8", "--json")
-    elapsed = time.monotonic() - started
     assert res.exit_code == 1
-    assert len(json.loads(res.stdout)) == 8
-    assert elapsed < 2.5, elapsed
+    reports = json.loads(res.stdout)
+    assert len(reports) == 8
+    for report in reports:
+        failed = [c for c in report["checks"] if c["status"] == "FAIL"]
+        assert [(c["id"], c["detail"]) for c in failed] == [("banner", "no complete banner within 0.5 s")]
+        assert {c["detail"] for c in report["checks"] if c["status"] == "SKIP"} == {"not run: banner failed"}
 
 
 def test_behaviour_default_is_right(zoo: Zoo, zoo_pki: ZooPki) -> None:

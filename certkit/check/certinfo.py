@@ -75,12 +75,18 @@ def _iso(when: dt.datetime) -> str:
 def from_der(der: bytes, chain_length: int = 1) -> CertFacts:
     """Every fact certkit reports, read from the DER certificate (certkit.check.der).
 
+    A certificate the small reader refuses is read with cryptography instead
+    (issue 11.10): a limit of certkit's parser is never the server's fault.
+
     Raises:
-        ValueError: the bytes are not a certificate the reader understands.
+        ValueError: neither reader understands the bytes.
     """
     from certkit.check.der import parse_certificate
 
-    f = parse_certificate(der)
+    try:
+        f = parse_certificate(der)
+    except (ValueError, IndexError) as exc:
+        f = _fields_from_cryptography(der, exc)
     kind, bits = f["key_kind"], f["key_bits"]
     label = f"{kind}{bits}" if kind in ("rsa", "ec", "dsa") and bits else kind
     return CertFacts(
@@ -101,6 +107,44 @@ def from_der(der: bytes, chain_length: int = 1) -> CertFacts:
         chain_length=chain_length,
         detailed=True,
     )
+
+
+def _fields_from_cryptography(der: bytes, first: Exception) -> dict[str, Any]:
+    """The fields of certkit.check.der.parse_certificate, read by cryptography (slower, more thorough)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
+
+    from certkit.check.der import EKU_NAMES
+
+    try:
+        cert = x509.load_der_x509_certificate(der)
+        key = cert.public_key()
+        try:
+            san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+            dns = [str(n) for n in san.get_values_for_type(x509.DNSName)]
+            ips = [str(n) for n in san.get_values_for_type(x509.IPAddress)]
+        except x509.ExtensionNotFound:
+            dns, ips = [], []
+        try:
+            usages = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+            eku: list[str] | None = [EKU_NAMES.get(oid.dotted_string, oid.dotted_string) for oid in usages]
+        except x509.ExtensionNotFound:
+            eku = None
+        kinds: list[tuple[type, str]] = [(rsa.RSAPublicKey, "rsa"), (ec.EllipticCurvePublicKey, "ec"),
+                                         (ed25519.Ed25519PublicKey, "ed25519"), (ed448.Ed448PublicKey, "ed448"),
+                                         (dsa.DSAPublicKey, "dsa")]
+        kind = next((label for cls, label in kinds if isinstance(key, cls)), "unknown")
+        bits = {"ed25519": 256, "ed448": 456}.get(kind, getattr(key, "key_size", None))
+        digest = cert.signature_hash_algorithm
+        return {
+            "subject": cert.subject.rfc4514_string(), "issuer": cert.issuer.rfc4514_string(),
+            "serial": format(cert.serial_number, "x"),
+            "not_before": cert.not_valid_before_utc, "not_after": cert.not_valid_after_utc,
+            "key_kind": kind, "key_bits": bits, "signature_hash": digest.name if digest else "",
+            "dns_names": dns, "ip_names": ips, "eku": eku, "self_signed": cert.issuer == cert.subject,
+        }
+    except ValueError as exc:
+        raise ValueError(f"{first}; cryptography: {exc}") from exc
 
 
 def normalise_name(name: str) -> str:

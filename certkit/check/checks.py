@@ -19,14 +19,16 @@ import ssl
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from certkit.check import certinfo, chainfacts, clientcert, probes, tlsfacts
 from certkit.check import chain as chain_check
 from certkit.check.certinfo import CertFacts
 from certkit.check.report import FAIL, PASS, SKIP, UNKNOWN, WARN, CheckReport, CheckResult
 from certkit.check.session import REDACTED, Reply, SessionError, SmtpSession, peer_chain_der
+from certkit.check.suites import BROAD_CIPHERS, list_accepted, may_be_suites, suite_verdict
 from certkit.check.target import Target
+from certkit.check.target_budget import FIX_DEADLINE, Budget, applied, connection_limit, deadline_fails
 
 ORDER = [
     "connect", "banner", "ehlo", "starttls-offered", "auth-before-tls", "plaintext-auth-refused",
@@ -37,6 +39,9 @@ ORDER = [
     "signature-hash", "eku-server-auth", "key-usage", "chain-order", "ocsp-stapling", "time-left",
     "ehlo-after-tls", "relay-refused", "auth", "send-test",
 ]
+# Shown only when they happen: a 421 greeting (issue 11.8), a server sharing no modern suite (issue 11.5).
+ORDER.insert(ORDER.index("ehlo"), "connection-limit")
+ORDER.insert(ORDER.index("tls-handshake") + 1, "cipher-policy")
 # Checks that need the main session to have reached TLS.
 AFTER_TLS = ["tls-handshake", "chain-trust", "chain-complete", "name-match", "expected-cert", "key-strength",
              "signature-hash", "eku-server-auth", "key-usage", "chain-order", "time-left", "ehlo-after-tls",
@@ -80,6 +85,7 @@ FIX = {
     "auth": "check the user name and password, and that the SASL backend runs (Postfix: Dovecot auth socket)",
     "send-test": "read the server's reply above; the message was not accepted",
 }
+DEADLINE_FACTOR = 3  # default --deadline: this many --timeout periods for the whole target
 
 PROBE_FROM = "certkit-probe@example.com"  # RFC 2606 reserved names: never a real mailbox
 RELAY_RCPT = "certkit-relay-probe@example.net"
@@ -103,6 +109,8 @@ class CheckOptions:
             certificate failed a CERT_GATE check (reported as a WARN).
         helo: the EHLO name certkit uses.
         parallel_probes: run side probes in threads (off in fleet workers).
+        deadline: seconds for the whole target, probes included (None: DEADLINE_FACTOR x timeout).
+        max_connections: connections open to the target at the same time, at most.
         now: the clock (tests).
         client_cert / client_key: a client certificate (and its key file) presented when the server asks.
     """
@@ -121,6 +129,8 @@ class CheckOptions:
     insecure_auth: bool = False
     helo: str = ""
     parallel_probes: bool = True
+    deadline: float | None = None
+    max_connections: int = 2
     now: Callable[[], dt.datetime] | None = None
     client_cert: str | None = None
     client_key: str | None = None
@@ -167,6 +177,19 @@ class CheckOptions:
             return "the pinned certificate"
         return "the system trust store"
 
+    def new_budget(self) -> Budget:
+        """A fresh deadline and connection budget for one target, its watchdog armed."""
+        seconds = self.deadline if self.deadline is not None else DEADLINE_FACTOR * self.timeout
+        budget = Budget(seconds, self.max_connections)
+        budget.start()
+        return budget
+
+    def broad_verify_context(self) -> ssl.SSLContext:
+        """The strict context's trust and checks, every TLS 1.2 suite offered (issue 11.5; rare: not cached)."""
+        ctx = replace(self, _ctx=None).verify_context()
+        ctx.set_ciphers(BROAD_CIPHERS)
+        return ctx
+
     def verify_context(self) -> ssl.SSLContext:
         """The strict context: chain verification (names are matched by certkit, SAN only). Built once."""
         with self._lock:
@@ -191,9 +214,17 @@ class _Stop(Exception):
     """The main session cannot go on (its FAIL is already recorded)."""
 
 
+class _NoSharedSuite(Exception):
+    """The strict handshake failed in a way a broader suite list may get past (issue 11.5)."""
+
+    def __init__(self, error: SessionError) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
 def _fail_step(report: CheckReport, check_id: str, exc: SessionError) -> _Stop:
-    report.add(check_id, FAIL, exc.message, FIX.get(check_id, ""))
-    return _Stop(check_id)
+    report.add(check_id, FAIL, exc.message, FIX_DEADLINE if exc.deadline else FIX.get(check_id, ""))
+    return _Stop(check_id, exc.kind)
 
 
 def audit(target: Target, opts: CheckOptions, transcript: list[str] | None = None) -> CheckReport:
@@ -205,6 +236,9 @@ def audit(target: Target, opts: CheckOptions, transcript: list[str] | None = Non
     started = time.perf_counter()
     report = CheckReport(target.url, transcript=transcript if transcript is not None else [])
     helo = opts.helo_name()
+
+    # Main session, side probes and retries share one budget: the deadline and the connection cap.
+    budget = opts.new_budget()
     side: list[CheckResult] = []
     threads: list[threading.Thread] = []
     if not opts.quick:
@@ -218,30 +252,38 @@ def audit(target: Target, opts: CheckOptions, transcript: list[str] | None = Non
             *tlsfacts.CoverageProbe(target, opts.timeout, helo).jobs(),  # issue 11: one thread's connections
         ]
         if opts.parallel_probes:
+            budget.main_running = True  # the main session's slot is kept for it
             for job in jobs:
-                t = threading.Thread(target=lambda j=job: side.append(j()), daemon=True)
+                t = threading.Thread(target=lambda j=job: side.append(_probe_within(j, budget)), daemon=True)
                 t.start()
                 threads.append(t)
         else:
             threads = []
             side_jobs = jobs
-    stopped = ""
+    stopped, timed_out = "", False
     try:
-        _main_session(target, opts, report)
+        with applied(budget):
+            _main_session(target, opts, report)
     except _Stop as stop:
-        stopped = str(stop.args[0])
-        report.skip(applicable(target, opts), f"{stopped} failed")
+        stopped, timed_out = str(stop.args[0]), stop.args[1:] == ("timeout",)
+        report.skip(applicable(target, opts), budget.message() if budget.expired() else f"{stopped} failed")
+    finally:
+        budget.main_finished()
     handshake = report.get("tls-handshake")
     # A server refusing for want of a client certificate does speak TLS: its probe answers still count.
     cert_stop = stopped == "client-cert-required"
     tls_ok = (handshake is not None and handshake.status == PASS) or cert_stop
     if not opts.quick:
+        # A probe proves something only where the main handshake worked or failed for a reason of its own
+        # (TLS 1.0 only); after a timeout it would only wait as long again (issue 10.11).
+        useful = tls_ok or (stopped == "tls-handshake" and not timed_out)
         if opts.parallel_probes:
-            for t in threads:
-                t.join()
-        elif tls_ok or (handshake is not None and handshake.status == FAIL):
-            side.extend(job() for job in side_jobs)
-        why = f"{stopped or 'tls-handshake'} failed"
+            if not useful:
+                budget.cancel_probes()
+            _join(threads, budget)
+        elif useful:
+            side.extend(_probe_within(job, budget) for job in side_jobs)
+        why = budget.message() if budget.expired() else f"{stopped or 'tls-handshake'} failed"
         for result in side:
             # Without a working handshake a probe's "refused" proves nothing: keep only what it found wrong
             # (a server that speaks nothing but TLS 1.0 fails the main handshake and the TLS 1.0 probe).
@@ -255,8 +297,46 @@ def audit(target: Target, opts: CheckOptions, transcript: list[str] | None = Non
                      *tlsfacts.PROBE_IDS], why)
     rank = {cid: i for i, cid in enumerate(ORDER)}
     report.checks.sort(key=lambda c: rank.get(c.id, len(ORDER)))
+    _after_run(target, opts, report, budget)
     report.elapsed_ms = round((time.perf_counter() - started) * 1000)
     return report
+
+
+def _after_run(target: Target, opts: CheckOptions, report: CheckReport, budget: Budget) -> None:
+    """What the budget saw becomes checks (in ORDER); the deadline watchdog is disarmed."""
+    with applied(budget):
+        _name_legacy_suites(target, opts, report)
+    budget.stop()
+    connection_limit(report, budget)
+    deadline_fails(report, budget)
+    rank = {cid: i for i, cid in enumerate(ORDER)}
+    report.checks.sort(key=lambda c: rank.get(c.id, len(ORDER)))
+
+
+def _probe_within(job: Callable[[], CheckResult], budget: Budget) -> CheckResult:
+    """Run a side probe; what it says after the deadline cut it proves nothing but a FAIL it saw (SKIP)."""
+    with applied(budget):
+        result = job()
+    if budget.expired() and result.status != FAIL:
+        return CheckResult(result.id, SKIP, f"not run: {budget.message()}")
+    return result
+
+
+def _join(threads: list[threading.Thread], budget: Budget) -> None:
+    """Wait for the probe threads; the deadline watchdog has interrupted their sockets by then."""
+    for t in threads:
+        left = budget.remaining()
+        t.join(None if left == float("inf") else max(0.0, left) + 1.0)
+
+
+def _name_legacy_suites(target: Target, opts: CheckOptions, report: CheckReport) -> None:
+    """cipher-policy found legacy suites only: list every one the server accepts (issue 11.5)."""
+    policy = report.get("cipher-policy")
+    if policy is None or opts.quick:
+        return
+    result = list_accepted(target, opts.timeout, opts.helo_name())
+    if result is not None:
+        report.add(result.id, result.status, result.detail, result.fix)
 
 
 def applicable(target: Target, opts: CheckOptions) -> list[str]:
@@ -283,21 +363,32 @@ def applicable(target: Target, opts: CheckOptions) -> list[str]:
 
 
 def _main_session(target: Target, opts: CheckOptions, report: CheckReport) -> None:
-    session = SmtpSession(target.host, target.port, opts.timeout, report.transcript)
+    session = SmtpSession(target.host, target.port, opts.timeout, report.transcript, main=True)
+    broad = False
     try:
-        tls = _open(target, opts, report, session, verified=True)
+        try:
+            tls = _open_live(target, opts, report, session, verified=True)
+        except _NoSharedSuite as strict:
+            session.close()
+            session.note(f"*  strict handshake failed ({strict.error.message}); reconnecting with legacy suites "
+                         "offered too, to see the certificate")
+            session = SmtpSession(target.host, target.port, opts.timeout, report.transcript, main=True)
+            broad = True
+            tls = _open_broad(target, opts, report, session, strict.error)
         if tls is None:  # certificate refused: look at it over an unverified connection
             session.close()
             session.note("*  certificate not accepted; reconnecting without verification to inspect it")
-            session = SmtpSession(target.host, target.port, opts.timeout, report.transcript)
-            tls = _open(target, opts, report, session, verified=False)
+            session = SmtpSession(target.host, target.port, opts.timeout, report.transcript, main=True)
+            tls = _open_live(target, opts, report, session, verified=False, broad=broad)
             assert tls is not None
         chain = peer_chain_der(tls)
         try:
             facts = certinfo.from_der(chain[0], len(chain))
         except (ValueError, IndexError) as exc:
-            report.add("tls-handshake", FAIL, f"the served certificate cannot be read: {exc}", FIX["tls-handshake"])
-            raise _Stop("tls-handshake") from exc
+            # OpenSSL took this certificate in the handshake: not reading it is certkit's limit (issue 11.10).
+            report.skip(applicable(target, opts), f"certkit cannot read the served certificate ({exc}); OpenSSL "
+                        "accepted it: inspect it with openssl s_client -showcerts")
+            raise _Stop("certificate", "unreadable") from exc
         session.note(f"*  TLS {tls.version()} {(tls.cipher() or ('?',))[0]}")
         for line in facts.summary_lines():
             session.note(f"*  {line}")
@@ -314,10 +405,46 @@ def _main_session(target: Target, opts: CheckOptions, report: CheckReport) -> No
         session.close()
 
 
+def _open_broad(target: Target, opts: CheckOptions, report: CheckReport, session: SmtpSession,
+                strict: SessionError) -> ssl.SSLSocket | None:
+    """The verified handshake again, every TLS 1.2 suite offered; when it fails too, the strict failure stands."""
+    try:
+        return _open_live(target, opts, report, session, verified=True, broad=True)
+    except _Stop as exc:
+        if exc.args[:1] != ("tls-handshake",):
+            raise  # a verdict of its own (the banner on reconnect, a client certificate demanded...)
+        report.add("tls-handshake", FAIL, f"{strict.message} (also with legacy suites offered)", FIX["tls-handshake"])
+        raise _Stop("tls-handshake", strict.kind) from exc
+
+
+def _open_live(target: Target, opts: CheckOptions, report: CheckReport, session: SmtpSession,
+               verified: bool, broad: bool = False) -> ssl.SSLSocket | None:
+    """:func:`_open`, returning the session's own TLS socket: a 421 retry on smtps:// made a new one."""
+    tls = _open(target, opts, report, session, verified, broad)
+    if tls is None:
+        return None
+    tls = session.tls or tls
+    if broad:
+        _legacy_handshake(report, tls)
+    return tls
+
+
+def _legacy_handshake(report: CheckReport, tls: ssl.SSLSocket) -> None:
+    """The handshake worked only with legacy suites: say so, and judge the suite (audit() lists them all)."""
+    handshake = report.get("tls-handshake")
+    if handshake is not None and handshake.status == PASS:
+        report.add("tls-handshake", PASS, f"{handshake.detail} (only with legacy suites offered: see cipher-policy)")
+    result = suite_verdict((tls.cipher() or ("?",))[0])
+    report.add(result.id, result.status, result.detail, result.fix)
+
+
 def _open(target: Target, opts: CheckOptions, report: CheckReport, session: SmtpSession,
-          verified: bool) -> ssl.SSLSocket | None:
-    """Connect, greet, STARTTLS (or implicit TLS), handshake. None: the certificate was refused."""
-    first = verified  # on the unverified reconnect, the plaintext checks are already recorded
+          verified: bool, broad: bool = False) -> ssl.SSLSocket | None:
+    """Connect, greet, STARTTLS (or implicit TLS), handshake. None: the certificate was refused.
+
+    ``broad``: offer every TLS 1.2 suite (the strict handshake shared none); the plaintext checks are recorded.
+    """
+    first = verified and not broad  # on a reconnect, the plaintext checks are already recorded
     try:
         session.connect()
     except SessionError as exc:
@@ -325,7 +452,7 @@ def _open(target: Target, opts: CheckOptions, report: CheckReport, session: Smtp
     if first:
         report.add("connect", PASS, f"TCP connection to {target.host} port {target.port}")
     if target.implicit_tls:
-        tls = _handshake(target, opts, report, session, verified)
+        tls = _handshake(target, opts, report, session, verified, broad)
         if tls is None:
             return None
         try:
@@ -386,7 +513,7 @@ def _open(target: Target, opts: CheckOptions, report: CheckReport, session: Smtp
         raise _Stop("starttls")
     if first:
         report.add("starttls", PASS, f"STARTTLS accepted ({reply.first})")
-    return _handshake(target, opts, report, session, verified)
+    return _handshake(target, opts, report, session, verified, broad)
 
 
 def _auth_mechs(kw: dict[str, str]) -> list[str]:
@@ -433,7 +560,7 @@ def _banner(report: CheckReport, session: SmtpSession, record: bool) -> None:
 
 
 def _handshake(target: Target, opts: CheckOptions, report: CheckReport, session: SmtpSession,
-               verified: bool) -> ssl.SSLSocket | None:
+               verified: bool, broad: bool = False) -> ssl.SSLSocket | None:
     name = opts.name or target.host
     sni: str | None = certinfo.normalise_name(name)
     if _is_ip(sni):
@@ -441,9 +568,13 @@ def _handshake(target: Target, opts: CheckOptions, report: CheckReport, session:
     ctx = opts.verify_context() if verified else probes.probe_context(None, client_cert=opts.client_pair())
     if not verified:
         ctx.maximum_version = ssl.TLSVersion.MAXIMUM_SUPPORTED
+    elif broad:
+        ctx = opts.broad_verify_context()
     try:
         tls = session.start_tls(ctx, sni)
     except SessionError as exc:
+        if verified and not broad and may_be_suites(exc):  # never a "verify" failure: the chain is judged later
+            raise _NoSharedSuite(exc) from exc
         if exc.kind == "verify" and verified:
             if opts.expected_pem and not opts.cafile:
                 # Neutral: expected-cert says whether it is the pinned one (an expired pin is; issue 11 item 11).

@@ -19,6 +19,8 @@ import ssl
 import time
 from dataclasses import dataclass
 
+from certkit.check import target_budget as budgets
+
 MAX_LINE = 4096  # RFC 5321 4.5.3.1.5 reply line limit is 512; be lenient, but bounded
 MAX_LINES = 200
 REDACTED = "<redacted>"
@@ -31,6 +33,7 @@ class SessionError(Exception):
     Attributes:
         kind: connect, timeout, closed, garbage, tls or verify.
         step: what was being done ("banner", "reply to EHLO", "TLS handshake").
+        deadline: the target's overall deadline cut the step (kind is then "timeout").
     """
 
     def __init__(self, kind: str, step: str, message: str) -> None:
@@ -39,6 +42,7 @@ class SessionError(Exception):
         self.step = step
         self.message = message
         self.verify_message = ""
+        self.deadline = False
 
 
 @dataclass(frozen=True)
@@ -81,9 +85,18 @@ class SmtpSession:
         port: TCP port.
         timeout: seconds allowed for each step.
         transcript: list the S:/C: lines are appended to (None: no transcript).
+        main: the audit's main session (it gets a connection slot before side probes).
+        budget: deadline and connection slots shared with the other connections to the target
+            (default: the current audit's, see certkit.check.target_budget).
     """
 
-    def __init__(self, host: str, port: int, timeout: float, transcript: list[str] | None = None) -> None:
+    def __init__(self, host: str, port: int, timeout: float, transcript: list[str] | None = None, *,
+                 main: bool = False, budget: budgets.Budget | None = None) -> None:
+        self.budget = budget if budget is not None else budgets.current()
+        self.main = main
+        self._slot = False
+        self._retrying = False
+        self._tls_setup: tuple[ssl.SSLContext, str | None] | None = None  # to redo an implicit-TLS handshake
         self.host = host
         self.port = port
         self.timeout = timeout
@@ -115,7 +128,8 @@ class SmtpSession:
         """Open the TCP connection within the timeout."""
         self.close()
         self._buf.clear()
-        deadline = time.monotonic() + self.timeout
+        self._take_slot()
+        deadline = self._step_end()
         addresses = self._resolve()
         error: OSError | None = None
         for address in addresses:  # every address of the name, in resolver order, as create_connection does
@@ -129,7 +143,7 @@ class SmtpSession:
                 error = exc
         if self.sock is None:
             if error is None or isinstance(error, TimeoutError):
-                raise SessionError("timeout", "connect", f"no TCP connection within {self.timeout:g} s") from error
+                raise self._timeout_error("connect", f"no TCP connection within {self.timeout:g} s") from error
             raise SessionError("connect", "connect", f"cannot connect: {error.strerror or error}") from error
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.note(f"*  connected to {self.host} port {self.port}")
@@ -160,9 +174,9 @@ class SmtpSession:
 
         worker = threading.Thread(target=lookup, daemon=True)
         worker.start()
-        worker.join(self.timeout)
+        worker.join(max(0.0, self._step_end() - time.monotonic()))
         if worker.is_alive():
-            raise SessionError("timeout", "connect", f"name lookup of {self.host} took more than {self.timeout:g} s")
+            raise self._timeout_error("connect", f"name lookup of {self.host} took more than {self.timeout:g} s")
         if failed or not found:
             why = (getattr(failed[0], "strerror", None) or str(failed[0])) if failed else "no address"
             raise SessionError("connect", "connect", f"cannot resolve {self.host}: {why}")
@@ -177,6 +191,52 @@ class SmtpSession:
                 except OSError:
                     pass
         self.tls = self.sock = None
+        self._give_slot()
+
+    # ----- budget (certkit.check.target_budget) -------------------------------------
+    def _take_slot(self) -> None:
+        if self.budget is None:
+            return
+        if not self.budget.acquire(self.main):
+            raise self._timeout_error("connect", "")
+        self._slot = True
+        self.budget.watch(self)
+
+    def _give_slot(self) -> None:
+        if self.budget is not None and self._slot:
+            self._slot = False
+            self.budget.unwatch(self)
+            self.budget.release(self.main)
+
+    def interrupt(self) -> None:
+        """Unblock a read or handshake in progress (the deadline watchdog calls this)."""
+        for s in (self.tls, self.sock):
+            if s is not None:
+                budgets.shutdown_quietly(s)
+
+    def _step_end(self) -> float:
+        """When the current step must end: ``timeout`` from now, or the overall deadline if sooner."""
+        if self.budget is None:
+            return time.monotonic() + self.timeout
+        return self.budget.step_end(self.timeout)
+
+    def _step_timeout(self, step: str) -> float:
+        """Seconds left for ``step`` (a socket timeout); SessionError when the deadline has passed."""
+        left = self._step_end() - time.monotonic()
+        if left <= 0:
+            raise self._timeout_error(step, "")
+        return left
+
+    def _cut(self) -> bool:
+        return self.budget is not None and self.budget.cut(self.main)
+
+    def _timeout_error(self, step: str, message: str) -> SessionError:
+        """A timeout; when the overall deadline caused it (or interrupted the socket), it says so."""
+        if self._cut() or not message:
+            err = SessionError("timeout", step, self.budget.message(step) if self.budget else message)
+            err.deadline = True
+            return err
+        return SessionError("timeout", step, message)
 
     def __enter__(self) -> SmtpSession:
         return self
@@ -202,12 +262,14 @@ class SmtpSession:
             self.note(f"C: {text}")
         s = self._active
         try:
-            s.settimeout(self.timeout)
+            s.settimeout(self._step_timeout("send"))
             s.sendall(data)
             self._quickack()
         except TimeoutError as exc:
-            raise SessionError("timeout", "send", f"could not send within {self.timeout:g} s") from exc
+            raise self._timeout_error("send", f"could not send within {self.timeout:g} s") from exc
         except (OSError, ssl.SSLError) as exc:
+            if self._cut():
+                raise self._timeout_error("send", "") from exc
             raise SessionError("closed", "send", f"connection lost while sending: {exc}") from exc
 
     def _quickack(self) -> None:
@@ -225,19 +287,27 @@ class SmtpSession:
         s = self._active
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            raise SessionError("timeout", step, f"no complete {step} within {self.timeout:g} s")
+            raise self._timeout_error(step, f"no complete {step} within {self.timeout:g} s")
         try:
             s.settimeout(remaining)
             chunk = s.recv(16384)
         except TimeoutError as exc:
-            raise SessionError("timeout", step, f"no complete {step} within {self.timeout:g} s") from exc
-        except ssl.SSLError as exc:
-            raise SessionError("tls", step, f"TLS error while reading {step}: {exc.reason or exc}") from exc
-        except OSError as exc:
-            raise SessionError("closed", step, f"connection lost while reading {step}: {exc.strerror or exc}") from exc
+            raise self._timeout_error(step, f"no complete {step} within {self.timeout:g} s") from exc
+        except (ssl.SSLError, OSError) as exc:
+            if not self._cut():
+                raise self._read_error(step, exc) from exc
+            raise self._timeout_error(step, "") from exc
         if not chunk:
+            if self._cut():
+                raise self._timeout_error(step, "")
             raise SessionError("closed", step, f"the server closed the connection instead of sending the {step}")
         self._buf += chunk
+
+    @staticmethod
+    def _read_error(step: str, exc: OSError) -> SessionError:
+        if isinstance(exc, ssl.SSLError):
+            return SessionError("tls", step, f"TLS error while reading {step}: {exc.reason or exc}")
+        return SessionError("closed", step, f"connection lost while reading {step}: {exc.strerror or exc}")
 
     def _readline(self, deadline: float, step: str) -> bytes:
         while True:
@@ -256,7 +326,7 @@ class SmtpSession:
         Raises:
             SessionError: timeout, connection closed, or text that is not an SMTP reply.
         """
-        deadline = time.monotonic() + self.timeout
+        deadline = self._step_end()
         code: int | None = None
         texts: list[str] = []
         while True:
@@ -272,9 +342,37 @@ class SmtpSession:
                 raise SessionError("garbage", step, f"{step} mixes reply codes {code} and {line_code}")
             texts.append(shown[4:])
             if len(raw) == 3 or raw[3:4] == b" ":
+                if code == 421 and step == "banner" and self.budget is not None and not self._retrying:
+                    return self._retry_after_421(Reply(code, tuple(texts)))
                 return Reply(code, tuple(texts))
             if len(texts) >= MAX_LINES:
                 raise SessionError("garbage", step, f"{step} has more than {MAX_LINES} lines")
+
+    def _retry_after_421(self, reply: Reply) -> Reply:
+        """A 421 greeting: the server limits connections (issue 11.8). Pause, reconnect, greet again.
+
+        The budget lowers its connection cap to what the server allowed; the
+        retries stop at MAX_RETRIES or at the deadline, whichever comes first.
+        """
+        assert self.budget is not None
+        for attempt in range(budgets.MAX_RETRIES):
+            if reply.code != 421:
+                break
+            implicit_tls = self.tls is not None and self._tls_setup is not None  # smtps: greeting inside TLS
+            pause = self.budget.saw_refusal(reply.first, attempt)
+            self.note(f"*  the server limits connections ({reply.first}); retrying in {pause:g} s")
+            self.close()
+            if not self.budget.pause(pause):
+                raise self._timeout_error("banner", "")
+            self.connect()
+            if implicit_tls and self._tls_setup is not None:
+                self.start_tls(*self._tls_setup)
+            self._retrying = True
+            try:
+                reply = self.read_reply("banner")
+            finally:
+                self._retrying = False
+        return reply
 
     def command(self, line: str, shown: str | None = None, step: str | None = None) -> Reply:
         """Send a command and read its reply."""
@@ -295,6 +393,7 @@ class SmtpSession:
         """
         if self.sock is None:
             raise SessionError("closed", "TLS handshake", "not connected")
+        self._tls_setup = (context, server_hostname)
         # Plaintext bytes received before the handshake would be mistaken for
         # TLS records; RFC 3207 forbids the server to send any (CVE-2011-1575 class).
         self._buf.clear()
@@ -305,7 +404,7 @@ class SmtpSession:
         self.sock = None
         self.tls = tls
         try:
-            tls.settimeout(self.timeout)
+            tls.settimeout(self._step_timeout("TLS handshake"))
             tls.do_handshake()
             self._quickack()
         except ssl.SSLCertVerificationError as exc:
@@ -313,11 +412,14 @@ class SmtpSession:
             err.verify_message = str(exc.verify_message or exc.reason or exc)
             raise err from exc
         except TimeoutError as exc:
-            raise SessionError("timeout", "TLS handshake", f"TLS handshake not done within {self.timeout:g} s") from exc
-        except ssl.SSLError as exc:
+            raise self._timeout_error("TLS handshake", f"TLS handshake not done within {self.timeout:g} s") from exc
+        except (ssl.SSLError, OSError) as exc:
+            if self._cut():
+                raise self._timeout_error("TLS handshake", "") from exc
+            if not isinstance(exc, ssl.SSLError):
+                raise SessionError("closed", "TLS handshake", f"connection lost during the TLS handshake: {exc}") \
+                    from exc
             raise SessionError("tls", "TLS handshake", f"TLS handshake failed: {exc.reason or exc}") from exc
-        except OSError as exc:
-            raise SessionError("closed", "TLS handshake", f"connection lost during the TLS handshake: {exc}") from exc
         return tls
 
     def quit(self) -> None:

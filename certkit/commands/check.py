@@ -43,6 +43,11 @@ from certkit.errors import CheckFailed, LockError, NotFoundError, UsageError
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (an array for several targets).")
 @click.option("--timeout", type=click.FloatRange(0.05, 600), default=10.0, show_default=True, metavar="SECONDS",
               help="Seconds allowed for each step (connect, banner, each reply, handshake).")
+@click.option("--deadline", type=click.FloatRange(0.05, 3600), default=None, metavar="SECONDS",
+              help="Seconds for the whole of one target, side probes and retries included "
+                   "[default: 3 x --timeout]; checks not done by then are reported as cut by it.")
+@click.option("--max-connections", type=click.IntRange(1, 64), default=2, show_default=True, metavar="N",
+              help="Connections open to one target at the same time (servers limit them per address).")
 @click.option("--targets", "targets_file", type=click.Path(dir_okay=False, allow_dash=True), default=None,
               help="File with one URL a line ('-' for stdin; # comments allowed).")
 @click.option("--concurrency", type=click.IntRange(1, 1000), default=20, show_default=True, metavar="N",
@@ -229,6 +234,7 @@ def run_check(ctx: click.Context, urls: tuple[str, ...], opts: dict[str, Any]) -
         timeout=opts["timeout"], strict=opts["strict"], quick=opts["quick"], helo=opts["helo"] or "",
         insecure_auth=opts["insecure_auth"], client_cert=opts["client_cert"], client_key=opts["client_key"],
     )
+    options.deadline, options.max_connections = opts["deadline"], opts["max_connections"]
     try:
         options.verify_context()
     except (OSError, ValueError) as exc:
