@@ -162,17 +162,21 @@ def test_bad_budget_options_are_usage_errors(bad: list[str]) -> None:
 
 
 def test_421_is_a_connection_limit_not_a_broken_banner(zoo_pki: ZooPki) -> None:
-    """Another client at the same address holds one of the 2 allowed connections: the check meets 421s."""
+    """Two other clients at the same address fill the server's limit of 2: the check's first connection
+    meets a 421 for certain; one of them leaves when it does, so the retry gets in."""
     with limited_aiosmtpd(server_context(zoo_pki.leaf("good")), limit=2) as (port, stats):
-        with socket.create_connection(("127.0.0.1", port)) as other_client:
-            assert other_client.recv(100).startswith(b"220")
-            # A generous deadline: a dozen connections take turns in one slot, with 421 pauses between.
-            report = audit(f"submission://127.0.0.1:{port}", zoo_pki, timeout=10.0)
+        others = [socket.create_connection(("127.0.0.1", port)) for _ in range(2)]
+        for other in others:
+            assert other.recv(100).startswith(b"220")
+        stats.on_refusal = others[0].close
+        # A generous deadline: a dozen connections take turns in the one slot left, with 421 pauses between.
+        report = audit(f"submission://127.0.0.1:{port}", zoo_pki, timeout=10.0)
+        others[1].close()
     assert stats.refused >= 1
-    assert stats.most <= 1 + 2  # the other client plus at most --max-connections from the check
+    assert stats.most <= 3  # the two others plus the one refused attempt: the check never piled on
     limit = report.get("connection-limit")
     assert limit is not None and limit.status == "WARN", not_passed(report)
-    assert "421 4.7.0 too many connections" in limit.detail and "allowed 1 connection at a time" in limit.detail
+    assert "421 4.7.0 too many connections" in limit.detail
     assert report.ok and report.get("banner").status == "PASS", not_passed(report)  # type: ignore[union-attr]
     for probe in ("tls10-refused", "tls11-refused", "weak-ciphers-refused", "starttls-injection"):
         assert probe not in not_passed(report), not_passed(report)  # every probe got its answer
