@@ -98,8 +98,13 @@ def issue_lineage(home: Path, name: str = "mail.test", *extra: str) -> None:
 
 
 def start_smtpd(home: Path, lineage: str, workdir: Path, *, smtps: bool = True,
-                relay: str | None = None, extra: tuple[str, ...] = (), timeout: float = 15.0) -> SmtpdServer:
-    """Start `certkit smtpd` for ``lineage`` with one user; wait until it listens."""
+                relay: str | None = None, extra: tuple[str, ...] = (), timeout: float = 15.0,
+                auth_delay: str = "0.01") -> SmtpdServer:
+    """Start `certkit smtpd` for ``lineage`` with one user; wait until it listens.
+
+    Failed AUTH is answered after ``auth_delay`` seconds (doubling), short by
+    default so tests stay fast; ``extra`` may set any other option.
+    """
     workdir.mkdir(parents=True, exist_ok=True)
     password_file = workdir / "password"
     password_file.write_text(PASSWORD + "\n")
@@ -112,7 +117,7 @@ def start_smtpd(home: Path, lineage: str, workdir: Path, *, smtps: bool = True,
     pid_file = workdir / "smtpd.pid"
     log_file = workdir / "smtpd.log"
     argv = certkit_argv(home, "smtpd", "--listen", "127.0.0.1:0", "--cert", lineage, "--users", str(users_file),
-                        "--pid-file", str(pid_file), *extra)
+                        "--pid-file", str(pid_file), "--auth-delay", auth_delay, *extra)
     argv += ["--relay", relay] if relay else ["--maildir", str(maildir)]
     if smtps:
         argv += ["--smtps-listen", "127.0.0.1:0"]
