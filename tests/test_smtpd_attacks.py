@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import base64
 import os
-import socket
-import ssl
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -20,62 +18,12 @@ from pathlib import Path
 import pytest
 
 from certkit import smtpd_limits
+from tests.servers.smtpd import LineClient as Client
 from tests.servers.smtpd import SmtpdServer, certkit_argv, child_env, issue_lineage, start_smtpd
-from tests.test_tlsreload import client_context
+from tests.servers.smtpd import auth_plain as plain
 
 OTHER_IP = "127.0.0.2"
 WAIT = 20.0  # socket timeout: only stops a broken test from hanging
-
-
-class Client:
-    """A line-level SMTP client on a raw socket (so every reply, 421 and EOF is visible)."""
-
-    def __init__(self, port: int, source_ip: str = "127.0.0.1") -> None:
-        self.sock: socket.socket | ssl.SSLSocket = socket.create_connection(
-            ("127.0.0.1", port), timeout=WAIT, source_address=(source_ip, 0))
-        self.buffer = b""
-
-    def reply(self) -> str:
-        """The next (possibly multi-line) reply, '' at EOF."""
-        lines: list[str] = []
-        while True:
-            while b"\r\n" not in self.buffer:
-                try:
-                    chunk = self.sock.recv(4096)
-                except ConnectionResetError:
-                    chunk = b""
-                if not chunk:
-                    return "\n".join(lines)
-                self.buffer += chunk
-            line, self.buffer = self.buffer.split(b"\r\n", 1)
-            lines.append(line.decode())
-            if len(line) < 4 or line[3:4] != b"-":
-                return "\n".join(lines)
-
-    def cmd(self, line: str) -> str:
-        self.sock.sendall(line.encode() + b"\r\n")
-        return self.reply()
-
-    def starttls(self) -> None:
-        assert self.reply().startswith("220")  # banner
-        assert self.cmd("EHLO client.test").startswith("250")
-        assert self.cmd("STARTTLS").startswith("220")
-        self.sock = client_context().wrap_socket(self.sock)
-        assert self.cmd("EHLO client.test").startswith("250")
-
-    def at_eof(self) -> bool:
-        """True when the server closed the connection (nothing more to read)."""
-        try:
-            return self.sock.recv(1) == b""
-        except (ConnectionResetError, ssl.SSLError):
-            return True
-
-    def close(self) -> None:
-        self.sock.close()
-
-
-def plain(user: str, password: str, authzid: str = "") -> str:
-    return "AUTH PLAIN " + base64.b64encode(f"{authzid}\0{user}\0{password}".encode()).decode()
 
 
 @pytest.fixture
