@@ -112,15 +112,15 @@ class FailureTable:
         limit = self.limits.auth_failures_per_ip
         return limit > 0 and len(self._recent(key)) >= limit
 
-    def record(self, key: str) -> bool:
-        """Count one failure; True when that failure used up the client's allowance."""
+    def record(self, key: str) -> int:
+        """Count one failure; return how many ``key`` has now within the window."""
         times = self._recent(key)
         if key not in self._failures:
             if len(self._failures) >= MAX_TRACKED_CLIENTS:
                 self._failures.pop(next(iter(self._failures)))
             self._failures[key] = times
         times.append(self.clock())
-        return self.blocked(key)
+        return len(times)
 
     def retry_after(self, key: str) -> int:
         """Whole seconds until the oldest counted failure of ``key`` leaves the window."""

@@ -85,6 +85,8 @@ def test_many_connections_from_one_ip_hit_the_per_ip_limit(server_factory: list[
                                                            lineage_home: Path, tmp_path: Path) -> None:
     srv = start(server_factory, lineage_home, tmp_path, "--auth-failures-per-ip", "6",
                 "--auth-failures-per-connection", "0")
+    waiting = Client(srv.port)  # a connection from the same address, opened before the attack
+    waiting.starttls()
     replies: list[str] = []
     threads = [threading.Thread(target=brute_force, args=(srv.port, srv.user, 50, replies)) for _ in range(8)]
     for thread in threads:
@@ -95,20 +97,23 @@ def test_many_connections_from_one_ip_hit_the_per_ip_limit(server_factory: list[
     # every later attempt from 127.0.0.1 got 421 and a closed connection.
     assert replies.count("535") == 5, replies
     assert replies.count("421") == 8 and len(replies) <= 6 + 8, replies
-    # Even the right password is refused from that IP now...
+    # Even the right password is refused from that address now, on an open connection...
+    assert waiting.cmd(plain(srv.user, srv.password)) == "421 4.7.0 Too many failed AUTH attempts"
+    assert waiting.at_eof()
+    waiting.close()
+    # ...and a new connection from it is turned away before TLS,
     client = Client(srv.port)
-    client.starttls()
-    assert client.cmd(plain(srv.user, srv.password)) == "421 4.7.0 Too many failed AUTH attempts"
-    assert client.at_eof()
+    assert client.reply() == "421 4.7.0 Too many failed AUTH attempts" and client.at_eof()
     client.close()
-    # ...while a client from another address logs in.
+    # while a client from another address logs in.
     other = Client(srv.port, OTHER_IP)
     other.starttls()
     assert other.cmd(plain(srv.user, srv.password)).startswith("235 2.7.0")
     other.close()
     log = srv.log()
-    assert "reached --auth-failures-per-ip 6" in log
-    assert log.count("AUTH refused: 127.0.0.1 is over --auth-failures-per-ip") == 1  # logged once, not per attempt
+    assert log.count("127.0.0.1 reached --auth-failures-per-ip 6: further AUTH refused for 300 s") == 1
+    assert log.count("127.0.0.1 is over --auth-failures-per-ip 6") == 1  # refusals logged once, not per attempt
+    assert 6 <= log.count(" FAILED") <= len(replies)  # one line per guess evaluated, none per refusal
 
 
 def slow_user_line(user: str) -> str:
@@ -284,7 +289,7 @@ def test_limits_in_memory() -> None:
                                  max_connections=3)
     assert [limits.delay_after(n) for n in (1, 2, 3)] == [0.5, 1.0, 2.0]
     table = smtpd_limits.FailureTable(limits, clock=lambda: now[0])
-    assert [table.record("192.0.2.1") for _ in range(3)] == [False, False, True]
+    assert [table.record("192.0.2.1") for _ in range(3)] == [1, 2, 3]
     assert table.blocked("192.0.2.1") and not table.blocked("192.0.2.2")
     now[0] += 61
     assert not table.blocked("192.0.2.1")
