@@ -155,11 +155,13 @@ def main() -> None:
     args = parser.parse_args()
     resource.setrlimit(resource.RLIMIT_NOFILE, (20000, 20000))  # 3000 sockets, also for the server
     runs = range(args.runs)
-    for label, extra in (("defaults", ()), ("limits off", NO_LIMITS)):
+    for label, extra in (("defaults", ()), ("per-connection limits only", ("--auth-failures-per-ip", "0")),
+                         ("limits off", NO_LIMITS)):
         if (args.old and label != "defaults") or args.only not in (None, "brute"):
             continue
         rate = median([guesses_per_minute(args.code, extra, args.old, args.seconds) for _ in runs])
-        print(f"brute force, one IP, {label}: {rate:.0f} guesses/min evaluated", flush=True)
+        print(f"brute force, one IP, {label}: {rate:.0f} guesses/min evaluated "
+              f"(first {args.seconds:g} s)", flush=True)
     for label, extra in (("defaults", ()), ("limits off", NO_LIMITS)):
         if (args.old and label != "defaults") or args.only not in (None, "ehlo"):
             continue

@@ -213,6 +213,16 @@ def test_stalled_tls_handshakes_are_closed_and_their_slots_released(server_facto
     client.close()
 
 
+def test_idle_client_is_disconnected(server_factory: list[SmtpdServer], lineage_home: Path,
+                                     tmp_path: Path) -> None:
+    srv = start(server_factory, lineage_home, tmp_path, "--idle-timeout", "1", "--max-connections", "1")
+    client = Client(srv.port)
+    assert client.reply().startswith("220")
+    assert client.at_eof()  # said nothing after the banner: closed (aiosmtpd's default waits 300 s)
+    client.close()
+    assert admitted_after_release(srv.port).startswith("220")  # and its slot is free again
+
+
 def run_smtpd(home: Path, users: Path, tmp_path: Path) -> subprocess.CompletedProcess[str]:
     argv = certkit_argv(home, "smtpd", "--listen", "127.0.0.1:0", "--cert", "mail.test", "--users", str(users),
                         "--maildir", str(tmp_path / "Maildir"))

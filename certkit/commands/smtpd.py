@@ -28,20 +28,20 @@ from certkit.errors import UsageError
 @click.option("--pid-file", default=None, type=click.Path(dir_okay=False),
               help="Write the pid here (and PID-FILE.status after reloads) for `certkit deploy --to aiosmtpd`.")
 @click.option("--hostname", default=None, help="Name in the banner and EHLO reply (default: the lineage's first name).")
-@click.option("--max-connections", type=click.IntRange(1), default=200, show_default=True,
+@click.option("--max-connections", type=click.IntRange(1), default=200, show_default=True, metavar="N",
               help="Open connections in all (both listeners); past it a client gets 421 4.7.0.")
-@click.option("--max-per-ip", type=click.IntRange(1), default=20, show_default=True,
+@click.option("--max-per-ip", type=click.IntRange(1), default=20, show_default=True, metavar="N",
               help="Open connections from one IPv4 address or IPv6 /64; past it 421 4.7.0.")
 @click.option("--handshake-timeout", type=click.FloatRange(0.1, 300), default=10.0, show_default=True,
               metavar="SECONDS", help="A TLS handshake (STARTTLS or smtps) not done by then is closed.")
 @click.option("--idle-timeout", type=click.FloatRange(1, 3600), default=300.0, show_default=True,
               metavar="SECONDS", help="A client that sends no command for this long is disconnected.")
-@click.option("--auth-failures-per-ip", type=click.IntRange(0), default=10, show_default=True,
-              help="Failed AUTH per IP (or /64) per --auth-window; then every AUTH from it gets 421 until "
-                   "the window passes (0: no limit).")
+@click.option("--auth-failures-per-ip", type=click.IntRange(0), default=10, show_default=True, metavar="N",
+              help="Failed AUTH per IP (or /64) per --auth-window; then its AUTH and new connections get "
+                   "421 4.7.0 until the window passes (0: no limit).")
 @click.option("--auth-window", type=click.FloatRange(1), default=300.0, show_default=True, metavar="SECONDS",
               help="The window --auth-failures-per-ip counts over.")
-@click.option("--auth-failures-per-connection", type=click.IntRange(0), default=3, show_default=True,
+@click.option("--auth-failures-per-connection", type=click.IntRange(0), default=3, show_default=True, metavar="N",
               help="Failed AUTH on one connection before 421 4.7.0 and disconnect (0: no limit).")
 @click.option("--auth-delay", type=click.FloatRange(0, 60), default=0.5, show_default=True, metavar="SECONDS",
               help="Wait before answering the first failed AUTH of a connection; doubles with each failure.")

@@ -130,8 +130,9 @@ def start_smtpd(home: Path, lineage: str, workdir: Path, *, smtps: bool = True,
     if smtps:
         argv += ["--smtps-listen", "127.0.0.1:0"]
     with open(log_file, "wb") as log:
+        # cwd: `python -m` puts the current folder first on sys.path, before PYTHONPATH.
         proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env=child_env(code))
+                                env=child_env(code), cwd=workdir)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         match = _LISTEN_RE.search(log_file.read_text(errors="replace"))
