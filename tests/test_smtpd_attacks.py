@@ -243,7 +243,7 @@ def users_file(home: Path, tmp_path: Path) -> Path:
     return users
 
 
-@pytest.mark.parametrize("mode", [0o666, 0o620, 0o602])
+@pytest.mark.parametrize("mode", [0o666, 0o620, 0o602], ids=["0666", "0620", "0602"])
 def test_users_file_writable_by_others_is_refused(lineage_home: Path, tmp_path: Path, mode: int) -> None:
     users = users_file(lineage_home, tmp_path)
     os.chmod(users, mode)
