@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import gc
-import os
 import signal
 import smtplib
 import ssl
@@ -30,7 +28,7 @@ import sys
 import time
 import warnings
 from collections.abc import Callable
-from concurrent.futures import Executor, ThreadPoolExecutor
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -228,61 +226,9 @@ def _printable(text: str) -> str:
     return "".join(c if c.isprintable() else "?" for c in text)[:200]
 
 
-TRIM_AFTER_CLOSES = 64  # closed connections before memory is collected and handed back
 TOO_MANY_CONNECTIONS = b"421 4.7.0 Too many connections, try again later\r\n"
 TOO_MANY_FAILURES = "421 4.7.0 Too many failed AUTH attempts"  # also the banner for a blocked address
 AUTHZID_REFUSED = "535 5.7.8 Authorization identity must be empty or the user name"
-
-
-class Defences:
-    """What every connection of one server shares: the limits, their counters and the hash pool."""
-
-    def __init__(self, limits: smtpd_limits.Limits, log: Log) -> None:
-        self.limits = limits
-        self.gate = smtpd_limits.ConnectionGate(limits)
-        self.failures = smtpd_limits.FailureTable(limits)
-        self.refusals = smtpd_limits.RefusalLog(log)
-        # Half the cores at most: the event loop keeps a core for EHLO, TLS
-        # and delivery however many AUTH attempts are queued.
-        workers = max(1, min(4, (os.cpu_count() or 2) // 2))
-        self.hasher = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="certkit-smtpd-auth")
-        self._malloc_trim = _malloc_trim()
-        self._closed_since_trim = 0
-        self._trim_pending = False
-
-    def release(self, key: str) -> None:
-        """A connection closed: free its slot, and after a burst of closes the memory they used."""
-        self.gate.release(key)
-        self._closed_since_trim += 1
-        if self._closed_since_trim >= TRIM_AFTER_CLOSES and not self._trim_pending:
-            self._trim_pending = True
-            asyncio.get_running_loop().call_later(1.0, self._give_memory_back)
-
-    def _give_memory_back(self) -> None:
-        # A TLS connection is ~300 KiB in reference cycles (asyncio's SSL
-        # protocol and transport, aiosmtpd's session) that only the cyclic GC
-        # frees, into a heap glibc seldom shrinks: after 3000 stalled
-        # handshakes closed the server stayed at ~1 GB. Collect, then trim.
-        self._trim_pending, self._closed_since_trim = False, 0
-        gc.collect()
-        if self._malloc_trim is not None:
-            self._malloc_trim(0)
-
-    def close(self) -> None:
-        self.hasher.shutdown(wait=False, cancel_futures=True)
-
-
-def _malloc_trim() -> Callable[[int], int] | None:
-    """glibc's malloc_trim, or None (another C library or system: nothing to do)."""
-    if not sys.platform.startswith("linux"):
-        return None
-    import ctypes
-
-    try:
-        trim: Callable[[int], int] = ctypes.CDLL(None).malloc_trim
-    except (OSError, AttributeError):
-        return None
-    return trim
 
 
 def _smtp_classes() -> tuple[type, type]:
@@ -297,7 +243,8 @@ def _smtp_classes() -> tuple[type, type]:
 
         plain_refusals = True  # a 421 before closing (the smtps listener cannot send one)
 
-        def __init__(self, *args: Any, registry: set[Any], log: Log, defences: Defences, **kwargs: Any) -> None:
+        def __init__(self, *args: Any, registry: set[Any], log: Log, defences: smtpd_limits.Defences,
+                     **kwargs: Any) -> None:
             super().__init__(*args, timeout=defences.limits.idle_timeout, **kwargs)
             self._registry, self._log, self._defences = registry, log, defences
             self._slot: str | None = None  # client key holding a ConnectionGate slot
@@ -534,7 +481,7 @@ async def serve(cfg: ServerConfig, ready: Callable[[], None] | None = None) -> N
     warnings.filterwarnings("ignore", message="Session.login_data is deprecated")
     users = Users(cfg.users_file, cfg.log)
     delivery = Delivery(cfg)
-    defences = Defences(cfg.limits, cfg.log)
+    defences = smtpd_limits.Defences(cfg.limits, cfg.log)
     handler = Handler(cfg, users, delivery, defences.hasher)
     registry: set[Any] = set()
     submission_factory, implicit_factory = _factories(cfg, handler, registry, defences)
@@ -568,7 +515,7 @@ async def serve(cfg: ServerConfig, ready: Callable[[], None] | None = None) -> N
 
 
 def _factories(cfg: ServerConfig, handler: Handler, registry: set[Any],
-               defences: Defences) -> tuple[Callable[[], Any], Callable[[], Any]]:
+               defences: smtpd_limits.Defences) -> tuple[Callable[[], Any], Callable[[], Any]]:
     """Protocol factories for the submission and the smtps listener."""
     submission_cls, implicit_cls = _smtp_classes()
     common: dict[str, Any] = {"registry": registry, "log": cfg.log, "defences": defences,

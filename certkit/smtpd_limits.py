@@ -1,4 +1,4 @@
-"""What `certkit smtpd` allows one client and all clients together (no I/O here).
+"""What `certkit smtpd` allows one client and all clients together.
 
 The server (:mod:`certkit.smtpd`) asks these objects before it spends memory
 or CPU on a client:
@@ -8,7 +8,10 @@ or CPU on a client:
 * :class:`FailureTable` - failed AUTH attempts per client within a window
   (a brute forcer that reconnects after each 421 still runs out of guesses);
 * :class:`RefusalLog` - one log line per refusal kind and client per
-  window, so a flood cannot flood the log too.
+  window, so a flood cannot flood the log too;
+* :class:`Defences` - the above for one server, with the thread pool that
+  checks passwords off the event loop and the memory hand-back after a
+  burst of closed connections.
 
 A "client" is its IP address; IPv6 clients are grouped by /64, the
 smallest block an end site is usually given (RFC 6177), else an attacker
@@ -18,16 +21,22 @@ The clock is injected so tests need not wait.
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import ipaddress
+import os
+import sys
 import time
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 Clock = Callable[[], float]
 # Bounds the failure table when many addresses fail (spoofing is impossible
 # over TCP, but a botnet has many addresses): oldest entries are dropped first.
 MAX_TRACKED_CLIENTS = 10_000
+TRIM_AFTER_CLOSES = 64  # closed connections before memory is collected and handed back
 
 
 @dataclass(frozen=True)
@@ -150,3 +159,54 @@ class RefusalLog:
         more = f" ({suppressed} more refused since the last line)" if suppressed else ""
         self._last[(key, kind)] = (now, 0)
         self.log(line + more)
+
+
+class Defences:
+    """What every connection of one server shares: the limits, their counters and the hash pool."""
+
+    def __init__(self, limits: Limits, log: Callable[[str], None]) -> None:
+        self.limits = limits
+        self.gate = ConnectionGate(limits)
+        self.failures = FailureTable(limits)
+        self.refusals = RefusalLog(log)
+        # Half the cores at most: the event loop keeps a core for EHLO, TLS
+        # and delivery however many AUTH attempts are queued.
+        workers = max(1, min(4, (os.cpu_count() or 2) // 2))
+        self.hasher = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="certkit-smtpd-auth")
+        self._malloc_trim = _malloc_trim()
+        self._closed_since_trim = 0
+        self._trim_pending = False
+
+    def release(self, key: str) -> None:
+        """A connection closed: free its slot, and after a burst of closes the memory they used."""
+        self.gate.release(key)
+        self._closed_since_trim += 1
+        if self._closed_since_trim >= TRIM_AFTER_CLOSES and not self._trim_pending:
+            self._trim_pending = True
+            asyncio.get_running_loop().call_later(1.0, self._give_memory_back)
+
+    def _give_memory_back(self) -> None:
+        # A TLS connection is ~300 KiB in reference cycles (asyncio's SSL
+        # protocol and transport, aiosmtpd's session) that only the cyclic GC
+        # frees, into a heap glibc seldom shrinks: after 3000 stalled
+        # handshakes closed the server stayed at ~1 GB. Collect, then trim.
+        self._trim_pending, self._closed_since_trim = False, 0
+        gc.collect()
+        if self._malloc_trim is not None:
+            self._malloc_trim(0)
+
+    def close(self) -> None:
+        self.hasher.shutdown(wait=False, cancel_futures=True)
+
+
+def _malloc_trim() -> Callable[[int], int] | None:
+    """glibc's malloc_trim, or None (another C library or system: nothing to do)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    try:
+        trim: Callable[[int], int] = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return None
+    return trim
