@@ -9,6 +9,10 @@ random 16-byte salt per user (RFC 7914 parameters n=2^14, r=8, p=1: about
 16 MiB and a few tens of milliseconds per check). The file is written 0600
 through a temp file and rename, so a running server re-reading it on SIGHUP
 never sees half a file.
+
+Whoever can write the file decides who may log in, so it is refused (exit 2)
+when group or others can write it, and, when certkit runs as root, when it
+(or its folder) belongs to another user (:mod:`certkit.fsguard` rules).
 """
 
 from __future__ import annotations
@@ -18,8 +22,10 @@ import hashlib
 import hmac
 import os
 import secrets
+import stat
 from pathlib import Path
 
+from certkit import fsguard
 from certkit.errors import UsageError
 
 SCHEME = "scrypt"
@@ -60,9 +66,26 @@ def check_username(user: str) -> str:
     return user
 
 
+def check_users_file(path: Path) -> None:
+    """Refuse a users file another user could write (exit 2, with the fix)."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return  # reported as missing by the caller
+    except OSError as exc:
+        raise UsageError(f"cannot examine users file {path}: {exc.strerror}", "check its permissions") from exc
+    # Refused whoever runs the server: a file others can write lets them add a login.
+    if mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise UsageError(f"users file {path} is writable by group or others (mode {stat.S_IMODE(mode):04o}): "
+                         "anyone who can write it can add a login",
+                         f"chmod 600 {path}")
+    fsguard.check_trusted_chain(path, "users file")
+
+
 def load_users(path: str | Path) -> dict[str, str]:
-    """Read the users file into {user: stored hash}; exit 2 when missing or malformed."""
+    """Read the users file into {user: stored hash}; exit 2 when missing, malformed or writable by others."""
     path = Path(path)
+    check_users_file(path)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError as exc:

@@ -10,7 +10,6 @@ import smtplib
 import socket
 import ssl
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -68,7 +67,9 @@ def test_submission_policy(smtpd_server: SmtpdServer) -> None:
     assert smtp.docmd("MAIL", "FROM:<a@example.test>")[0] == 530  # no relay without AUTH
     assert smtp.docmd("RCPT", "TO:<b@example.net>")[0] == 530
     with pytest.raises(smtplib.SMTPAuthenticationError):
-        smtp.login(srv.user, "wrong password")
+        smtp.login(srv.user, "wrong password")  # smtplib tries PLAIN, then LOGIN: 2 failures
+    smtp.quit()
+    smtp = starttls(srv.port)  # a third failure on the same connection would be cut off (421)
     with pytest.raises(smtplib.SMTPAuthenticationError):
         smtp.login("nobody@example.test", srv.password)
     smtp.quit()
@@ -231,11 +232,9 @@ def test_reload_on_deploy_serves_new_cert_without_restart(smtpd_server: SmtpdSer
     second = live_sha256(srv.home)
     assert second != first
     echo: list[str] = []
-    started = time.monotonic()
+    # deploy returns once the server confirmed the reload (its status file names the new cert).
     deploy_aiosmtpd.deploy(deploy_ctx(srv.home, "mail.test", srv.pid_file, echo))
-    elapsed = time.monotonic() - started
-    assert elapsed < 2, elapsed
-    assert "serves sha256" in echo[0]
+    assert "serves sha256" in echo[0] and second[:16] in echo[0]
     new_conn = starttls(srv.port)
     assert served_sha256(new_conn) == second
     implicit = smtplib.SMTP_SSL("127.0.0.1", srv.smtps_port or 0, timeout=5, context=client_context())
@@ -449,16 +448,15 @@ def test_port_in_use_exits_1(tmp_path: Path) -> None:
     assert "Traceback" not in proc.stderr
 
 
-def test_startup_time(tmp_path: Path) -> None:
-    """Start to listening, measured (reported in docs/deploy/aiosmtpd.md)."""
+def test_starts_listening_and_stops_on_sigterm(tmp_path: Path) -> None:
+    """Start to listening and a clean stop (the start-up time itself is a benchmark figure, not a test)."""
     home = tmp_path / "home"
     issue_lineage(home)
-    started = time.monotonic()
     srv = start_smtpd(home, "mail.test", tmp_path / "smtpd")
-    elapsed = time.monotonic() - started
+    assert srv.pid_file.read_text().strip() == str(srv.proc.pid)
     srv.proc.send_signal(signal.SIGTERM)
-    srv.proc.wait(10)
-    assert elapsed < 5, elapsed
+    assert srv.proc.wait(10) == 0
+    assert "stopped (0 open connection(s)" in srv.log()
 
 
 def test_multi_line_smarthost_refusal_is_passed_on_as_one_line(tmp_path: Path) -> None:

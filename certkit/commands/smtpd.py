@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -27,16 +28,38 @@ from certkit.errors import UsageError
 @click.option("--pid-file", default=None, type=click.Path(dir_okay=False),
               help="Write the pid here (and PID-FILE.status after reloads) for `certkit deploy --to aiosmtpd`.")
 @click.option("--hostname", default=None, help="Name in the banner and EHLO reply (default: the lineage's first name).")
+@click.option("--max-connections", type=click.IntRange(1), default=200, show_default=True, metavar="N",
+              help="Open connections in all (both listeners); past it a client gets 421 4.7.0.")
+@click.option("--max-per-ip", type=click.IntRange(1), default=20, show_default=True, metavar="N",
+              help="Open connections from one IPv4 address or IPv6 /64; past it 421 4.7.0.")
+@click.option("--handshake-timeout", type=click.FloatRange(0.1, 300), default=10.0, show_default=True,
+              metavar="SECONDS", help="A TLS handshake (STARTTLS or smtps) not done by then is closed.")
+@click.option("--idle-timeout", type=click.FloatRange(1, 3600), default=300.0, show_default=True,
+              metavar="SECONDS", help="A client that sends no command for this long is disconnected.")
+@click.option("--auth-failures-per-ip", type=click.IntRange(0), default=10, show_default=True, metavar="N",
+              help="Failed AUTH per IP (or /64) per --auth-window; then its AUTH and new connections get "
+                   "421 4.7.0 until the window passes (0: no limit).")
+@click.option("--auth-window", type=click.FloatRange(1), default=300.0, show_default=True, metavar="SECONDS",
+              help="The window --auth-failures-per-ip counts over.")
+@click.option("--auth-failures-per-connection", type=click.IntRange(0), default=3, show_default=True, metavar="N",
+              help="Failed AUTH on one connection before 421 4.7.0 and disconnect (0: no limit).")
+@click.option("--auth-delay", type=click.FloatRange(0, 60), default=0.5, show_default=True, metavar="SECONDS",
+              help="Wait before answering the first failed AUTH of a connection; doubles with each failure.")
 @click.pass_context
-def smtpd_command(ctx: click.Context, listen: str | None, lineage: str | None, users_file: str | None,
+def smtpd_command(ctx: click.Context, /, listen: str | None, lineage: str | None, users_file: str | None,
                   maildir: str | None, relay: str | None, smtps_listen: str | None, pid_file: str | None,
-                  hostname: str | None) -> None:
+                  hostname: str | None, **limits: Any) -> None:
     """Reference submission server on aiosmtpd (587, STARTTLS + AUTH).
 
     STARTTLS is required, AUTH PLAIN/LOGIN is offered only after TLS and
     required for MAIL; mail goes to --maildir or --relay. SIGHUP (or
     `certkit deploy LINEAGE --to aiosmtpd --pid-file F`) loads the lineage's
     new certificate for new connections without a restart; SIGTERM stops.
+
+    Under attack: connections are capped (in all and per IP), TLS handshakes
+    and idle clients time out, failed AUTH is answered ever more slowly, cut
+    off after --auth-failures-per-connection and refused per IP after
+    --auth-failures-per-ip; the users file must not be writable by others.
     """
     if ctx.invoked_subcommand is not None:
         return
@@ -51,7 +74,7 @@ def smtpd_command(ctx: click.Context, listen: str | None, lineage: str | None, u
     if bool(maildir) == bool(relay):
         raise UsageError("say where accepted mail goes: exactly one of --maildir DIR or --relay HOST:PORT",
                          "e.g. --maildir /var/mail/certkit")
-    from certkit import smtpd, tlsreload
+    from certkit import smtpd, smtpd_limits, tlsreload
 
     assert listen and lineage and users_file
     store = store_from(ctx)
@@ -65,6 +88,7 @@ def smtpd_command(ctx: click.Context, listen: str | None, lineage: str | None, u
         smtps_listen=smtpd.parse_hostport(smtps_listen, "--smtps-listen") if smtps_listen else None,
         pid_file=Path(pid_file) if pid_file else None,
         hostname=hostname or (store.load_settings(lineage).domains[0]),
+        limits=smtpd_limits.Limits(**limits),
     )
     smtpd.run(cfg)
 

@@ -13,9 +13,12 @@ ports are read back from the server's "listening on" log line.
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import signal
+import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -85,9 +88,10 @@ def certkit_argv(home: Path, *args: str) -> list[str]:
     return [sys.executable, "-m", "certkit", "--home", str(home), *args]
 
 
-def child_env() -> dict[str, str]:
+def child_env(code: Path = REPO) -> dict[str, str]:
+    """The environment for a certkit child process that imports certkit from ``code``."""
     env = dict(os.environ)
-    env["PYTHONPATH"] = str(REPO) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env["PYTHONPATH"] = str(code) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     return env
 
 
@@ -98,8 +102,15 @@ def issue_lineage(home: Path, name: str = "mail.test", *extra: str) -> None:
 
 
 def start_smtpd(home: Path, lineage: str, workdir: Path, *, smtps: bool = True,
-                relay: str | None = None, extra: tuple[str, ...] = (), timeout: float = 15.0) -> SmtpdServer:
-    """Start `certkit smtpd` for ``lineage`` with one user; wait until it listens."""
+                relay: str | None = None, extra: tuple[str, ...] = (), timeout: float = 15.0,
+                auth_delay: str | None = "0.01", code: Path = REPO) -> SmtpdServer:
+    """Start `certkit smtpd` for ``lineage`` with one user; wait until it listens.
+
+    Failed AUTH is answered after ``auth_delay`` seconds (doubling), short by
+    default so tests stay fast (None: the server's default); ``extra`` may set
+    any other option. ``code`` is the source tree to run (benchmarks compare
+    an older checkout).
+    """
     workdir.mkdir(parents=True, exist_ok=True)
     password_file = workdir / "password"
     password_file.write_text(PASSWORD + "\n")
@@ -113,12 +124,15 @@ def start_smtpd(home: Path, lineage: str, workdir: Path, *, smtps: bool = True,
     log_file = workdir / "smtpd.log"
     argv = certkit_argv(home, "smtpd", "--listen", "127.0.0.1:0", "--cert", lineage, "--users", str(users_file),
                         "--pid-file", str(pid_file), *extra)
+    if auth_delay is not None:
+        argv += ["--auth-delay", auth_delay]
     argv += ["--relay", relay] if relay else ["--maildir", str(maildir)]
     if smtps:
         argv += ["--smtps-listen", "127.0.0.1:0"]
     with open(log_file, "wb") as log:
+        # cwd: `python -m` puts the current folder first on sys.path, before PYTHONPATH.
         proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env=child_env())
+                                env=child_env(code), cwd=workdir)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         match = _LISTEN_RE.search(log_file.read_text(errors="replace"))
@@ -145,3 +159,62 @@ def smtpd_server(tmp_path: Path) -> Iterator[SmtpdServer]:
         yield srv
     finally:
         srv.stop()
+
+
+class LineClient:
+    """A line-level SMTP client on a raw socket, so every reply, 421 and EOF is visible.
+
+    Used by the attack tests and bench/smtpd_attack.py; ``source_ip`` binds
+    another loopback address (127.0.0.2) to stand for another client.
+    """
+
+    def __init__(self, port: int, source_ip: str = "127.0.0.1", timeout: float = 20.0) -> None:
+        self.sock: socket.socket | ssl.SSLSocket = socket.create_connection(
+            ("127.0.0.1", port), timeout=timeout, source_address=(source_ip, 0))
+        self.buffer = b""
+
+    def reply(self) -> str:
+        """The next (possibly multi-line) reply, '' at EOF."""
+        lines: list[str] = []
+        while True:
+            while b"\r\n" not in self.buffer:
+                try:
+                    chunk = self.sock.recv(4096)
+                except ConnectionResetError:
+                    chunk = b""
+                if not chunk:
+                    return "\n".join(lines)
+                self.buffer += chunk
+            line, self.buffer = self.buffer.split(b"\r\n", 1)
+            lines.append(line.decode())
+            if len(line) < 4 or line[3:4] != b"-":
+                return "\n".join(lines)
+
+    def cmd(self, line: str) -> str:
+        self.sock.sendall(line.encode() + b"\r\n")
+        return self.reply()
+
+    def starttls(self) -> None:
+        """Banner, EHLO, STARTTLS (certificate not verified: tests check it elsewhere), EHLO."""
+        assert self.reply().startswith("220")
+        assert self.cmd("EHLO client.test").startswith("250")
+        assert self.cmd("STARTTLS").startswith("220")
+        ctx = ssl.create_default_context()
+        ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+        self.sock = ctx.wrap_socket(self.sock)
+        assert self.cmd("EHLO client.test").startswith("250")
+
+    def at_eof(self) -> bool:
+        """True when the server closed the connection (nothing more to read)."""
+        try:
+            return self.sock.recv(1) == b""
+        except (ConnectionResetError, ssl.SSLError):
+            return True
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def auth_plain(user: str, password: str, authzid: str = "") -> str:
+    """The AUTH PLAIN command line (RFC 4616: authzid NUL user NUL password)."""
+    return "AUTH PLAIN " + base64.b64encode(f"{authzid}\0{user}\0{password}".encode()).decode()
