@@ -18,7 +18,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "certkit"
 LAYERS: list[tuple[str, set[str]]] = [
     ("core", {"__init__", "errors", "clock", "envvars", "names", "keys", "x509", "fsguard", "atomicfile",
               "statelock", "secretfile", "runner", "settings", "export", "store", "trust"}),
-    ("capabilities", {"acme", "check", "smtpd", "smtpd_users", "tlsreload"}),
+    ("capabilities", {"acme", "check", "smtpd", "smtpd_users", "smtpd_limits", "tlsreload"}),
     ("deploy", {"deploy"}),
     ("issuing", {"issuing"}),
     ("renew", {"renew"}),
@@ -26,7 +26,7 @@ LAYERS: list[tuple[str, set[str]]] = [
 ]
 # Capabilities stand side by side: each is usable without the others.
 CAPABILITY_GROUPS = {"acme": "acme", "check": "check", "smtpd": "smtpd", "smtpd_users": "smtpd",
-                     "tlsreload": "smtpd"}
+                     "smtpd_limits": "smtpd", "tlsreload": "smtpd"}
 
 
 def module_name(path: Path) -> str:
