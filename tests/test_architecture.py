@@ -18,15 +18,14 @@ PACKAGE = Path(__file__).resolve().parent.parent / "certkit"
 LAYERS: list[tuple[str, set[str]]] = [
     ("core", {"__init__", "errors", "clock", "envvars", "names", "keys", "x509", "fsguard", "atomicfile",
               "statelock", "secretfile", "runner", "settings", "export", "store", "trust"}),
-    ("capabilities", {"acme", "check", "smtpd", "smtpd_users", "smtpd_limits", "tlsreload"}),
+    ("capabilities", {"acme", "check", "smtpd"}),
     ("deploy", {"deploy"}),
     ("issuing", {"issuing"}),
     ("renew", {"renew"}),
     ("interface", {"records", "commands", "cli", "__main__"}),
 ]
 # Capabilities stand side by side: each is usable without the others.
-CAPABILITY_GROUPS = {"acme": "acme", "check": "check", "smtpd": "smtpd", "smtpd_users": "smtpd",
-                     "smtpd_limits": "smtpd", "tlsreload": "smtpd"}
+CAPABILITY_GROUPS = {"acme": "acme", "check": "check", "smtpd": "smtpd"}
 
 
 def module_name(path: Path) -> str:

@@ -16,12 +16,12 @@ import pytest
 from aiosmtpd.controller import Controller
 from click.testing import CliRunner
 
-from certkit import tlsreload
 from certkit import x509 as cx
 from certkit.cli import cli
 from certkit.deploy import aiosmtpd as deploy_aiosmtpd
 from certkit.deploy.base import DeployContext
 from certkit.errors import OperationError, UsageError, VerificationError
+from certkit.smtpd import tlsreload
 from certkit.store import Store
 from tests.servers.net import free_port
 from tests.servers.smtpd import SmtpdServer, certkit_argv, child_env, issue_lineage, start_smtpd
@@ -398,7 +398,7 @@ def test_adduser(tmp_path: Path) -> None:
     assert code == 2 and "invalid user name" in out
     code, out = run_cli("smtpd", "adduser", str(users), "bob")  # CliRunner stdin is not a terminal
     assert code == 2 and "--password-file" in out
-    from certkit import smtpd_users
+    from certkit.smtpd import users as smtpd_users
 
     table = smtpd_users.load_users(users)
     assert smtpd_users.verify(table, "alice", "s3cret")
@@ -461,7 +461,7 @@ def test_starts_listening_and_stops_on_sigterm(tmp_path: Path) -> None:
 
 def test_multi_line_smarthost_refusal_is_passed_on_as_one_line(tmp_path: Path) -> None:
     """smtplib joins a multi-line reply with LF; handed to the client as is, that broke its framing."""
-    from certkit.smtpd import Delivery, ServerConfig
+    from certkit.smtpd.server import Delivery, ServerConfig
 
     class Refuser:
         async def handle_RCPT(self, server, session, envelope, address, options):

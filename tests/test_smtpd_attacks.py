@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from certkit import smtpd_limits
+from certkit.smtpd import limits as smtpd_limits
 from tests.servers.smtpd import LineClient as Client
 from tests.servers.smtpd import SmtpdServer, certkit_argv, child_env, issue_lineage, start_smtpd
 from tests.servers.smtpd import auth_plain as plain

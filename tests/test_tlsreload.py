@@ -12,9 +12,10 @@ import pytest
 from aiosmtpd.controller import Controller
 from cryptography import x509 as cx509
 
-from certkit import keys, names, tlsreload
+from certkit import keys, names
 from certkit import x509 as cx
 from certkit.errors import OperationError, UsageError
+from certkit.smtpd import tlsreload
 from tests.servers.net import free_port
 
 
@@ -186,7 +187,7 @@ def test_status_file_round_trip(pair_dir: Path) -> None:
 APP = """
 import signal, sys, threading
 from aiosmtpd.controller import Controller
-from certkit.tlsreload import ReloadableTLS, install_reload_signal, write_pid_file
+from certkit.smtpd.tlsreload import ReloadableTLS, install_reload_signal, write_pid_file
 
 class Handler:
     async def handle_DATA(self, server, session, envelope):

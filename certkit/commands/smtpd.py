@@ -74,7 +74,9 @@ def smtpd_command(ctx: click.Context, /, listen: str | None, lineage: str | None
     if bool(maildir) == bool(relay):
         raise UsageError("say where accepted mail goes: exactly one of --maildir DIR or --relay HOST:PORT",
                          "e.g. --maildir /var/mail/certkit")
-    from certkit import smtpd, smtpd_limits, tlsreload
+    from certkit.smtpd import limits as smtpd_limits
+    from certkit.smtpd import server as smtpd
+    from certkit.smtpd import tlsreload
 
     assert listen and lineage and users_file
     store = store_from(ctx)
@@ -100,8 +102,8 @@ def smtpd_command(ctx: click.Context, /, listen: str | None, lineage: str | None
               help="Read the password from the first line of this file (else a hidden prompt).")
 def adduser_command(users_file: str, user: str, password_file: str | None) -> None:
     """Add USER to the users FILE (or change the password), stored as a salted scrypt hash."""
-    from certkit import smtpd_users
     from certkit.secretfile import read_secret_file
+    from certkit.smtpd import users as smtpd_users
 
     smtpd_users.check_username(user)
     if password_file:

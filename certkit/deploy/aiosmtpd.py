@@ -4,8 +4,8 @@ Options (``ctx.options``): ``pid_file`` (required; `--pid-file F`) and
 ``timeout`` (seconds to wait for the acknowledgement, default 10).
 
 Works with `certkit smtpd --pid-file F` and with any aiosmtpd application
-that uses :class:`certkit.tlsreload.ReloadableTLS` with
-:func:`certkit.tlsreload.install_reload_signal` (``pid_file=F``). The server
+that uses :class:`certkit.smtpd.tlsreload.ReloadableTLS` with
+:func:`certkit.smtpd.tlsreload.install_reload_signal` (``pid_file=F``). The server
 is sent SIGHUP; it builds a new TLS context for new connections and rewrites
 ``F.status`` with the sha256 of what it now serves. The deploy succeeds only
 when that acknowledgement names the lineage's live certificate; a server
@@ -24,9 +24,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from certkit import tlsreload
 from certkit.deploy.base import DeployContext
 from certkit.errors import OperationError, UsageError, VerificationError
+from certkit.smtpd import tlsreload
 
 DEFAULT_TIMEOUT = 10.0
 
@@ -48,7 +48,7 @@ def deploy(ctx: DeployContext) -> None:
         raise OperationError(
             f"{tlsreload.status_path(pid_file)} is missing or belongs to another process, so certkit "
             f"cannot confirm a reload of pid {pid}",
-            "run certkit smtpd with --pid-file, or call certkit.tlsreload.install_reload_signal(pid_file=...) "
+            "run certkit smtpd with --pid-file, or call certkit.smtpd.tlsreload.install_reload_signal(pid_file=...) "
             "in your aiosmtpd application")
     _check_alive(pid, pid_file, before)
     os.kill(pid, signal.SIGHUP)

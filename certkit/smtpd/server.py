@@ -8,7 +8,7 @@ Policy (the contract's `smtpd`, RFC 6409 submission + RFC 3207 STARTTLS):
   RCPT and DATA need a successful AUTH (``530 5.7.0``): no relay without AUTH;
 * optional implicit-TLS listener (``--smtps-listen``, RFC 8314);
 * the certificate comes from a certkit lineage through
-  :class:`certkit.tlsreload.ReloadableTLS` and is reloaded for new
+  :class:`certkit.smtpd.tlsreload.ReloadableTLS` and is reloaded for new
   connections on SIGHUP (``certkit deploy --to aiosmtpd``) without a restart;
   SIGTERM/SIGINT stop it cleanly;
 * one log line per event on stderr, never a password.
@@ -33,8 +33,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from certkit import smtpd_limits, smtpd_users, tlsreload
 from certkit.errors import CertkitError, OperationError, UsageError
+from certkit.smtpd import limits as smtpd_limits
+from certkit.smtpd import tlsreload
+from certkit.smtpd import users as smtpd_users
 
 Log = Callable[[str], None]
 

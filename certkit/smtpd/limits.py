@@ -1,6 +1,6 @@
 """What `certkit smtpd` allows one client and all clients together.
 
-The server (:mod:`certkit.smtpd`) asks these objects before it spends memory
+The server (:mod:`certkit.smtpd.server`) asks these objects before it spends memory
 or CPU on a client:
 
 * :class:`ConnectionGate` - concurrent connections, in total and per client
