@@ -33,6 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 from certkit.check.target import parse_target  # noqa: E402
 from certkit.check.tlsfacts import CoverageProbe  # noqa: E402
+from tests.servers.net import accept_in_threads, pipe  # noqa: E402
 from tests.servers.zoo import NAME, ZooPki, aiosmtpd_server, server_context  # noqa: E402
 
 
@@ -50,25 +51,13 @@ def counting_relay(port: int) -> Iterator[tuple[int, list[int]]]:
     listener.listen(64)
     count = [0]
 
-    def pipe(src: socket.socket, dst: socket.socket) -> None:
-        with contextlib.suppress(OSError):
-            while data := src.recv(65536):
-                dst.sendall(data)
-        with contextlib.suppress(OSError):
-            dst.shutdown(socket.SHUT_WR)
+    def relay(client: socket.socket) -> None:
+        count[0] += 1
+        upstream = socket.create_connection(("127.0.0.1", port))
+        threading.Thread(target=pipe, args=(upstream, client), daemon=True).start()
+        pipe(client, upstream)
 
-    def loop() -> None:
-        while True:
-            try:
-                client, _ = listener.accept()
-            except OSError:
-                return
-            count[0] += 1
-            upstream = socket.create_connection(("127.0.0.1", port))
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=pipe, args=(a, b), daemon=True).start()
-
-    threading.Thread(target=loop, daemon=True).start()
+    accept_in_threads(listener, relay)
     try:
         yield int(listener.getsockname()[1]), count
     finally:

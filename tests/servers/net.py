@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import threading
 import time
+from collections.abc import Callable
 
 
 def free_port() -> int:
@@ -22,3 +24,28 @@ def wait_port(port: int, timeout: float) -> bool:
             return True
         time.sleep(0.02)
     return False
+
+
+def pipe(src: socket.socket, dst: socket.socket) -> None:
+    """Copy ``src`` to ``dst`` until ``src`` ends, then half-close ``dst`` (one direction of a relay)."""
+    with contextlib.suppress(OSError):
+        while data := src.recv(65536):
+            dst.sendall(data)
+    with contextlib.suppress(OSError):
+        dst.shutdown(socket.SHUT_WR)
+
+
+def accept_in_threads(listener: socket.socket, handle: Callable[[socket.socket], None]) -> threading.Thread:
+    """Accept on ``listener`` until it is closed, each connection handled on its own daemon thread."""
+
+    def loop() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=handle, args=(conn,), daemon=True).start()
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    return thread

@@ -17,10 +17,10 @@ import os
 import socket
 import ssl
 import struct
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from tests.servers.net import accept_in_threads
 from tests.servers.zoo import Leaf
 
 
@@ -141,16 +141,7 @@ def scripted_tls_server(leaf: Leaf, script: Script) -> Iterator[int]:
         with contextlib.suppress(OSError, ValueError, IndexError), conn:
             _serve(conn, script, leaf_der)
 
-    def loop() -> None:
-        while True:
-            try:
-                conn, _ = listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=handle, args=(conn,), daemon=True).start()
-
-    thread = threading.Thread(target=loop, daemon=True)
-    thread.start()
+    thread = accept_in_threads(listener, handle)
     try:
         yield int(listener.getsockname()[1])
     finally:

@@ -16,15 +16,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-from tests.servers.net import free_port, wait_port
-
-
-def _pipe(src: socket.socket, dst: socket.socket) -> None:
-    with contextlib.suppress(OSError):
-        while data := src.recv(65536):
-            dst.sendall(data)
-    with contextlib.suppress(OSError):
-        dst.shutdown(socket.SHUT_WR)
+from tests.servers.net import accept_in_threads, free_port, pipe, wait_port
 
 
 def _front(client: socket.socket, backend_port: int) -> None:
@@ -43,9 +35,9 @@ def _front(client: socket.socket, backend_port: int) -> None:
         else:
             client.sendall(b"502 5.5.2 no\r\n")
     with socket.create_connection(("127.0.0.1", backend_port), timeout=30) as upstream:
-        back = threading.Thread(target=_pipe, args=(upstream, client), daemon=True)
+        back = threading.Thread(target=pipe, args=(upstream, client), daemon=True)
         back.start()
-        _pipe(client, upstream)
+        pipe(client, upstream)
         back.join(timeout=30)
 
 
@@ -64,18 +56,10 @@ def s_server_behind_starttls(cert: Path, key: Path, *extra: str) -> Iterator[int
         with contextlib.suppress(OSError, ValueError), conn:
             _front(conn, backend)
 
-    def loop() -> None:
-        while True:
-            try:
-                conn, _ = listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=handle, args=(conn,), daemon=True).start()
-
     try:
         if not wait_port(backend, 10):
             raise RuntimeError("openssl s_server did not start listening")
-        threading.Thread(target=loop, daemon=True).start()
+        accept_in_threads(listener, handle)
         yield int(listener.getsockname()[1])
     finally:
         with contextlib.suppress(OSError):
