@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from certkit import runner
+from certkit import hostport, runner
 from certkit.errors import AcmeError, HookError, OperationError, UsageError
 
 HOOK_TIMEOUT = 120.0
@@ -130,17 +130,11 @@ def cleanup(command: str, records: Sequence[TxtRecord], echo: Callable[[str], No
 
 def parse_resolver(spec: str) -> tuple[str, int]:
     """``HOST[:PORT]`` / ``[v6]:PORT`` -> (host, port), default port 53."""
-    spec = spec.strip()
-    port = "53"
-    if spec.startswith("["):
-        host, _, rest = spec[1:].partition("]")
-        port = rest.lstrip(":") or port
-    elif spec.count(":") == 1:
-        host, port = spec.split(":")
-    else:
-        host = spec
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise UsageError(f"--dns-resolver {spec!r} is not HOST[:PORT]", "e.g. --dns-resolver 8.8.8.8:53")
+    try:
+        host, port = hostport.parse(spec, default_port=53)
+    except hostport.HostPortError as exc:
+        raise UsageError(f"--dns-resolver {spec!r} is not HOST[:PORT] ({exc})",
+                         "e.g. --dns-resolver 8.8.8.8:53") from None
     import ipaddress
 
     try:
@@ -152,7 +146,7 @@ def parse_resolver(spec: str) -> tuple[str, int]:
             host = str(socket.getaddrinfo(host, None)[0][4][0])
         except OSError as exc:
             raise UsageError(f"--dns-resolver host {host!r} does not resolve", "use the resolver's IP") from exc
-    return host, int(port)
+    return host, port
 
 
 def wait_visible(resolver: str, records: Sequence[TxtRecord], timeout: float = PROPAGATION_TIMEOUT,

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from certkit import hostport
 from certkit.errors import CertkitError, OperationError, UsageError
 from certkit.smtpd import limits as smtpd_limits
 from certkit.smtpd import tlsreload
@@ -50,19 +51,10 @@ def stderr_log(line: str) -> None:
 
 def parse_hostport(text: str, what: str, default_host: str = "127.0.0.1") -> tuple[str, int]:
     """``HOST:PORT``, ``[v6]:PORT`` or ``PORT`` -> (host, port); exit 2 when malformed."""
-    host, port_text = default_host, text
-    if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
-        port_text = rest[1:] if rest.startswith(":") else ""
-    elif ":" in text:
-        host, _, port_text = text.rpartition(":")
     try:
-        port = int(port_text)
-        if not 0 <= port <= 65535:
-            raise ValueError
-    except ValueError:
-        raise UsageError(f"{what} {text!r} is not HOST:PORT", f"write e.g. {what} 127.0.0.1:587") from None
-    return host or default_host, port
+        return hostport.parse(text, default_host=default_host, allow_zero=True)
+    except hostport.HostPortError as exc:
+        raise UsageError(f"{what} {text!r} is not HOST:PORT ({exc})", f"write e.g. {what} 127.0.0.1:587") from None
 
 
 @dataclass
