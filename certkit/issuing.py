@@ -51,51 +51,24 @@ def issue(
     """
     identities = [names.parse_name(d) for d in settings.domains]
     key_type = keys.check_key_type(settings.key_type, settings.allow_weak)
+    targets, verify = extra_targets or [], extra_verify or []
     with store.lock():
         previous = store.live_version(settings.name)
-        key = None
-        if settings.is_acme and settings.acme and settings.acme.reuse_key and previous:
-            key = keys.load_pem(store.read_version(settings.name, previous).key_pem)
+        key = _reused_key(store, settings, previous)
         if key is None:
             key = keys.generate(key_type)
-        outcome_notes: list[str] = []
-        state_updates: dict[str, object] = {}
-        if settings.is_acme:
-            assert settings.acme is not None
-            from certkit.acme import obtain  # heavy imports only on this path
-
-            prev_cert = None
-            if previous:
-                prev_cert = cx.load_chain(store.read_version(settings.name, previous).cert_pem)[0]
-            result = obtain(store, settings.acme, identities, key, previous_cert=prev_cert, echo=echo)
-            settings.source = result.directory_url
-            cert_pem, chain_pem = result.cert_pem, result.chain_pem
-            # Always replace: a window stored for the previous certificate says nothing about this one.
-            state_updates["ari"] = result.ari
-        else:
-            cert = cx.self_signed(key, identities, settings.days)
-            cert_pem, chain_pem = cx.to_pem(cert), b""
-        pfx = pfx_password = None
-        generated = False
-        if settings.pfx.enabled:
-            pfx, password, generated = export.lineage_pfx(settings, key, cx.load_chain(cert_pem + chain_pem))
-            pfx_password = password if generated else None
-        version = store.add_version(settings.name, keys.to_pem(key), cert_pem, chain_pem, pfx, pfx_password)
+        made = _certificate(store, settings, identities, key, previous, echo)
+        version, generated = _add_version(store, settings, key, made)
         store.save_settings(settings)
         # From here until the deploy targets have run, a kill leaves work for the next `renew`.
-        store.mark_unfinished(settings.name, "issue", version, previous, clock.now_iso(),
-                              extra_targets or [], extra_verify or [])
+        store.mark_unfinished(settings.name, "issue", version, previous, clock.now_iso(), targets, verify)
         store.activate(settings.name, version)
-        if state_updates:
-            store.update_state(settings.name, **state_updates)
-        if settings.trust and not settings.is_acme:
-            from certkit import trust
-
-            outcome_notes.append(trust.install(cert_pem, settings.name, settings.trust_store_dir))
-        outcome = IssueOutcome(settings.name, version, previous, generated, outcome_notes)
+        if made.state_updates:
+            store.update_state(settings.name, **made.state_updates)
+        outcome = IssueOutcome(settings.name, version, previous, generated, _install_trust(settings, made))
         try:
             if deploy:
-                run_deploy(store, settings.name, previous, extra_targets or [], extra_verify or [], echo)
+                run_deploy(store, settings, previous, targets, verify, echo)
         except Exception:
             if store.live_version(settings.name) == previous:  # rolled back: nothing is left to finish
                 store.clear_unfinished(settings.name)
@@ -104,9 +77,64 @@ def issue(
         return outcome
 
 
+@dataclass
+class _Certificate:
+    """A new certificate (and chain) before it is stored, with the lineage state it brings."""
+
+    cert_pem: bytes
+    chain_pem: bytes
+    state_updates: dict[str, object] = field(default_factory=dict)
+
+
+def _reused_key(store: Store, settings: LineageSettings, previous: int | None) -> keys.PrivateKey | None:
+    """The previous version's key when the ACME settings ask to reuse it (``reuse_key``)."""
+    if settings.is_acme and settings.acme and settings.acme.reuse_key and previous:
+        return keys.load_pem(store.read_version(settings.name, previous).key_pem)
+    return None
+
+
+def _certificate(store: Store, settings: LineageSettings, identities: list[names.Identity],
+                 key: keys.PrivateKey, previous: int | None, echo: Echo) -> _Certificate:
+    """Obtain the certificate from the lineage's CA, or make a self-signed one."""
+    if not settings.is_acme:
+        cert = cx.self_signed(key, identities, settings.days)
+        return _Certificate(cx.to_pem(cert), b"")
+    assert settings.acme is not None
+    from certkit.acme import obtain  # heavy imports only on this path
+
+    prev_cert = None
+    if previous:
+        prev_cert = cx.load_chain(store.read_version(settings.name, previous).cert_pem)[0]
+    result = obtain(store, settings.acme, identities, key, previous_cert=prev_cert, echo=echo)
+    settings.source = result.directory_url
+    # Always replace: a window stored for the previous certificate says nothing about this one.
+    return _Certificate(result.cert_pem, result.chain_pem, {"ari": result.ari})
+
+
+def _add_version(store: Store, settings: LineageSettings, key: keys.PrivateKey,
+                 made: _Certificate) -> tuple[int, bool]:
+    """Store key, certificate, chain (and PFX); the new version and whether a PFX password was generated."""
+    pfx = pfx_password = None
+    generated = False
+    if settings.pfx.enabled:
+        pfx, password, generated = export.lineage_pfx(settings, key, cx.load_chain(made.cert_pem + made.chain_pem))
+        pfx_password = password if generated else None
+    version = store.add_version(settings.name, keys.to_pem(key), made.cert_pem, made.chain_pem, pfx, pfx_password)
+    return version, generated
+
+
+def _install_trust(settings: LineageSettings, made: _Certificate) -> list[str]:
+    """Add a self-signed certificate to the OS trust store when asked (``--trust``); the notes to show."""
+    if not (settings.trust and not settings.is_acme):
+        return []
+    from certkit import trust
+
+    return [trust.install(made.cert_pem, settings.name, settings.trust_store_dir)]
+
+
 def run_deploy(
     store: Store,
-    name: str,
+    settings: LineageSettings,
     previous: int | None,
     extra_targets: list[DeployTarget],
     extra_verify: list[str],
@@ -114,10 +142,10 @@ def run_deploy(
 ) -> None:
     """Run remembered + extra deploy targets and verifications for the live version.
 
+    ``settings`` are the lineage's, as read (or saved) earlier in this run.
     Skipped entirely (no import of the deploy machinery) when the lineage has
     nothing to deploy and there are no hooks in ``$CERTKIT_HOME/hooks/deploy``.
     """
-    settings = store.load_settings(name)
     hook_dir = store.home / "hooks" / "deploy"
     has_hooks = hook_dir.is_dir() and any(hook_dir.iterdir())
     if not (settings.deploy or settings.verify or extra_targets or extra_verify or has_hooks):
@@ -126,11 +154,12 @@ def run_deploy(
 
     deploy_live_version(
         store,
-        name,
+        settings.name,
         targets=merge_targets(settings.deploy, extra_targets),
         verify=list(dict.fromkeys([*settings.verify, *extra_verify])),
         previous_version=previous,
         rollback=True,
         just_activated=True,
         echo=echo,
+        settings=settings,
     )

@@ -26,9 +26,9 @@ still exits 0 (certbot#8528), and nobody checks what the server serves.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from certkit import clock, runner
 from certkit.deploy import hooks
@@ -37,6 +37,9 @@ from certkit.deploy.base import DeployContext
 from certkit.errors import CertkitError, HookError, NotFoundError, OperationError, VerificationError
 from certkit.settings import DeployTarget, LineageSettings, merge_targets
 from certkit.store import Store
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 Echo = Callable[[str], None]
 Runner = Callable[..., runner.Result]
@@ -75,45 +78,6 @@ class _Step:
     path: str = ""
 
 
-def _context(store: Store, settings: LineageSettings, target: DeployTarget, version: int,
-             previous: int | None, env: dict[str, str], echo: Echo, run: Runner,
-             hook_timeout: float | None) -> DeployContext:
-    options = dict(target.options)
-    if target.target.startswith("script:") and hook_timeout and "timeout" not in options:
-        options["timeout"] = hook_timeout
-    return DeployContext(
-        target=target.target, store=store, name=settings.name, settings=settings, version=version,
-        previous_version=previous, paths=store.live_paths(settings.name), hook_env=env,
-        options=options, echo=echo, run=run,
-    )
-
-
-def _run_all(store: Store, settings: LineageSettings, targets: Sequence[DeployTarget], version: int,
-             previous: int | None, echo: Echo, run: Runner, hook_timeout: float | None,
-             started: list[_Step]) -> None:
-    """Run targets then the hook folder for the live ``version``; append each step to ``started``."""
-    modules = [registry.load(t.target) for t in targets]  # a missing module fails before any change
-    if registry.needs_pfx(targets):
-        hooks.ensure_pfx(store, settings, version)
-    hooks.ensure_pfx_password_file(store, settings, version)
-    env = hooks.hook_env(store, settings, version, previous)
-    contexts = [_context(store, settings, t, version, previous, env, echo, run, hook_timeout) for t in targets]
-    for module, ctx in zip(modules, contexts, strict=True):
-        preflight = getattr(module, "preflight", None)
-        if preflight is not None:
-            preflight(ctx)  # bad options/paths fail here, before any target changed anything
-    for target, module, ctx in zip(targets, modules, contexts, strict=True):
-        started.append(_Step(target.target, target, module, ctx))
-        if not target.options.get("print"):  # --print output stays pasteable PowerShell
-            echo(f"Deploying {settings.name} (version {version}) to {target.target}")
-        module.deploy(ctx)
-    for path in hooks.hook_dir_scripts(store, echo):
-        started.append(_Step(f"hook {path}", None, None, None, str(path)))
-        echo(f"Running deploy hook {path}")
-        hooks.run_hook(hooks.script_argv(str(path)), env, what=f"deploy hook {path}",
-                       timeout=hook_timeout, run=run, echo=echo)
-
-
 def verify_url(url: str, cert_pem: bytes, name: str, timeout: float) -> VerifyResult:
     """Check that ``url`` serves ``cert_pem`` for ``name`` (certkit.check.verify_deployment)."""
     from certkit.check import verify_deployment
@@ -130,6 +94,111 @@ def verify_url(url: str, cert_pem: bytes, name: str, timeout: float) -> VerifyRe
 Verifier = Callable[[str, bytes, str, float], VerifyResult]
 
 
+@dataclass(frozen=True)
+class DeployRequest:
+    """One deploy of a lineage's live version: what to run and verify, and the seams it uses.
+
+    Attributes:
+        targets: targets to run, in order.
+        verify: URLs to check afterwards (``smtp://``, ``submission://``, ``smtps://``).
+        previous_version: the version to restore on failure (None: nothing to restore).
+        rollback: False leaves the new version live on failure (``--no-rollback``).
+        remember: store targets and URLs in the lineage settings on success.
+        just_activated: the caller (issue, renew) has just made this version
+            live, so any failure - even a bad remembered option (exit 2) - rolls
+            back; `certkit deploy` changed nothing before a refusal.
+        hook_timeout: seconds per hook (default: env CERTKIT_HOOK_TIMEOUT or 120).
+        verify_timeout: seconds per network step of a verification.
+        verifier: replaces :func:`verify_url` (tests).
+        echo: prints progress lines.
+        run: the subprocess runner handed to targets and hooks.
+        settings: the lineage settings the caller already read in this run
+            (None: read them under the state lock).
+    """
+
+    targets: Sequence[DeployTarget]
+    verify: Sequence[str]
+    previous_version: int | None
+    rollback: bool = True
+    remember: bool = True
+    just_activated: bool = False
+    hook_timeout: float | None = None
+    verify_timeout: float = DEFAULT_VERIFY_TIMEOUT
+    verifier: Verifier | None = None
+    echo: Echo = print
+    run: Runner = runner.run
+    settings: LineageSettings | None = None
+
+
+class DeployOptions(TypedDict, total=False):
+    """The optional fields of :class:`DeployRequest`, as keywords of :func:`deploy_live_version`."""
+
+    rollback: bool
+    remember: bool
+    just_activated: bool
+    hook_timeout: float | None
+    verify_timeout: float
+    verifier: Verifier | None
+    echo: Echo
+    run: Runner
+    settings: LineageSettings | None
+
+
+@dataclass
+class _Deployment:
+    """A deploy in progress: the request, the lineage's settings and live version, and what ran so far."""
+
+    store: Store
+    settings: LineageSettings
+    version: int
+    request: DeployRequest
+    started: list[_Step] = field(default_factory=list)
+    results: list[VerifyResult] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.settings.name
+
+
+def _context(job: _Deployment, target: DeployTarget, version: int, previous: int | None,
+             env: dict[str, str]) -> DeployContext:
+    options = dict(target.options)
+    hook_timeout = job.request.hook_timeout
+    if target.target.startswith("script:") and hook_timeout and "timeout" not in options:
+        options["timeout"] = hook_timeout
+    return DeployContext(
+        target=target.target, store=job.store, name=job.name, settings=job.settings, version=version,
+        previous_version=previous, paths=job.store.live_paths(job.name), hook_env=env,
+        options=options, echo=job.request.echo, run=job.request.run,
+    )
+
+
+def _run_all(job: _Deployment, targets: Sequence[DeployTarget], version: int, previous: int | None,
+             started: list[_Step]) -> None:
+    """Run targets then the hook folder for the live ``version``; append each step to ``started``."""
+    store, settings, echo = job.store, job.settings, job.request.echo
+    modules = [registry.load(t.target) for t in targets]  # a missing module fails before any change
+    if registry.needs_pfx(targets):
+        hooks.ensure_pfx(store, settings, version)
+    hooks.ensure_pfx_password_file(store, settings, version)
+    env = hooks.hook_env(store, settings, version, previous)
+    contexts = [_context(job, t, version, previous, env) for t in targets]
+    for module, ctx in zip(modules, contexts, strict=True):
+        preflight = getattr(module, "preflight", None)
+        if preflight is not None:
+            preflight(ctx)  # bad options/paths fail here, before any target changed anything
+    for target, module, ctx in zip(targets, modules, contexts, strict=True):
+        started.append(_Step(target.target, target, module, ctx))
+        if not target.options.get("print"):  # --print output stays pasteable PowerShell
+            echo(f"Deploying {settings.name} (version {version}) to {target.target}")
+        module.deploy(ctx)
+    for path in hooks.hook_dir_scripts(store, echo):
+        started.append(_Step(f"hook {path}", None, None, None, str(path)))
+        echo(f"Running deploy hook {path}")
+        hooks.run_hook(hooks.script_argv(str(path)), env, what=f"deploy hook {path}",
+                       timeout=job.request.hook_timeout, run=job.request.run, echo=echo)
+
+
 def deploy_live_version(
     store: Store,
     name: str,
@@ -137,33 +206,12 @@ def deploy_live_version(
     targets: Sequence[DeployTarget],
     verify: Sequence[str],
     previous_version: int | None,
-    rollback: bool = True,
-    echo: Echo = print,
-    run: Runner = runner.run,
-    hook_timeout: float | None = None,
-    verify_timeout: float = DEFAULT_VERIFY_TIMEOUT,
-    verifier: Verifier | None = None,
-    remember: bool = True,
-    just_activated: bool = False,
+    **options: Unpack[DeployOptions],
 ) -> DeployOutcome:
     """Deploy the lineage's live version to ``targets``, run hooks, verify, roll back on failure.
 
-    Args:
-        store: the state directory.
-        name: lineage name.
-        targets: targets to run, in order.
-        verify: URLs to check afterwards (``smtp://``, ``submission://``, ``smtps://``).
-        previous_version: the version to restore on failure (None: nothing to restore).
-        rollback: False leaves the new version live on failure (``--no-rollback``).
-        echo: prints progress lines.
-        run: the subprocess runner handed to targets and hooks.
-        hook_timeout: seconds per hook (default: env CERTKIT_HOOK_TIMEOUT or 120).
-        verify_timeout: seconds per network step of a verification.
-        verifier: replaces :func:`verify_url` (tests).
-        remember: store targets and URLs in the lineage settings on success.
-        just_activated: the caller (issue, renew) has just made this version
-            live, so any failure - even a bad remembered option (exit 2) - rolls
-            back; `certkit deploy` changed nothing before a refusal.
+    The keywords are the fields of :class:`DeployRequest`; :func:`deploy_request`
+    takes one directly.
 
     Raises:
         HookError: a target or hook failed (after rollback when possible).
@@ -171,67 +219,103 @@ def deploy_live_version(
         UsageError: bad target options (exit 2; nothing was changed yet when
             the error comes from parsing).
     """
-    check = verifier or verify_url
+    return deploy_request(store, name, DeployRequest(targets, verify, previous_version, **options))
+
+
+def deploy_request(store: Store, name: str, request: DeployRequest) -> DeployOutcome:
+    """:func:`deploy_live_version` with its settings in one :class:`DeployRequest`."""
     with store.lock():
-        settings = store.load_settings(name)
+        settings = request.settings or store.load_settings(name)
         version = store.live_version(name)
         if version is None:
             raise NotFoundError(f"lineage {name!r} has no live version", f"run `certkit issue --name {name} ...`")
-        started: list[_Step] = []
-        results: list[VerifyResult] = []
+        job = _Deployment(store, settings, version, request)
         try:
-            for target in targets:
-                registry.kind_of(target.target)  # unknown names fail before anything runs
-            if verify and verifier is None:
-                from certkit.check import parse_target as parse_url
-
-                for url in verify:
-                    parse_url(url)  # a malformed --verify URL is exit 2 before any server is touched
+            _check_names(request)
             if store.unfinished(name) is None:  # issue/renew wrote theirs before the version went live
-                store.mark_unfinished(name, "deploy", version, previous_version, clock.now_iso(), targets, verify)
-            _run_all(store, settings, targets, version, previous_version, echo, run, hook_timeout, started)
-            cert_pem = store.version_paths(name, version).cert.read_bytes()
-            for url in verify:
-                echo(f"Verifying {url} serves version {version} for {settings.domains[0]}")
-                result = check(url, cert_pem, settings.domains[0], verify_timeout)
-                results.append(result)
-                echo(f"  {'ok' if result.ok else 'FAILED'}: {result.detail}")
-                for finding in (result.report or {}).get("checks", []):
-                    if result.ok and finding.get("status") == "FAIL":  # audit findings that do not fail a deploy
-                        echo(f"  note: {finding.get('id')} FAIL: {finding.get('detail')}")
-                if not result.ok:
-                    detail = result.detail.removeprefix(f"{url}: ")  # the check's detail names the URL too
-                    raise VerificationError(f"{url} does not serve version {version} correctly: {detail}",
-                                            "see the check output above")
+                store.mark_unfinished(name, "deploy", version, request.previous_version, clock.now_iso(),
+                                      request.targets, request.verify)
+            _run_all(job, request.targets, version, request.previous_version, job.started)
+            _verify_all(job)
         except (CertkitError, OSError) as raised:
             # An OSError (a config file a target cannot read, a full disk) rolls back like any failure.
             exc = raised if isinstance(raised, CertkitError) else _os_error(raised)
-            if results:
-                _record_check(store, name, version, results)
-            if exc.exit_code == 2 and len(started) <= 1 and not results and not just_activated:
-                # Refused before it changed anything (bad option, Windows-only target here): nothing to undo.
-                # After issue/renew the new version is already live, so that case rolls back.
-                _clear_unless_owed(store, name, version, previous_version)
+            failure = _handle_failure(job, exc)
+            if failure is None:
                 raise
-            failure = _fail(store, settings, exc, started, version, previous_version, rollback,
-                            echo, run, hook_timeout)
-            _clear_unless_owed(store, name, version, previous_version)
             raise failure from exc
-        if results:
-            _record_check(store, name, version, results)
-        store.clear_unfinished(name)
-        if remember:
-            fresh = store.load_settings(name)
-            # A --print run showed commands and deployed nothing: it is not a target to run again.
-            fresh.deploy = merge_targets(fresh.deploy, [t for t in targets if not t.options.get("print")])
-            fresh.verify = list(dict.fromkeys([*fresh.verify, *verify]))
-            store.save_settings(fresh)
+        _finish(job)
         return DeployOutcome(
             name, version,
-            targets=[t.target for t in targets],
-            hooks=[s.path for s in started if s.target is None],
-            verified=results,
+            targets=[t.target for t in request.targets],
+            hooks=[s.path for s in job.started if s.target is None],
+            verified=job.results,
         )
+
+
+def _check_names(request: DeployRequest) -> None:
+    """Unknown target names and malformed --verify URLs fail (exit 2) before anything runs."""
+    for target in request.targets:
+        registry.kind_of(target.target)
+    if request.verify and request.verifier is None:
+        from certkit.check import parse_target as parse_url
+
+        for url in request.verify:
+            parse_url(url)  # before any server is touched
+
+
+def _verify_all(job: _Deployment) -> None:
+    """Check every --verify URL serves the live version; the first that does not raises VerificationError."""
+    check = job.request.verifier or verify_url
+    cert_pem = job.store.version_paths(job.name, job.version).cert.read_bytes()
+    expected = job.settings.domains[0]
+    for url in job.request.verify:
+        job.request.echo(f"Verifying {url} serves version {job.version} for {expected}")
+        result = check(url, cert_pem, expected, job.request.verify_timeout)
+        job.results.append(result)
+        _echo_result(job.request.echo, result)
+        if not result.ok:
+            detail = result.detail.removeprefix(f"{url}: ")  # the check's detail names the URL too
+            raise VerificationError(f"{url} does not serve version {job.version} correctly: {detail}",
+                                    "see the check output above")
+
+
+def _echo_result(echo: Echo, result: VerifyResult) -> None:
+    echo(f"  {'ok' if result.ok else 'FAILED'}: {result.detail}")
+    for finding in (result.report or {}).get("checks", []):
+        if result.ok and finding.get("status") == "FAIL":  # audit findings that do not fail a deploy
+            echo(f"  note: {finding.get('id')} FAIL: {finding.get('detail')}")
+
+
+def _handle_failure(job: _Deployment, exc: CertkitError) -> CertkitError | None:
+    """Record, roll back if needed, clear the marker; the error to raise (None: re-raise ``exc``)."""
+    previous = job.request.previous_version
+    if job.results:
+        _record_check(job.store, job.name, job.version, job.results)
+    if exc.exit_code == 2 and len(job.started) <= 1 and not job.results and not job.request.just_activated:
+        # Refused before it changed anything (bad option, Windows-only target here): nothing to undo.
+        # After issue/renew the new version is already live, so that case rolls back.
+        _clear_unless_owed(job.store, job.name, job.version, previous)
+        return None
+    failure = _fail(job, exc)
+    _clear_unless_owed(job.store, job.name, job.version, previous)
+    return failure
+
+
+def _finish(job: _Deployment) -> None:
+    """After a successful deploy: record the check, clear the marker, remember targets and URLs."""
+    if job.results:
+        _record_check(job.store, job.name, job.version, job.results)
+    job.store.clear_unfinished(job.name)
+    if job.request.remember:
+        settings = job.settings
+        # A --print run showed commands and deployed nothing: it is not a target to run again.
+        deployed = [t for t in job.request.targets if not t.options.get("print")]
+        job.store.save_settings(replace(
+            settings,
+            deploy=merge_targets(settings.deploy, deployed),
+            verify=list(dict.fromkeys([*settings.verify, *job.request.verify])),
+        ))
 
 
 def _clear_unless_owed(store: Store, name: str, version: int, previous: int | None) -> None:
@@ -258,37 +342,50 @@ def _record_check(store: Store, name: str, version: int, results: list[VerifyRes
     })
 
 
-def _fail(
-    store: Store,
-    settings: LineageSettings,
-    exc: CertkitError,
-    started: list[_Step],
-    version: int,
-    previous: int | None,
-    rollback: bool,
-    echo: Echo,
-    run: Runner,
-    hook_timeout: float | None,
-) -> CertkitError:
-    """Roll back if asked and possible; return the error to raise (what failed + what was restored)."""
+def _failure_class(exc: CertkitError) -> type[CertkitError]:
+    """The error class a failed deploy raises: verification, hook, or (exit 2 in a target) the original's."""
+    if isinstance(exc, VerificationError):
+        return VerificationError
+    if not isinstance(exc, HookError) and exc.exit_code != 1:
+        return type(exc)  # a usage error inside a target stays exit 2
+    return HookError
+
+
+def _what_failed(started: list[_Step], exc: CertkitError) -> str:
+    """The first line of the failure: the error, prefixed with the target unless the message names it."""
     failed_label = started[-1].label if started and not isinstance(exc, VerificationError) else None
-    named = failed_label is None or failed_label.startswith(("hook ", "script:"))  # the message names it
-    what = exc.message if named else f"{failed_label} failed: {exc.message}"
-    cls: type[CertkitError] = VerificationError if isinstance(exc, VerificationError) else HookError
-    if not isinstance(exc, (HookError, VerificationError)) and exc.exit_code != 1:
-        cls = type(exc)  # a usage error inside a target stays exit 2
-    if not rollback:
+    named = failed_label is None or failed_label.startswith(("hook ", "script:"))
+    return exc.message if named else f"{failed_label} failed: {exc.message}"
+
+
+def _fail(job: _Deployment, exc: CertkitError) -> CertkitError:
+    """Roll back if asked and possible; return the error to raise (what failed + what was restored)."""
+    cls, what = _failure_class(exc), _what_failed(job.started, exc)
+    version, previous = job.version, job.request.previous_version
+    if not job.request.rollback:
         return cls(f"{what}\nversion {version} stays live (--no-rollback); nothing was restored",
                    "fix the problem and run `certkit deploy` again, or roll back by re-issuing")
-    if previous is None or not store.version_dir(settings.name, previous).is_dir():
+    if previous is None or not job.store.version_dir(job.name, previous).is_dir():
         return cls(f"{what}\nthere is no previous version to restore; version {version} stays live",
                    "fix the problem and run `certkit deploy` again")
-    echo(f"Rolling back {settings.name} to version {previous}")
+    job.request.echo(f"Rolling back {job.name} to version {previous}")
     problems: list[str] = []
     # The previous version goes live first, so a target that restores its configuration and
     # reloads (postfix) serves it straight away; that is its whole undo. Targets without a
     # rollback() (scripts, aiosmtpd, Windows, the hook folder) run again with the previous version.
-    store.activate(settings.name, previous)
+    job.store.activate(job.name, previous)
+    undone = _undo_targets(job.started, problems)
+    redone = _redeploy_previous(job, exc, previous, problems)
+    message = f"{what}\n{_restored(previous, undone, redone)}"
+    if problems:
+        message += "\nrollback problems:\n  " + "\n  ".join(problems)
+        return cls(message, "the previous version is live, but check the servers above by hand")
+    return cls(message, "fix the problem and run the command again "
+                        f"(`certkit renew --force {job.name}` issues and deploys a fresh version)")
+
+
+def _undo_targets(started: list[_Step], problems: list[str]) -> list[str]:
+    """Call ``rollback(ctx)`` of every started target that has one, newest first; the labels undone."""
     undone: list[str] = []
     for step in reversed(started):
         undo = getattr(step.module, "rollback", None) if step.module else None
@@ -299,6 +396,12 @@ def _fail(
             undone.append(step.label)
         except (CertkitError, OSError) as err:
             problems.append(f"undoing {step.label}: {err}")
+    return undone
+
+
+def _redeploy_previous(job: _Deployment, exc: CertkitError, previous: int, problems: list[str]) -> list[_Step]:
+    """Run the started targets without a rollback() (and the hook folder) again with ``previous``."""
+    started = job.started
     # A step that refused (exit 2: bad remembered option, Windows-only target here) changed
     # nothing and would only refuse again.
     refused = started[-1] if started and exc.exit_code == 2 else None
@@ -306,21 +409,21 @@ def _fail(
                      if s.target is not None and not hasattr(s.module, "rollback") and s is not refused]
     redone: list[_Step] = []
     try:
-        _run_all(store, settings, rerun_targets, previous, None, echo, run, hook_timeout, redone)
+        _run_all(job, rerun_targets, previous, None, redone)
     except CertkitError as err:
         problems.append(f"re-running {redone[-1].label if redone else 'the targets'} "
                         f"with version {previous}: {err}")
         redone = redone[:-1]  # the failed one was not deployed again
     except OSError as err:  # pragma: no cover - defensive: never lose the original error
         problems.append(f"re-running the targets: {err}")
+    return redone
+
+
+def _restored(previous: int, undone: list[str], redone: list[_Step]) -> str:
+    """The line saying what the rollback restored."""
     restored = f"version {previous} is live again"
     if undone:
         restored += f"; {', '.join(reversed(undone))}: configuration restored and reloaded"
     if redone:
         restored += "; deployed again to " + ", ".join(s.label for s in redone)
-    message = f"{what}\n{restored}"
-    if problems:
-        message += "\nrollback problems:\n  " + "\n  ".join(problems)
-        return cls(message, "the previous version is live, but check the servers above by hand")
-    return cls(message, "fix the problem and run the command again "
-                        f"(`certkit renew --force {settings.name}` issues and deploys a fresh version)")
+    return restored

@@ -36,7 +36,7 @@ import traceback
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from certkit import x509 as cx
 from certkit.clock import iso as clock_iso
@@ -45,6 +45,9 @@ from certkit.errors import CertkitError
 from certkit.renew import due
 from certkit.settings import DeployTarget, LineageSettings
 from certkit.store import Store
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 Echo = Callable[[str], None]
 Clock = Callable[[], dt.datetime]
@@ -147,23 +150,30 @@ def decide(store: Store, name: str, now: dt.datetime, force: bool = False) -> De
     return Decision(name, is_due, reason, when)
 
 
-def unreadable_settings(store: Store, names: Sequence[str]) -> dict[str, str]:
-    """Lineages whose settings.toml is damaged or mistyped, with the reason."""
+def read_settings(store: Store, names: Sequence[str]) -> tuple[dict[str, LineageSettings], dict[str, str]]:
+    """Each lineage's settings, read once for the run, and those whose settings.toml is damaged or mistyped."""
+    settings: dict[str, LineageSettings] = {}
     problems: dict[str, str] = {}
     for name in names:
         try:
-            store.load_settings(name)
+            settings[name] = store.load_settings(name)
         except CertkitError as exc:
             problems[name] = str(exc)
-    return problems
+    return settings, problems
 
 
-def needs_ari_check(store: Store, name: str, now: dt.datetime) -> bool:
-    """An ACME lineage whose renewal window should be asked for again."""
-    try:
-        settings = store.load_settings(name)
-    except CertkitError:
-        return False
+def unreadable_settings(store: Store, names: Sequence[str]) -> dict[str, str]:
+    """Lineages whose settings.toml is damaged or mistyped, with the reason."""
+    return read_settings(store, names)[1]
+
+
+def needs_ari_check(store: Store, name: str, now: dt.datetime, settings: LineageSettings | None = None) -> bool:
+    """An ACME lineage whose renewal window should be asked for again (``settings``: already read)."""
+    if settings is None:
+        try:
+            settings = store.load_settings(name)
+        except CertkitError:
+            return False
     if not settings.is_acme or store.live_version(name) is None:
         return False
     ari = store.load_state(name).get("ari")
@@ -185,18 +195,20 @@ def fetch_ari(store: Store, settings: LineageSettings, cert: Any) -> dict[str, A
 
 
 def refresh_ari(store: Store, name: str, now: dt.datetime, fetcher: AriFetcher, echo: Echo,
-                rng: random.Random | None = None) -> None:
+                rng: random.Random | None = None, settings: LineageSettings | None = None) -> None:
     """Fetch and store a fresh ARI window; a CA without ARI, or a failure, only postpones the next check.
 
     A failed ARI check never fails the run: the lifetime rule still decides.
     A new window gets a random moment inside it (``renew_at``, RFC 9773
-    section 4.2), kept until the CA moves the window.
+    section 4.2), kept until the CA moves the window. ``settings``: the
+    lineage's, when the run has read them already.
     """
     rng = rng or random.Random()
     old = store.load_state(name).get("ari")
     ari: dict[str, Any] = dict(old) if isinstance(old, dict) else {}
     try:
-        settings = store.load_settings(name)
+        if settings is None:
+            settings = store.load_settings(name)
         cert = cx.load_chain(store.live_paths(name).cert.read_bytes())[0]
         window = fetcher(store, settings, cert)
     except Exception as exc:  # ARI is advisory: a bad answer or a bug must not stop renewals
@@ -229,7 +241,7 @@ def shared_resources(settings: LineageSettings) -> list[str]:
     return sorted(keys)
 
 
-def hold_http01_listeners(store: Store, names: Sequence[str], stack: contextlib.ExitStack) -> None:
+def hold_http01_listeners(lineages: Sequence[LineageSettings], stack: contextlib.ExitStack) -> None:
     """Keep each standalone http-01 responder the due lineages use open for the whole run.
 
     Orders share one responder per address and port (certkit.acme.http01),
@@ -240,11 +252,10 @@ def hold_http01_listeners(store: Store, names: Sequence[str], stack: contextlib.
     bound is left alone: each lineage then reports the reason itself.
     """
     wanted: set[tuple[str, int]] = set()
-    for name in names:
-        with contextlib.suppress(CertkitError):
-            acme = store.load_settings(name).acme
-            if acme is not None and acme.challenge == "http-01" and not acme.webroot:
-                wanted.add((acme.http_address or "", int(acme.http_port)))
+    for settings in lineages:
+        acme = settings.acme
+        if acme is not None and acme.challenge == "http-01" and not acme.webroot:
+            wanted.add((acme.http_address or "", int(acme.http_port)))
     if not wanted:
         return
     from certkit.acme import http01
@@ -272,28 +283,11 @@ class _ResourceLocks:
             yield
 
 
-def run(
-    store: Store,
-    names: Sequence[str] = (),
-    *,
-    force: bool = False,
-    dry_run: bool = False,
-    jitter: bool = False,
-    jitter_max: float = JITTER_MAX,
-    concurrency: int = DEFAULT_CONCURRENCY,
-    echo: Echo = print,
-    report_line: Echo | None = None,
-    clock: Clock = utc_now,
-    sleep: Callable[[float], None] = time.sleep,
-    rng: random.Random | None = None,
-    issue_fn: IssueFn | None = None,
-    ari_fetcher: AriFetcher = fetch_ari,
-) -> RenewReport:
-    """Renew every due lineage (all of them, or ``names``).
+@dataclass(frozen=True)
+class RenewalRun:
+    """How one renewal run goes, and the seams tests swap so they neither wait nor depend on today.
 
-    Args:
-        store: the state directory.
-        names: lineages to consider; empty means every lineage.
+    Attributes:
         force: renew even when not due.
         dry_run: only report what is due and why; nothing is written.
         jitter: sleep a random time up to ``jitter_max`` seconds first, but
@@ -302,142 +296,245 @@ def run(
         concurrency: at most this many lineages renew at the same time.
         echo: progress lines from the issue pipeline (prefixed with the lineage).
         report_line: the one-line summary per lineage, printed as each finishes.
-        clock, sleep, rng: injected so tests neither wait nor depend on today.
+        clock, sleep, rng: the time now, the wait, the random source.
         issue_fn: the issue pipeline (default :func:`certkit.issuing.issue`).
         ari_fetcher: asks the CA for a renewal window (default :func:`fetch_ari`).
+    """
+
+    force: bool = False
+    dry_run: bool = False
+    jitter: bool = False
+    jitter_max: float = JITTER_MAX
+    concurrency: int = DEFAULT_CONCURRENCY
+    report_line: Echo | None = None
+    echo: Echo = print
+    clock: Clock = utc_now
+    sleep: Callable[[float], None] = time.sleep
+    rng: random.Random | None = None
+    issue_fn: IssueFn | None = None
+    ari_fetcher: AriFetcher = fetch_ari
+
+
+class RenewalOptions(TypedDict, total=False):
+    """The fields of :class:`RenewalRun`, as keywords of :func:`run`."""
+
+    force: bool
+    dry_run: bool
+    jitter: bool
+    jitter_max: float
+    concurrency: int
+    echo: Echo
+    report_line: Echo | None
+    clock: Clock
+    sleep: Callable[[float], None]
+    rng: random.Random | None
+    issue_fn: IssueFn | None
+    ari_fetcher: AriFetcher
+
+
+class _Output:
+    """Progress and summary lines from many threads, written one whole line at a time."""
+
+    def __init__(self, renewal: RenewalRun) -> None:
+        self._lock = threading.Lock()
+        self._echo = renewal.echo
+        self._report_line = renewal.report_line
+
+    def say(self, line: str) -> None:
+        with self._lock:
+            self._echo(line)
+
+    def summary(self, result: LineageResult) -> None:
+        if self._report_line is not None:
+            with self._lock:
+                self._report_line(summary_line(result))
+
+
+@dataclass
+class _Session:
+    """What every lineage's renewal in one run shares."""
+
+    store: Store
+    renewal: RenewalRun
+    pipeline: IssueFn
+    out: _Output
+    locks: _ResourceLocks = field(default_factory=_ResourceLocks)
+
+
+def run(store: Store, names: Sequence[str] = (), **options: Unpack[RenewalOptions]) -> RenewReport:
+    """Renew every due lineage (all of them, or ``names``).
+
+    The keywords are the fields of :class:`RenewalRun`; :func:`run_renewal`
+    takes one directly.
 
     Raises:
         NotFoundError: a named lineage does not exist (exit 2).
         LockError: another certkit process held the lock for too long (exit 1).
     """
-    if issue_fn is None:
+    return run_renewal(store, names, RenewalRun(**options))
+
+
+def run_renewal(store: Store, names: Sequence[str], renewal: RenewalRun) -> RenewReport:
+    """:func:`run` with its settings in one :class:`RenewalRun`."""
+    if renewal.issue_fn is None:
         from certkit.issuing import issue
 
-        issue_fn = issue
-    pipeline: IssueFn = issue_fn
+        pipeline: IssueFn = issue
+    else:
+        pipeline = renewal.issue_fn
     wanted = list(dict.fromkeys(names)) or store.names()
     for name in wanted:
         store.require(name)
-    out_lock = threading.Lock()
-
-    def say(line: str) -> None:
-        with out_lock:
-            echo(line)
-
-    def summary(result: LineageResult) -> None:
-        if report_line is not None:
-            with out_lock:
-                report_line(summary_line(result))
-
-    if jitter and not dry_run and jitter_max > 0:
-        now = clock()
-        if any(decide(store, n, now, force).due or needs_ari_check(store, n, now) for n in wanted):
-            delay = (rng or random.Random()).uniform(0, jitter_max)
-            say(f"waiting {delay:.0f} s before contacting the CA (--jitter)")
-            sleep(delay)
-
-    report = RenewReport(dry_run=dry_run)
-    lock = contextlib.nullcontext() if dry_run else store.lock()
+    session = _Session(store, renewal, pipeline, _Output(renewal))
+    _wait_jitter(session, wanted)
+    report = RenewReport(dry_run=renewal.dry_run)
+    lock = contextlib.nullcontext() if renewal.dry_run else store.lock()
     with lock:
-        now = clock()
-        stale = [] if dry_run or force else [n for n in wanted if needs_ari_check(store, n, now)]
-        if stale:  # one or two HTTPS requests each: ask in parallel
-            with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(stale)))) as pool:
-                list(pool.map(lambda n: refresh_ari(store, n, now, ari_fetcher, say, rng), stale))
+        now = renewal.clock()
+        settings, problems = read_settings(store, wanted)
+        _refresh_stale_windows(session, settings, now)
         results: dict[str, LineageResult] = {}
-        for name, problem in unreadable_settings(store, wanted).items():
+        for name, problem in problems.items():
             # A lineage whose settings cannot be read would never renew again: say so every run.
             results[name] = LineageResult(name, "failed", "its settings cannot be read", None, problem)
-            summary(results[name])
-        decisions = {name: decide(store, name, now, force) for name in wanted if name not in results}
-        todo: list[str] = []
-        for name in decisions:
-            d = decisions[name]
-            if not d.due:
-                results[name] = LineageResult(name, "not_due", d.reason,
-                                              renew_after=clock_iso(d.renew_after) if d.renew_after else None)
-                summary(results[name])
-            elif dry_run:
-                results[name] = LineageResult(name, "due", d.reason)
-                summary(results[name])
-            else:
-                todo.append(name)
-        locks = _ResourceLocks()
-
-        def work(name: str) -> LineageResult:
-            result = renew_one(store, decisions[name], pipeline, locks, clock, say)
-            summary(result)
-            return result
-
+            session.out.summary(results[name])
+        decisions = {name: decide(store, name, now, renewal.force) for name in wanted if name not in results}
+        todo = _report_undue(session, decisions, results)
         if todo:
-            workers = max(1, min(concurrency, len(todo)))
-            with contextlib.ExitStack() as listeners:
-                if workers > 1:
-                    hold_http01_listeners(store, todo, listeners)
-                if workers == 1:
-                    for name in todo:
-                        results[name] = work(name)
-                else:
-                    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="certkit-renew") as pool:
-                        for name, result in zip(todo, pool.map(work, todo), strict=True):
-                            results[name] = result
+            results.update(_renew_due(session, [decisions[n] for n in todo], settings))
     report.results = [results[n] for n in wanted]
     return report
 
 
-def renew_one(
-    store: Store,
-    decision: Decision,
-    issue_fn: IssueFn,
-    locks: _ResourceLocks,
-    clock: Clock,
-    say: Echo,
-) -> LineageResult:
+def _wait_jitter(session: _Session, wanted: Sequence[str]) -> None:
+    """--jitter: wait a random time before contacting the CA, when this run will contact it at all."""
+    store, renewal = session.store, session.renewal
+    if not (renewal.jitter and not renewal.dry_run and renewal.jitter_max > 0):
+        return
+    # Before the state lock: a quick look of its own (settings are read again once the lock is held).
+    now = renewal.clock()
+    if any(decide(store, n, now, renewal.force).due or needs_ari_check(store, n, now) for n in wanted):
+        delay = (renewal.rng or random.Random()).uniform(0, renewal.jitter_max)
+        session.out.say(f"waiting {delay:.0f} s before contacting the CA (--jitter)")
+        renewal.sleep(delay)
+
+
+def _refresh_stale_windows(session: _Session, settings: dict[str, LineageSettings], now: dt.datetime) -> None:
+    """Ask the CA again for every renewal window (ARI) that is due a check, in parallel."""
+    store, renewal = session.store, session.renewal
+    if renewal.dry_run or renewal.force:
+        return
+    stale = [name for name, lineage in settings.items() if needs_ari_check(store, name, now, lineage)]
+    if stale:  # one or two HTTPS requests each: ask in parallel
+        def refresh(name: str) -> None:
+            refresh_ari(store, name, now, renewal.ari_fetcher, session.out.say, renewal.rng, settings[name])
+
+        with ThreadPoolExecutor(max_workers=max(1, min(renewal.concurrency, len(stale)))) as pool:
+            list(pool.map(refresh, stale))
+
+
+def _report_undue(session: _Session, decisions: dict[str, Decision],
+                  results: dict[str, LineageResult]) -> list[str]:
+    """Record (and print) the lineages that are not due, or only due in a dry run; the ones to renew."""
+    todo: list[str] = []
+    for name, d in decisions.items():
+        if not d.due:
+            results[name] = LineageResult(name, "not_due", d.reason,
+                                          renew_after=clock_iso(d.renew_after) if d.renew_after else None)
+            session.out.summary(results[name])
+        elif session.renewal.dry_run:
+            results[name] = LineageResult(name, "due", d.reason)
+            session.out.summary(results[name])
+        else:
+            todo.append(name)
+    return todo
+
+
+def _renew_due(session: _Session, due_now: list[Decision],
+               settings: dict[str, LineageSettings]) -> dict[str, LineageResult]:
+    """Renew the due lineages, up to ``concurrency`` at a time, printing each summary as it finishes."""
+    def work(decision: Decision) -> LineageResult:
+        result = renew_one(session, decision, settings[decision.name])
+        session.out.summary(result)
+        return result
+
+    workers = max(1, min(session.renewal.concurrency, len(due_now)))
+    with contextlib.ExitStack() as listeners:
+        if workers == 1:
+            return {d.name: work(d) for d in due_now}
+        hold_http01_listeners([settings[d.name] for d in due_now], listeners)
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="certkit-renew") as pool:
+            return {d.name: result for d, result in zip(due_now, pool.map(work, due_now), strict=True)}
+
+
+@dataclass
+class _Attempt:
+    """One lineage's renewal as it goes: the version it ended with, and the error if it failed."""
+
+    from_version: int | None
+    version: int | None = None
+    error: str | None = None
+
+
+def renew_one(session: _Session, decision: Decision, settings: LineageSettings) -> LineageResult:
     """Renew one due lineage and record the outcome in its ``last_renewal`` (never raises CertkitError)."""
-    name = decision.name
+    store, name = session.store, decision.name
     started = time.monotonic()
+    attempt = _Attempt(from_version=decision.resume_from)
+    try:
+        _renew_locked(session, decision, settings, attempt)
+    except CertkitError as exc:
+        attempt.error = str(exc)
+    except Exception as exc:  # a bug; one lineage's bug must not stop the others' renewals
+        attempt.error = f"unexpected {type(exc).__name__}: {exc}"
+        session.out.say(f"{name}: " + "".join(traceback.format_exception(exc)).rstrip())
+    elapsed = time.monotonic() - started
+    if attempt.error is not None:
+        attempt.version = store.live_version(name)
+    error = _record_renewal(session, name, attempt)
+    if error is not None:
+        return LineageResult(name, "failed", decision.reason, attempt.version, error, elapsed=elapsed)
+    return _renewed(store, decision, attempt.version, elapsed)
+
+
+def _renew_locked(session: _Session, decision: Decision, settings: LineageSettings, attempt: _Attempt) -> None:
+    """Under the state lock and the lineage's shared-resource locks: finish an owed deploy, or issue again."""
+    store, name = session.store, decision.name
+    say = session.out.say
 
     def echo(line: str) -> None:
         for part in str(line).splitlines() or [""]:
             say(f"{name}: {part}")
 
-    version: int | None = None
-    error: str | None = None
-    from_version = decision.resume_from
-    try:
-        settings = store.load_settings(name)
-        with store.lock(), locks.hold(shared_resources(settings)):
-            live = store.live_version(name)
-            if live is not None and _only_deploy_owed(decision, live):
-                # The new version went live before the interruption: only its deploy is unfinished.
-                from certkit.issuing import run_deploy
+    with store.lock(), session.locks.hold(shared_resources(settings)):
+        live = store.live_version(name)
+        if live is not None and _only_deploy_owed(decision, live):
+            # The new version went live before the interruption: only its deploy is unfinished.
+            from certkit.issuing import run_deploy
 
-                marker = store.unfinished(name) or {}
-                run_deploy(store, name, decision.resume_from, owed_targets(marker),
-                           [str(u) for u in marker.get("verify") or []], echo)
-                store.clear_unfinished(name)
-                version = live
-            else:
-                old_ari = store.load_state(name).get("ari")
-                from_version = live
-                store.mark_unfinished(name, "renew", None, live, clock_iso(clock()))
-                outcome = issue_fn(store, settings, echo=echo)
-                version = outcome.version
-                if old_ari and store.load_state(name).get("ari") == old_ari:
-                    # The window belonged to the replaced certificate; the CA gave none for the new
-                    # one, so forget it (the next run asks again) rather than renew again at once.
-                    store.update_state(name, ari=None)
-    except CertkitError as exc:
-        error = str(exc)
-    except Exception as exc:  # a bug; one lineage's bug must not stop the others' renewals
-        error = f"unexpected {type(exc).__name__}: {exc}"
-        say(f"{name}: " + "".join(traceback.format_exception(exc)).rstrip())
-    elapsed = time.monotonic() - started
-    if error is not None:
-        version = store.live_version(name)
-    record = {"time": clock_iso(clock()), "ok": error is None, "error": error, "version": version}
+            marker = store.unfinished(name) or {}
+            run_deploy(store, settings, decision.resume_from, owed_targets(marker),
+                       [str(u) for u in marker.get("verify") or []], echo)
+            store.clear_unfinished(name)
+            attempt.version = live
+            return
+        old_ari = store.load_state(name).get("ari")
+        attempt.from_version = live
+        store.mark_unfinished(name, "renew", None, live, clock_iso(session.renewal.clock()))
+        attempt.version = session.pipeline(store, settings, echo=echo).version
+        if old_ari and store.load_state(name).get("ari") == old_ari:
+            # The window belonged to the replaced certificate; the CA gave none for the new
+            # one, so forget it (the next run asks again) rather than renew again at once.
+            store.update_state(name, ari=None)
+
+
+def _record_renewal(session: _Session, name: str, attempt: _Attempt) -> str | None:
+    """Write ``last_renewal`` and clear the marker unless a deploy is still owed; the error, if any."""
+    store, error, version = session.store, attempt.error, attempt.version
+    record = {"time": clock_iso(session.renewal.clock()), "ok": error is None, "error": error, "version": version}
     # Done, or failed with the previous version restored: nothing left to finish. A failure that
     # left a new version live (its rollback failed too) keeps the marker, so the next run deploys again.
+    from_version = attempt.from_version
     unfinished = error is not None and from_version is not None and version not in (None, from_version)
     try:
         with store.lock():
@@ -446,8 +543,12 @@ def renew_one(
             store.update_state(name, last_renewal=record)
     except (CertkitError, OSError) as exc:
         error = error or f"cannot record the renewal: {exc}"
-    if error is not None:
-        return LineageResult(name, "failed", decision.reason, version, error, elapsed=elapsed)
+    return error
+
+
+def _renewed(store: Store, decision: Decision, version: int | None, elapsed: float) -> LineageResult:
+    """The result of a successful renewal, with the new certificate's expiry and next renewal time."""
+    name = decision.name
     not_after = renew_after = None
     with contextlib.suppress(Exception):
         cert = cx.load_chain(store.live_paths(name).cert.read_bytes())[0]
