@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import ipaddress
 import ssl
+from dataclasses import dataclass
 
 from certkit.check import certinfo, probes
 from certkit.check.after_tls import relay_probe
@@ -24,6 +25,27 @@ from certkit.check.suites import may_be_suites, suite_verdict
 from certkit.check.target import Target
 
 
+@dataclass(frozen=True)
+class Leg:
+    """One connection of the main session: where it goes, what it records into, how it verifies.
+
+    ``verified``: the strict (or, with ``broad``, the broad) verifying context; False to inspect a refused
+    certificate. ``broad``: every TLS 1.2 suite offered, the strict handshake having shared none (issue 11.5).
+    """
+
+    target: Target
+    opts: CheckOptions
+    report: CheckReport
+    session: SmtpSession
+    verified: bool = True
+    broad: bool = False
+
+    @property
+    def first(self) -> bool:
+        """The first connection records the plaintext checks; a reconnect finds them recorded."""
+        return self.verified and not self.broad
+
+
 class NoSharedSuite(Exception):
     """The strict handshake failed in a way a broader suite list may get past (issue 11.5)."""
 
@@ -32,27 +54,26 @@ class NoSharedSuite(Exception):
         self.error = error
 
 
-def open_broad(target: Target, opts: CheckOptions, report: CheckReport, session: SmtpSession,
-                strict: SessionError) -> ssl.SSLSocket | None:
+def open_broad(leg: Leg, strict: SessionError) -> ssl.SSLSocket | None:
     """The verified handshake again, every TLS 1.2 suite offered; when it fails too, the strict failure stands."""
     try:
-        return open_live(target, opts, report, session, verified=True, broad=True)
+        return open_live(leg)
     except Stop as exc:
         if exc.args[:1] != ("tls-handshake",):
             raise  # a verdict of its own (the banner on reconnect, a client certificate demanded...)
-        report.add("tls-handshake", FAIL, f"{strict.message} (also with legacy suites offered)", FIX["tls-handshake"])
+        leg.report.add("tls-handshake", FAIL, f"{strict.message} (also with legacy suites offered)",
+                       FIX["tls-handshake"])
         raise Stop("tls-handshake", strict.kind) from exc
 
 
-def open_live(target: Target, opts: CheckOptions, report: CheckReport, session: SmtpSession,
-               verified: bool, broad: bool = False) -> ssl.SSLSocket | None:
+def open_live(leg: Leg) -> ssl.SSLSocket | None:
     """:func:`_open`, returning the session's own TLS socket: a 421 retry on smtps:// made a new one."""
-    tls = _open(target, opts, report, session, verified, broad)
+    tls = _open(leg)
     if tls is None:
         return None
-    tls = session.tls or tls
-    if broad:
-        _legacy_handshake(report, tls)
+    tls = leg.session.tls or tls
+    if leg.broad:
+        _legacy_handshake(leg.report, tls)
     return tls
 
 
@@ -65,72 +86,98 @@ def _legacy_handshake(report: CheckReport, tls: ssl.SSLSocket) -> None:
     report.add(result.id, result.status, result.detail, result.fix)
 
 
-def _open(target: Target, opts: CheckOptions, report: CheckReport, session: SmtpSession,
-          verified: bool, broad: bool = False) -> ssl.SSLSocket | None:
+def _open(leg: Leg) -> ssl.SSLSocket | None:
     """Connect, greet, STARTTLS (or implicit TLS), handshake. None: the certificate was refused.
 
-    ``broad``: offer every TLS 1.2 suite (the strict handshake shared none); the plaintext checks are recorded.
+    On a reconnect (``leg.first`` False) the plaintext checks are already recorded.
     """
-    first = verified and not broad  # on a reconnect, the plaintext checks are already recorded
+    _connect(leg.report, leg.session)
+    if leg.first:
+        leg.report.add("connect", PASS, f"TCP connection to {leg.target.host} port {leg.target.port}")
+    if leg.target.implicit_tls:
+        return _open_implicit(leg)
+    _banner(leg.report, leg.session, leg.first)
+    keywords = _ehlo(leg)
+    if leg.first:
+        _plaintext_checks(leg, keywords)
+    _starttls(leg.report, leg.session, leg.first)
+    return _handshake(leg)
+
+
+def _connect(report: CheckReport, session: SmtpSession) -> None:
     try:
         session.connect()
     except SessionError as exc:
         raise fail_step(report, "connect", exc) from exc
-    if first:
-        report.add("connect", PASS, f"TCP connection to {target.host} port {target.port}")
-    if target.implicit_tls:
-        tls = _handshake(target, opts, report, session, verified, broad)
-        if tls is None:
-            return None
-        try:
-            _banner(report, session, first)
-        except Stop as stop:  # TLS 1.3: a missing client certificate shows on the first read (alert 116)
-            cause = stop.__cause__
-            if isinstance(cause, SessionError) and (cert_stop := client_cert_refused(target, opts, report, cause)):
-                report.checks = [c for c in report.checks if c.id != "banner"]
-                raise cert_stop from cause
-            raise
-        return tls
-    _banner(report, session, first)
+
+
+def _open_implicit(leg: Leg) -> ssl.SSLSocket | None:
+    """smtps://: the handshake first, then the banner over TLS."""
+    tls = _handshake(leg)
+    if tls is None:
+        return None
     try:
-        ehlo = session.command(f"EHLO {opts.helo_name()}")
+        _banner(leg.report, leg.session, leg.first)
+    except Stop as stop:  # TLS 1.3: a missing client certificate shows on the first read (alert 116)
+        cause = stop.__cause__
+        if isinstance(cause, SessionError) and (cert_stop := client_cert_refused(leg.target, leg.opts, leg.report,
+                                                                                 cause)):
+            leg.report.checks = [c for c in leg.report.checks if c.id != "banner"]
+            raise cert_stop from cause
+        raise
+    return tls
+
+
+def _ehlo(leg: Leg) -> dict[str, str]:
+    """EHLO before TLS; the extensions it offers."""
+    try:
+        ehlo = leg.session.command(f"EHLO {leg.opts.helo_name()}")
     except SessionError as exc:
-        raise fail_step(report, "ehlo", exc) from exc
+        raise fail_step(leg.report, "ehlo", exc) from exc
     if ehlo.code != 250:
-        report.add("ehlo", FAIL, f"EHLO refused: {ehlo.first}", FIX["ehlo"])
+        leg.report.add("ehlo", FAIL, f"EHLO refused: {ehlo.first}", FIX["ehlo"])
         raise Stop("ehlo")
-    kw = ehlo.ehlo_keywords()
-    if first:
-        report.add("ehlo", PASS, f"EHLO accepted ({len(kw)} extensions)")
-        starttls = "STARTTLS" in kw
-        if starttls:
-            report.add("starttls-offered", PASS, "STARTTLS offered")
-        else:
-            report.add("starttls-offered", FAIL, "STARTTLS is not offered: everything, passwords included, "
-                       "would cross the network in clear", FIX["starttls-offered"])
-        mechs = auth_mechs(kw)
-        if mechs:
-            # Without STARTTLS every client login is in clear: a FAIL on any port (issue 11.1).
-            status = FAIL if target.submission or not starttls else WARN
-            report.add("auth-before-tls", status, f"AUTH {' '.join(mechs)} offered before TLS: clients may send "
-                       "passwords in clear", FIX["auth-before-tls"])
-        else:  # Dovecot's "250-AUTH " with no mechanism is no offer (issue 11.2)
-            report.add("auth-before-tls", PASS, "AUTH not offered before TLS")
-        if not starttls:
-            _no_starttls(target, opts, report, session)
-        if not opts.quick and not _plaintext_probes(target, report, session):
-            # The server hung up on a refused probe (or said 421): a fresh connection for STARTTLS.
-            session.close()
-            session.note("*  the server closed the connection; reconnecting for STARTTLS")
-            try:
-                session.connect()
-            except SessionError as exc:
-                raise fail_step(report, "connect", exc) from exc
-            _banner(report, session, False)
-            try:
-                session.command(f"EHLO {opts.helo_name()}")
-            except SessionError as exc:
-                raise fail_step(report, "ehlo", exc) from exc
+    return ehlo.ehlo_keywords()
+
+
+def _plaintext_checks(leg: Leg, kw: dict[str, str]) -> None:
+    """First connection: what EHLO offers in clear, then the plaintext probes (reconnecting if they cost it)."""
+    report = leg.report
+    report.add("ehlo", PASS, f"EHLO accepted ({len(kw)} extensions)")
+    starttls = "STARTTLS" in kw
+    if starttls:
+        report.add("starttls-offered", PASS, "STARTTLS offered")
+    else:
+        report.add("starttls-offered", FAIL, "STARTTLS is not offered: everything, passwords included, "
+                   "would cross the network in clear", FIX["starttls-offered"])
+    mechs = auth_mechs(kw)
+    if mechs:
+        # Without STARTTLS every client login is in clear: a FAIL on any port (issue 11.1).
+        status = FAIL if leg.target.submission or not starttls else WARN
+        report.add("auth-before-tls", status, f"AUTH {' '.join(mechs)} offered before TLS: clients may send "
+                   "passwords in clear", FIX["auth-before-tls"])
+    else:  # Dovecot's "250-AUTH " with no mechanism is no offer (issue 11.2)
+        report.add("auth-before-tls", PASS, "AUTH not offered before TLS")
+    if not starttls:
+        _no_starttls(leg.target, leg.opts, report, leg.session)
+    if not leg.opts.quick and not _plaintext_probes(leg.target, report, leg.session):
+        _reconnect_for_starttls(leg)
+
+
+def _reconnect_for_starttls(leg: Leg) -> None:
+    """The server hung up on a refused probe (or said 421): a fresh connection for STARTTLS."""
+    session = leg.session
+    session.close()
+    session.note("*  the server closed the connection; reconnecting for STARTTLS")
+    _connect(leg.report, session)
+    _banner(leg.report, session, False)
+    try:
+        session.command(f"EHLO {leg.opts.helo_name()}")
+    except SessionError as exc:
+        raise fail_step(leg.report, "ehlo", exc) from exc
+
+
+def _starttls(report: CheckReport, session: SmtpSession, record: bool) -> None:
     try:
         reply = session.command("STARTTLS")
     except SessionError as exc:
@@ -138,9 +185,8 @@ def _open(target: Target, opts: CheckOptions, report: CheckReport, session: Smtp
     if reply.code != 220:
         report.add("starttls", FAIL, f"STARTTLS answered {reply.first}", FIX["starttls"])
         raise Stop("starttls")
-    if first:
+    if record:
         report.add("starttls", PASS, f"STARTTLS accepted ({reply.first})")
-    return _handshake(target, opts, report, session, verified, broad)
 
 
 def _no_starttls(target: Target, opts: CheckOptions, report: CheckReport, session: SmtpSession) -> None:
@@ -181,8 +227,10 @@ def _banner(report: CheckReport, session: SmtpSession, record: bool) -> None:
         report.add("banner", PASS, f"220 greeting: {banner.text[:80]}")
 
 
-def _handshake(target: Target, opts: CheckOptions, report: CheckReport, session: SmtpSession,
-               verified: bool, broad: bool = False) -> ssl.SSLSocket | None:
+def _handshake(leg: Leg) -> ssl.SSLSocket | None:
+    """The TLS handshake (tls-handshake, chain-trust); None: the certificate was refused (chain-trust FAIL)."""
+    target, opts, report, session, verified, broad = (leg.target, leg.opts, leg.report, leg.session, leg.verified,
+                                                      leg.broad)
     name = opts.name or target.host
     sni: str | None = certinfo.normalise_name(name)
     if _is_ip(sni):
@@ -278,4 +326,4 @@ def _plaintext_probes(target: Target, report: CheckReport, session: SmtpSession)
     return reply.code != 421
 
 
-__all__ = ["NoSharedSuite", "open_broad", "open_live"]
+__all__ = ["Leg", "NoSharedSuite", "open_broad", "open_live"]

@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 from certkit.check import certinfo, chainfacts, probes, tlsfacts
 from certkit.check.after_tls import after_tls, client_cert_offered
-from certkit.check.before_tls import NoSharedSuite, open_broad, open_live
+from certkit.check.before_tls import Leg, NoSharedSuite, open_broad, open_live
 from certkit.check.certchecks import certificate_checks, chain_complete
 from certkit.check.checklist import ORDER, Stop, applicable
 from certkit.check.options import CheckOptions
@@ -41,10 +41,36 @@ def audit(target: Target, opts: CheckOptions, transcript: list[str] | None = Non
 
     # Main session, side probes and retries share one budget: the deadline and the connection cap.
     budget = opts.new_budget()
-    side: list[CheckResult] = []
-    threads: list[threading.Thread] = []
+    side = _SideProbes(target, opts, helo, budget)
+    stopped, timed_out = _run_main(target, opts, report, budget)
+    handshake = report.get("tls-handshake")
+    # A server refusing for want of a client certificate does speak TLS: its probe answers still count.
+    cert_stop = stopped == "client-cert-required"
+    tls_ok = (handshake is not None and handshake.status == PASS) or cert_stop
     if not opts.quick:
-        jobs: list[Callable[[], CheckResult]] = [
+        # A probe proves something only where the main handshake worked or failed for a reason of its own
+        # (TLS 1.0 only); after a timeout it would only wait as long again (issue 10.11).
+        useful = tls_ok or (stopped == "tls-handshake" and not timed_out)
+        results = side.finish(useful)
+        why = budget.message() if budget.expired() else f"{stopped or 'tls-handshake'} failed"
+        _record_probes(report, results, tls_ok, cert_stop, why)
+        report.skip(["tls10-refused", "tls11-refused", "weak-ciphers-refused", "starttls-injection",
+                     *tlsfacts.PROBE_IDS], why)
+    rank = {cid: i for i, cid in enumerate(ORDER)}
+    report.checks.sort(key=lambda c: rank.get(c.id, len(ORDER)))
+    _after_run(target, opts, report, budget)
+    report.elapsed_ms = round((time.perf_counter() - started) * 1000)
+    return report
+
+
+class _SideProbes:
+    """The side probes of one audit: in threads beside the main session, or after it (parallel_probes off)."""
+
+    def __init__(self, target: Target, opts: CheckOptions, helo: str, budget: Budget) -> None:
+        self.parallel, self.budget = opts.parallel_probes, budget
+        self.results: list[CheckResult] = []
+        self.threads: list[threading.Thread] = []
+        self.jobs: list[Callable[[], CheckResult]] = [] if opts.quick else [
             lambda: probes.probe_old_tls(target, opts.timeout, helo, ssl.TLSVersion.TLSv1, "tls10-refused",
                                          "TLS 1.0", opts.client_pair()),
             lambda: probes.probe_old_tls(target, opts.timeout, helo, ssl.TLSVersion.TLSv1_1, "tls11-refused",
@@ -53,15 +79,26 @@ def audit(target: Target, opts: CheckOptions, transcript: list[str] | None = Non
             lambda: probes.probe_injection(target, opts.timeout, helo, opts.client_pair()),
             *tlsfacts.CoverageProbe(target, opts.timeout, helo).jobs(),  # issue 11: one thread's connections
         ]
-        if opts.parallel_probes:
+        if self.jobs and self.parallel:
             budget.main_running = True  # the main session's slot is kept for it
-            for job in jobs:
-                t = threading.Thread(target=lambda j=job: side.append(_probe_within(j, budget)), daemon=True)
+            for job in self.jobs:
+                t = threading.Thread(target=lambda j=job: self.results.append(_probe_within(j, budget)), daemon=True)
                 t.start()
-                threads.append(t)
-        else:
-            threads = []
-            side_jobs = jobs
+                self.threads.append(t)
+
+    def finish(self, useful: bool) -> list[CheckResult]:
+        """The probes' results: the threads joined (cancelled first when not ``useful``), or the probes run now."""
+        if self.parallel:
+            if not useful:
+                self.budget.cancel_probes()
+            _join(self.threads, self.budget)
+        elif useful:
+            self.results.extend(_probe_within(job, self.budget) for job in self.jobs)
+        return self.results
+
+
+def _run_main(target: Target, opts: CheckOptions, report: CheckReport, budget: Budget) -> tuple[str, bool]:
+    """The main session within the budget: (the check it stopped at, or "", and whether a timeout stopped it)."""
     stopped, timed_out = "", False
     try:
         with applied(budget):
@@ -71,37 +108,20 @@ def audit(target: Target, opts: CheckOptions, transcript: list[str] | None = Non
         report.skip(applicable(target, opts), budget.message() if budget.expired() else f"{stopped} failed")
     finally:
         budget.main_finished()
-    handshake = report.get("tls-handshake")
-    # A server refusing for want of a client certificate does speak TLS: its probe answers still count.
-    cert_stop = stopped == "client-cert-required"
-    tls_ok = (handshake is not None and handshake.status == PASS) or cert_stop
-    if not opts.quick:
-        # A probe proves something only where the main handshake worked or failed for a reason of its own
-        # (TLS 1.0 only); after a timeout it would only wait as long again (issue 10.11).
-        useful = tls_ok or (stopped == "tls-handshake" and not timed_out)
-        if opts.parallel_probes:
-            if not useful:
-                budget.cancel_probes()
-            _join(threads, budget)
-        elif useful:
-            side.extend(_probe_within(job, budget) for job in side_jobs)
-        why = budget.message() if budget.expired() else f"{stopped or 'tls-handshake'} failed"
-        for result in side:
-            # Without a working handshake a probe's "refused" proves nothing: keep only what it found wrong
-            # (a server that speaks nothing but TLS 1.0 fails the main handshake and the TLS 1.0 probe).
-            if cert_stop and probes.inconclusive_without_client_cert(result):
-                result = CheckResult(result.id, UNKNOWN, "unknown: a server that wants a client certificate refuses "
-                                     f"this probe anyway (saw: {result.detail}); rerun with --client-cert")
-            elif not tls_ok and result.status != FAIL:
-                result = CheckResult(result.id, SKIP, f"not run: {why}")
-            report.checks.append(result)
-        report.skip(["tls10-refused", "tls11-refused", "weak-ciphers-refused", "starttls-injection",
-                     *tlsfacts.PROBE_IDS], why)
-    rank = {cid: i for i, cid in enumerate(ORDER)}
-    report.checks.sort(key=lambda c: rank.get(c.id, len(ORDER)))
-    _after_run(target, opts, report, budget)
-    report.elapsed_ms = round((time.perf_counter() - started) * 1000)
-    return report
+    return stopped, timed_out
+
+
+def _record_probes(report: CheckReport, results: list[CheckResult], tls_ok: bool, cert_stop: bool, why: str) -> None:
+    """The side probes' results into the report, judged by how far the main session got."""
+    for result in results:
+        # Without a working handshake a probe's "refused" proves nothing: keep only what it found wrong
+        # (a server that speaks nothing but TLS 1.0 fails the main handshake and the TLS 1.0 probe).
+        if cert_stop and probes.inconclusive_without_client_cert(result):
+            result = CheckResult(result.id, UNKNOWN, "unknown: a server that wants a client certificate refuses "
+                                 f"this probe anyway (saw: {result.detail}); rerun with --client-cert")
+        elif not tls_ok and result.status != FAIL:
+            result = CheckResult(result.id, SKIP, f"not run: {why}")
+        report.checks.append(result)
 
 
 def _after_run(target: Target, opts: CheckOptions, report: CheckReport, budget: Budget) -> None:
@@ -146,19 +166,19 @@ def _main_session(target: Target, opts: CheckOptions, report: CheckReport) -> No
     broad = False
     try:
         try:
-            tls = open_live(target, opts, report, session, verified=True)
+            tls = open_live(Leg(target, opts, report, session))
         except NoSharedSuite as strict:
             session.close()
             session.note(f"*  strict handshake failed ({strict.error.message}); reconnecting with legacy suites "
                          "offered too, to see the certificate")
             session = SmtpSession(target.host, target.port, opts.timeout, report.transcript, main=True)
             broad = True
-            tls = open_broad(target, opts, report, session, strict.error)
+            tls = open_broad(Leg(target, opts, report, session, broad=True), strict.error)
         if tls is None:  # certificate refused: look at it over an unverified connection
             session.close()
             session.note("*  certificate not accepted; reconnecting without verification to inspect it")
             session = SmtpSession(target.host, target.port, opts.timeout, report.transcript, main=True)
-            tls = open_live(target, opts, report, session, verified=False, broad=broad)
+            tls = open_live(Leg(target, opts, report, session, verified=False, broad=broad))
             assert tls is not None
         chain = peer_chain_der(tls)
         try:
