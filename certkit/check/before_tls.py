@@ -20,7 +20,7 @@ from certkit.check.after_tls import relay_probe
 from certkit.check.checklist import FIX, PROBE_FROM, Stop, applicable, auth_mechs, client_cert_refused, fail_step
 from certkit.check.options import CheckOptions
 from certkit.check.report import FAIL, PASS, SKIP, WARN, CheckReport
-from certkit.check.session import REDACTED, SessionError, SmtpSession
+from certkit.check.session import REDACTED, Reply, SessionError, SmtpSession
 from certkit.check.suites import may_be_suites, suite_verdict
 from certkit.check.target import Target
 
@@ -182,11 +182,8 @@ def _starttls(report: CheckReport, session: SmtpSession, record: bool) -> None:
         reply = session.command("STARTTLS")
     except SessionError as exc:
         raise fail_step(report, "starttls", exc) from exc
-    if reply.code != 220:
-        report.add("starttls", FAIL, f"STARTTLS answered {reply.first}", FIX["starttls"])
-        raise Stop("starttls")
-    if record:
-        report.add("starttls", PASS, f"STARTTLS accepted ({reply.first})")
+    _judge_reply(report, "starttls", reply, f"STARTTLS answered {reply.first}", f"STARTTLS accepted ({reply.first})",
+                 record)
 
 
 def _no_starttls(target: Target, opts: CheckOptions, report: CheckReport, session: SmtpSession) -> None:
@@ -220,11 +217,17 @@ def _banner(report: CheckReport, session: SmtpSession, record: bool) -> None:
                        f"try smtps://{host}:{session.port}; else {FIX['banner']}")
             raise Stop("banner") from exc
         raise fail_step(report, "banner", exc) from exc
-    if banner.code != 220:
-        report.add("banner", FAIL, f"greeting is {banner.first}, not 220", FIX["banner"])
-        raise Stop("banner")
+    _judge_reply(report, "banner", banner, f"greeting is {banner.first}, not 220", f"220 greeting: {banner.text[:80]}",
+                 record)
+
+
+def _judge_reply(report: CheckReport, check_id: str, reply: Reply, refused: str, accepted: str, record: bool) -> None:
+    """A 220 passes ``check_id`` (recorded when ``record``); anything else FAILs it and stops the session."""
+    if reply.code != 220:
+        report.add(check_id, FAIL, refused, FIX[check_id])
+        raise Stop(check_id)
     if record:
-        report.add("banner", PASS, f"220 greeting: {banner.text[:80]}")
+        report.add(check_id, PASS, accepted)
 
 
 def _handshake(leg: Leg) -> ssl.SSLSocket | None:
