@@ -1,12 +1,15 @@
-"""The checklist: one audit of one endpoint.
+"""The audit of one endpoint: the main session and the side probes, run within one budget.
 
-The main session follows what a careful telnet user would type (banner,
-EHLO, plaintext probes, STARTTLS, a verified handshake, EHLO again, a relay
-attempt, AUTH, a test message) and records it as the transcript. The TLS
+:func:`audit` owns the orchestration. The main session follows what a
+careful telnet user would type - the steps before TLS are
+:mod:`certkit.check.before_tls`, the certificate checks
+:mod:`certkit.check.certchecks`, EHLO again, relay, AUTH and the test message
+:mod:`certkit.check.after_tls` - and records it as the transcript. The TLS
 version, weak-suite and STARTTLS-injection probes run on their own
 connections in parallel threads; the raw-hello protocol probes
 (:mod:`certkit.check.tlsfacts`) share one thread, one connection at a time.
-Every check has a stable id (docs/check.md).
+Results are sorted in :data:`~certkit.check.checklist.ORDER`; every check
+has a stable id (docs/check.md).
 """
 
 from __future__ import annotations
