@@ -16,7 +16,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from certkit.check.checks import CheckOptions, audit
+from certkit.check.checks import audit
+from certkit.check.options import CheckOptions
 from certkit.check.report import FAIL, PASS, SKIP, UNKNOWN, WARN, CheckReport, CheckResult, render_text
 from certkit.check.target import Target, parse_target
 

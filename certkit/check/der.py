@@ -170,20 +170,53 @@ def parse_certificate(der: bytes) -> dict[str, Any]:
         raise ValueError("short TBSCertificate")
     serial = _int(der[_expect(tbs[0], INTEGER)[1] : tbs[0][2]])
     issuer_item, validity, subject_item, spki = tbs[2], tbs[3], tbs[4], tbs[5]
+    not_before, not_after = _validity(der, validity)
+    key_kind, key_bits = _key(der, spki)
+    signature_hash = _signature_hash(der, cert[1])
+    dns, ips, eku = _extensions(der, tbs[6:])
+    issuer_raw = der[issuer_item[1] : issuer_item[2]]
+    subject_raw = der[subject_item[1] : subject_item[2]]
+    return {
+        "subject": _name(der, *_expect(subject_item, SEQUENCE)[1:]),
+        "issuer": _name(der, *_expect(issuer_item, SEQUENCE)[1:]),
+        "serial": format(serial, "x"),
+        "not_before": not_before,
+        "not_after": not_after,
+        "key_kind": key_kind,
+        "key_bits": key_bits,
+        "signature_hash": signature_hash,
+        "dns_names": dns,
+        "ip_names": ips,
+        "eku": eku,
+        "self_signed": issuer_raw == subject_raw,
+    }
+
+
+def _validity(der: bytes, validity: tuple[int, int, int]) -> tuple[dt.datetime, dt.datetime]:
+    """(notBefore, notAfter) of the Validity SEQUENCE."""
     times = _children(der, *_expect(validity, SEQUENCE)[1:])
     if len(times) != 2:
         raise ValueError("bad validity")
     not_before, not_after = (_time(t, der[s:e]) for t, s, e in times)
-    key_kind, key_bits = _key(der, spki)
-    sig_alg = _children(der, *_expect(cert[1], SEQUENCE)[1:])
+    return not_before, not_after
+
+
+def _signature_hash(der: bytes, algorithm: tuple[int, int, int]) -> str:
+    """The hash of the signatureAlgorithm ("" for EdDSA; the OID when unknown)."""
+    sig_alg = _children(der, *_expect(algorithm, SEQUENCE)[1:])
     sig_oid = _oid(der, *_expect(sig_alg[0], OID)[1:])
     sig_hash = SIG_HASH.get(sig_oid)
     if sig_oid == RSA_PSS:
         sig_hash = _pss_hash(der, sig_alg)
+    return sig_oid if sig_hash is None else sig_hash
+
+
+def _extensions(der: bytes, rest: list[tuple[int, int, int]]) -> tuple[list[str], list[str], list[str] | None]:
+    """(SAN DNS names, SAN IP addresses, EKU names or None) from what follows subjectPublicKeyInfo."""
     dns: list[str] = []
     ips: list[str] = []
     eku: list[str] | None = None
-    for tag, s, e in tbs[6:]:
+    for tag, s, e in rest:
         if tag != 0xA3:  # [3] EXPLICIT Extensions
             continue
         for _, xs, xe in _children(der, *_expect(_tlv(der, s, e), SEQUENCE)[1:]):
@@ -201,22 +234,7 @@ def parse_certificate(der: bytes) -> dict[str, Any]:
                 _, ss, se = _expect(_tlv(der, vs, ve), SEQUENCE)
                 oids = [_oid(der, *_expect(item, OID)[1:]) for item in _children(der, ss, se)]
                 eku = [EKU_NAMES.get(o, o) for o in oids]
-    issuer_raw = der[issuer_item[1] : issuer_item[2]]
-    subject_raw = der[subject_item[1] : subject_item[2]]
-    return {
-        "subject": _name(der, *_expect(subject_item, SEQUENCE)[1:]),
-        "issuer": _name(der, *_expect(issuer_item, SEQUENCE)[1:]),
-        "serial": format(serial, "x"),
-        "not_before": not_before,
-        "not_after": not_after,
-        "key_kind": key_kind,
-        "key_bits": key_bits,
-        "signature_hash": sig_oid if sig_hash is None else sig_hash,
-        "dns_names": dns,
-        "ip_names": ips,
-        "eku": eku,
-        "self_signed": issuer_raw == subject_raw,
-    }
+    return dns, ips, eku
 
 
 def _key(der: bytes, spki: tuple[int, int, int]) -> tuple[str | None, int | None]:

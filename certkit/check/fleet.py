@@ -14,7 +14,8 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 
-from certkit.check.checks import CheckOptions, audit
+from certkit.check.checks import audit
+from certkit.check.options import CheckOptions
 from certkit.check.report import CheckReport
 from certkit.check.target import parse_target
 

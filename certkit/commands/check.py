@@ -10,6 +10,7 @@ import datetime as dt
 import json
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -185,8 +186,30 @@ def _iter_targets(urls: tuple[str, ...], targets_file: str | None) -> Iterator[s
 
 def run_check(ctx: click.Context, urls: tuple[str, ...], opts: dict[str, Any]) -> None:
     """Validate options, run the checks, print, record, exit."""
-    from certkit.check import CheckOptions, parse_target, render_text
+    from certkit.check import parse_target
 
+    _check_flags(urls, opts)
+    many = opts["targets_file"] is not None or len(urls) > 1
+    _check_targets(urls, opts["targets_file"])
+    _check_command_values(opts)
+    _check_name(opts["name"])
+    options, lineage, store = _check_options(ctx, opts)
+    out = _Output(opts["as_json"], many, opts["transcript"] if opts["transcript"] is not None else not many, lineage)
+    if many:
+        _run_many(urls, opts, options, out)
+    else:
+        live = bool(out.show_transcript) and not out.as_json and sys.stdout.isatty()
+        report = _audit_one(parse_target(urls[0]), options, live)
+        if live:
+            out.show_transcript = False  # already on the screen
+        out.emit(report, 0)
+    if lineage and store is not None:
+        _record(store, lineage, out.last)
+    _raise_failures(out)
+
+
+def _check_flags(urls: tuple[str, ...], opts: dict[str, Any]) -> None:
+    """Targets, --send-test with its addresses, --cafile: given as they must be (exit 2 otherwise)."""
     targets_file = opts["targets_file"]
     if not urls and not targets_file:
         raise UsageError("no target given", "certkit check submission://mail.example.com (or --targets FILE)")
@@ -199,30 +222,50 @@ def run_check(ctx: click.Context, urls: tuple[str, ...], opts: dict[str, Any]) -
         raise UsageError("--from and --to are for --send-test, which was not given", "add --send-test to send one")
     if opts["cafile"] and not Path(opts["cafile"]).is_file():
         raise UsageError(f"--cafile {opts['cafile']}: no such file", "give a PEM file of trusted CA certificates")
-    many = targets_file is not None or len(urls) > 1
+
+
+def _check_targets(urls: tuple[str, ...], targets_file: str | None) -> None:
+    """Every URL is checked before anything runs (stdin's are checked as they arrive)."""
+    from certkit.check import parse_target
+
     count = 0
     for url in (_iter_targets(urls, targets_file) if targets_file != "-" else urls):
-        parse_target(url)  # every URL is checked before anything runs
+        parse_target(url)
         count += 1
     if count == 0 and targets_file != "-":
         # An empty list would otherwise "pass" with exit 0 having checked nothing.
         raise UsageError(f"--targets {targets_file} lists no target", "put one URL a line in the file")
+
+
+def _check_command_values(opts: dict[str, Any]) -> None:
+    """The values that go into SMTP command lines: a CR or LF would smuggle in a command of the user's own."""
     for flag, key in (("--helo", "helo"), ("--from", "mail_from"), ("--to", "rcpt_to"), ("--auth-user", "auth_user"),
                       ("--name", "name")):
-        # These go into SMTP command lines: a CR or LF would smuggle in a command of the user's own.
         value = opts[key]
         if value is not None and (not value.strip() or any(ord(ch) < 32 or ord(ch) == 127 for ch in value)):
             raise UsageError(f"{flag} {value!r} is empty or holds control characters (CR, LF...)",
                              f"give {flag} as plain text on one line")
-    if opts["name"] is not None:
-        from certkit.names import parse_name
 
-        try:  # a malformed name is the user's mistake, not a handshake failure
-            ident = parse_name(opts["name"])
-        except UsageError as exc:
-            raise UsageError(f"--name: {exc.message}", exc.hint) from None
-        if ident.is_wildcard:
-            raise UsageError(f"--name {opts['name']} is a wildcard", "give the host name clients connect to")
+
+def _check_name(name: str | None) -> None:
+    """--name must be a host name (a malformed name is the user's mistake, not a handshake failure)."""
+    if name is None:
+        return
+    from certkit.names import parse_name
+
+    try:
+        ident = parse_name(name)
+    except UsageError as exc:
+        raise UsageError(f"--name: {exc.message}", exc.hint) from None
+    if ident.is_wildcard:
+        raise UsageError(f"--name {name} is a wildcard", "give the host name clients connect to")
+
+
+def _check_options(ctx: click.Context, opts: dict[str, Any]) -> tuple[Any, str | None, Any]:
+    """(CheckOptions, --expect's lineage or None, its store or None): client certificate, password, pin and
+    trust anchors loaded, or exit 2."""
+    from certkit.check import CheckOptions
+
     _check_client_cert(opts["client_cert"], opts["client_key"])
     password = _read_password(opts["password_file"], opts["auth_user"])
     expected_pem, lineage, store = (None, None, None)
@@ -239,68 +282,79 @@ def run_check(ctx: click.Context, urls: tuple[str, ...], opts: dict[str, Any]) -
         options.verify_context()
     except (OSError, ValueError) as exc:
         raise UsageError(f"cannot load trust anchors: {exc}", "check --cafile / --expect") from exc
-    show_transcript = opts["transcript"] if opts["transcript"] is not None else not many
-    as_json = opts["as_json"]
-    failures: list[tuple[str, list[str]]] = []
-    last: dict[str, Any] = {}
+    return options, lineage, store
 
-    def emit(report: Any, index: int) -> None:
-        if as_json:
+
+@dataclass
+class _Output:
+    """How the reports are printed, and what printing them gathered: the failures, the lineage's result."""
+
+    as_json: bool
+    many: bool
+    show_transcript: bool
+    lineage: str | None
+    failures: list[tuple[str, list[str]]] = field(default_factory=list)
+    last: dict[str, Any] = field(default_factory=dict)
+
+    def emit(self, report: Any, index: int) -> None:
+        from certkit.check import render_text
+
+        many = self.many
+        if self.as_json:
             text = json.dumps(report.to_json(), indent=None if many else 2)
             click.echo((("[\n" if index == 0 else ",\n") + text) if many else text, nl=not many)
-        elif many and not show_transcript:
+        elif many and not self.show_transcript:
             lines = render_text(report, transcript=False).splitlines()
             problems = ["  " + ln for ln in lines[:-1] if ln.startswith(("FAIL", "WARN", "UNKNOWN", " "))]
             click.echo("\n".join([lines[-1], *problems]))
         else:
-            click.echo(render_text(report, transcript=bool(show_transcript)) + ("\n" if many else ""))
+            click.echo(render_text(report, transcript=bool(self.show_transcript)) + ("\n" if many else ""))
         if not report.ok:
-            failures.append((report.target, report.failed))
+            self.failures.append((report.target, report.failed))
         # The lineage keeps the first failing result, else the last one.
-        if lineage and (not last or last["ok"]):
-            last.update(time=dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                        target=report.target, ok=report.ok, failed=report.failed)
+        if self.lineage and (not self.last or self.last["ok"]):
+            self.last.update(time=dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                             target=report.target, ok=report.ok, failed=report.failed)
 
-    if many:
-        from certkit.check.fleet import run_many
 
-        progress = sys.stderr.isatty()
-        counter = {"n": 0}
+def _run_many(urls: tuple[str, ...], opts: dict[str, Any], options: Any, out: _Output) -> None:
+    """Several targets through the fleet runner, printed in input order (a JSON array with --json)."""
+    from certkit.check.fleet import run_many
 
-        def emit_many(report: Any) -> None:
-            emit(report, counter["n"])
-            counter["n"] += 1
-            if progress:
-                click.echo(f"\r[{counter['n']} checked, {len(failures)} failed]", err=True, nl=False)
+    progress = sys.stderr.isatty()
+    counter = {"n": 0}
 
-        try:
-            run_many(_iter_targets(urls, targets_file), options, opts["concurrency"], emit_many)
-        finally:
-            # Also when a bad line arrives on stdin mid-run: what was printed stays a valid JSON array.
-            if progress:
-                click.echo("", err=True)
-            if as_json and counter["n"]:
-                click.echo("\n]")
-        if counter["n"] == 0:
-            raise UsageError("no target on standard input", "pipe one URL a line into `certkit check --targets -`")
-    else:
-        live = bool(show_transcript) and not as_json and sys.stdout.isatty()
-        report = _audit_one(parse_target(urls[0]), options, live)
-        if live:
-            show_transcript = False  # already on the screen
-        emit(report, 0)
-    if lineage and store is not None:
-        _record(store, lineage, last)
-    if failures:
-        if not many:
-            target, ids = failures[0]
-            raise CheckFailed(f"{target}: {len(ids)} check(s) FAILED ({', '.join(ids)})",
-                              'see the "fix" of each FAIL check in the JSON output' if as_json
-                             else "see the fix under each FAIL line")
-        raise CheckFailed(f"{len(failures)} target(s) FAILED ({', '.join(t for t, _ in failures[:5])}"
-                          f"{', ...' if len(failures) > 5 else ''})",
-                          'see the checks with "status": "FAIL" in the JSON output' if as_json
-                          else "see the FAIL lines above")
+    def emit_many(report: Any) -> None:
+        out.emit(report, counter["n"])
+        counter["n"] += 1
+        if progress:
+            click.echo(f"\r[{counter['n']} checked, {len(out.failures)} failed]", err=True, nl=False)
+
+    try:
+        run_many(_iter_targets(urls, opts["targets_file"]), options, opts["concurrency"], emit_many)
+    finally:
+        # Also when a bad line arrives on stdin mid-run: what was printed stays a valid JSON array.
+        if progress:
+            click.echo("", err=True)
+        if out.as_json and counter["n"]:
+            click.echo("\n]")
+    if counter["n"] == 0:
+        raise UsageError("no target on standard input", "pipe one URL a line into `certkit check --targets -`")
+
+
+def _raise_failures(out: _Output) -> None:
+    """Exit 1 (CheckFailed) when any check FAILed."""
+    if not out.failures:
+        return
+    if not out.many:
+        target, ids = out.failures[0]
+        raise CheckFailed(f"{target}: {len(ids)} check(s) FAILED ({', '.join(ids)})",
+                          'see the "fix" of each FAIL check in the JSON output' if out.as_json
+                          else "see the fix under each FAIL line")
+    raise CheckFailed(f"{len(out.failures)} target(s) FAILED ({', '.join(t for t, _ in out.failures[:5])}"
+                      f"{', ...' if len(out.failures) > 5 else ''})",
+                      'see the checks with "status": "FAIL" in the JSON output' if out.as_json
+                      else "see the FAIL lines above")
 
 
 def _audit_one(target: Any, options: Any, live: bool) -> Any:
