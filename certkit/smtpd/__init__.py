@@ -1,6 +1,8 @@
 """`certkit smtpd`: the reference submission server, and what other aiosmtpd applications reuse.
 
-    server.py     the server (aiosmtpd): STARTTLS required, AUTH only inside TLS, delivery or relay
+    server.py     the server: listeners, delivery or relay, signals, the log
+    protocol.py   one client connection (aiosmtpd subclasses): caps, STARTTLS, AUTH with delays
+    logtext.py    client and server text made safe for one log or reply line
     limits.py     its defences: connection caps, the failed-AUTH table, the hash pool, memory hand-back
     users.py      the users file (scrypt hashes), refused when others could have written it
     tlsreload.py  a TLS context that reloads a lineage's certificate on SIGHUP (any aiosmtpd app)
