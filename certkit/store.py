@@ -45,6 +45,7 @@ from urllib.parse import urlsplit
 from certkit import envvars, fsguard
 from certkit.atomicfile import atomic_write, fsync_dir
 from certkit.errors import NotFoundError, OperationError, UsageError
+from certkit.homedir import windows_acl_argv
 from certkit.settings import DeployTarget, LineageSettings, SettingsError
 from certkit.statelock import StateLock
 
@@ -55,16 +56,6 @@ _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
 # What `live` may point at: a version of its own lineage, nothing else.
 _LIVE_TARGET_RE = re.compile(r"versions/[0-9]{4}")
 DEFAULT_LOCK_WAIT = 10.0
-
-
-def default_home() -> Path:
-    """The contract's default state directory for this user and platform."""
-    if os.name == "nt":
-        return Path(os.environ.get("ProgramData", r"C:\ProgramData")) / "certkit"
-    if hasattr(os, "geteuid") and os.geteuid() == 0:
-        return Path("/etc/certkit")
-    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    return Path(base) / "certkit"
 
 
 def lineage_name_for(first_name: str) -> str:
@@ -491,13 +482,3 @@ class Store:
         for fname, data in files.items():
             atomic_write(adir / fname, data, 0o600)
         return adir
-
-
-def windows_acl_argv(folder: Path) -> list[str]:
-    """icacls command restricting ``folder`` to Administrators and SYSTEM (inherited below).
-
-    Well-known SIDs, not names, so it works on every Windows language
-    (S-1-5-32-544 = BUILTIN\\Administrators, S-1-5-18 = LocalSystem).
-    """
-    return ["icacls", str(folder), "/inheritance:r",
-            "/grant:r", "*S-1-5-32-544:(OI)(CI)F", "/grant:r", "*S-1-5-18:(OI)(CI)F"]

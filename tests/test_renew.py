@@ -18,7 +18,8 @@ from certkit import x509 as cx
 from certkit.cli import cli
 from certkit.errors import AcmeError
 from certkit.issuing import issue
-from certkit.renew import due
+from certkit.renew import ari as renew_ari
+from certkit.renew import due, resources
 from certkit.renew import run as renew
 from certkit.settings import LineageSettings, PfxSettings
 from certkit.store import Store
@@ -272,7 +273,7 @@ def test_ari_window_is_fetched_stored_and_decides(home: Path) -> None:
     assert ari["start"] <= ari["renew_at"] <= ari["end"]
     picked = ari["renew_at"]
     with store.lock():
-        renew.refresh_ari(store, "acme.example", now + dt.timedelta(hours=7), later_window, quiet)
+        renew_ari.refresh_ari(store, "acme.example", now + dt.timedelta(hours=7), later_window, quiet)
     assert store.load_state("acme.example")["ari"]["renew_at"] == picked
     calls.pop()
     renew.run(store, clock=lambda: now + dt.timedelta(hours=1), ari_fetcher=later_window, issue_fn=fake_issue,
@@ -392,8 +393,8 @@ def test_lineages_deploying_to_one_server_take_turns(home: Path) -> None:
     assert sorted(report.names("renewed")) == sorted(postfix + plain)
     assert peak["postfix"] == 1  # never two Postfix edits/reloads at once
     assert peak["plain"] > 1  # the others still run in parallel
-    assert renew.shared_resources(store.load_settings("p0.example")) == ["deploy:postfix"]
-    assert renew.shared_resources(store.load_settings("s0.example")) == []
+    assert resources.shared_resources(store.load_settings("p0.example")) == ["deploy:postfix"]
+    assert resources.shared_resources(store.load_settings("s0.example")) == []
 
 
 def test_failure_that_leaves_a_new_version_live_is_finished_next_run(home: Path) -> None:

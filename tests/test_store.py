@@ -159,7 +159,7 @@ def test_kill_9_at_random_points_never_breaks_live(tmp_path: Path) -> None:
 
 
 def test_windows_acl_command_uses_well_known_sids() -> None:
-    from certkit.store import windows_acl_argv
+    from certkit.homedir import windows_acl_argv
 
     argv = windows_acl_argv(Path(r"C:\ProgramData\certkit"))
     assert argv[:3] == ["icacls", r"C:\ProgramData\certkit", "/inheritance:r"]

@@ -15,9 +15,16 @@ if TYPE_CHECKING:
     from certkit.store import Store
 
 
-def store_from(ctx: click.Context) -> Store:
-    """The Store for --home / CERTKIT_HOME / the platform default."""
-    from certkit.store import Store, default_home
+def home_from(ctx: click.Context) -> Path:
+    """The state directory: --home / CERTKIT_HOME (either side of the subcommand), else the platform default."""
+    from certkit.homedir import default_home
 
     home = ctx.find_root().params.get("home")
-    return Store(Path(home) if home else default_home())
+    return Path(home) if home else default_home()
+
+
+def store_from(ctx: click.Context) -> Store:
+    """The Store for :func:`home_from`."""
+    from certkit.store import Store
+
+    return Store(home_from(ctx))

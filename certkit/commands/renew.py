@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import click
@@ -38,11 +37,10 @@ def renew_command(ctx: click.Context, lineages: tuple[str, ...], force: bool, dr
     opened. One line per lineage; exit 1 when any lineage failed (the
     others still run and failed ones keep their previous certificate).
     """
+    from certkit.commands import store_from
     from certkit.renew import run as renew
-    from certkit.store import Store, default_home
 
-    home = ctx.find_root().params.get("home")
-    store = Store(Path(home) if home else default_home())
+    store = store_from(ctx)
     kwargs: dict[str, Any] = {}
     if jitter_max is not None:
         kwargs["jitter_max"] = jitter_max

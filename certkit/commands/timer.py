@@ -8,10 +8,9 @@ import click
 
 
 def _home(ctx: click.Context) -> Path:
-    from certkit.store import default_home
+    from certkit.commands import home_from
 
-    home = ctx.find_root().params.get("home")
-    return Path(home) if home else default_home()
+    return home_from(ctx)
 
 
 @click.group("timer")

@@ -1,4 +1,5 @@
-"""Renewal: when a lineage is due (due.py, pure), the renewal run (run.py), timers (timer.py).
+"""Renewal: when a lineage is due (due.py, pure), the renewal run (run.py), the CA's renewal
+windows (ari.py), what concurrent renewals share (resources.py), timers (timer.py).
 
 Owns the decision to renew and the systemd/cron/Windows timer files.
 May import the core (store, settings, clock, x509...), certkit.issuing

@@ -33,7 +33,7 @@ import random
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypedDict
@@ -43,6 +43,8 @@ from certkit.clock import iso as clock_iso
 from certkit.clock import utc_now
 from certkit.errors import CertkitError
 from certkit.renew import due
+from certkit.renew.ari import AriFetcher, fetch_ari, needs_ari_check, refresh_ari
+from certkit.renew.resources import ResourceLocks, hold_http01_listeners, shared_resources
 from certkit.settings import DeployTarget, LineageSettings
 from certkit.store import Store
 
@@ -52,13 +54,9 @@ if TYPE_CHECKING:
 Echo = Callable[[str], None]
 Clock = Callable[[], dt.datetime]
 IssueFn = Callable[..., Any]
-AriFetcher = Callable[[Store, LineageSettings, Any], "dict[str, Any] | None"]
 
 DEFAULT_CONCURRENCY = 8
 JITTER_MAX = 480.0  # seconds; certbot sleeps up to 8 minutes for the same reason (spread load on the CA)
-# Deploy targets that change one shared server's configuration: lineages using the same one
-# take turns, so two renewals never edit main.cf or reload the same daemon at once.
-SERIAL_TARGETS = ("postfix", "iis", "exchange", "aiosmtpd")
 
 
 @dataclass(frozen=True)
@@ -167,121 +165,7 @@ def unreadable_settings(store: Store, names: Sequence[str]) -> dict[str, str]:
     return read_settings(store, names)[1]
 
 
-def needs_ari_check(store: Store, name: str, now: dt.datetime, settings: LineageSettings | None = None) -> bool:
-    """An ACME lineage whose renewal window should be asked for again (``settings``: already read)."""
-    if settings is None:
-        try:
-            settings = store.load_settings(name)
-        except CertkitError:
-            return False
-    if not settings.is_acme or store.live_version(name) is None:
-        return False
-    ari = store.load_state(name).get("ari")
-    return due.ari_check_due(ari if isinstance(ari, dict) else None, now)
-
-
-def fetch_ari(store: Store, settings: LineageSettings, cert: Any) -> dict[str, Any] | None:
-    """Ask the lineage's CA for its renewal window (RFC 9773), or None when it has no ARI.
-
-    Raises:
-        AcmeError: the CA could not be asked.
-    """
-    from certkit import acme
-
-    if settings.acme is None:
-        return None
-    window = acme.renewal_info(settings.acme, cx.to_pem(cert), settings.source)
-    return dict(window) if window else None
-
-
-def refresh_ari(store: Store, name: str, now: dt.datetime, fetcher: AriFetcher, echo: Echo,
-                rng: random.Random | None = None, settings: LineageSettings | None = None) -> None:
-    """Fetch and store a fresh ARI window; a CA without ARI, or a failure, only postpones the next check.
-
-    A failed ARI check never fails the run: the lifetime rule still decides.
-    A new window gets a random moment inside it (``renew_at``, RFC 9773
-    section 4.2), kept until the CA moves the window. ``settings``: the
-    lineage's, when the run has read them already.
-    """
-    rng = rng or random.Random()
-    old = store.load_state(name).get("ari")
-    ari: dict[str, Any] = dict(old) if isinstance(old, dict) else {}
-    try:
-        if settings is None:
-            settings = store.load_settings(name)
-        cert = cx.load_chain(store.live_paths(name).cert.read_bytes())[0]
-        window = fetcher(store, settings, cert)
-    except Exception as exc:  # ARI is advisory: a bad answer or a bug must not stop renewals
-        echo(f"{name}: could not fetch the renewal window (ARI): {exc}")
-        window = None
-    if window:
-        moved = (window.get("start"), window.get("end")) != (ari.get("start"), ari.get("end"))
-        ari.update(window)
-        if moved or not ari.get("renew_at"):
-            ari["renew_at"] = due.pick_in_window(ari, rng.random())
-    ari["checked"] = clock_iso(now)
-    if not (window or {}).get("retry_after"):
-        ari["retry_after"] = clock_iso(now + due.ARI_RECHECK)
-    store.update_state(name, ari=ari)
-
-
 # ----- running -------------------------------------------------------------
-
-def shared_resources(settings: LineageSettings) -> list[str]:
-    """Things this lineage's renewal changes that another lineage's may change too.
-
-    A deploy target in SERIAL_TARGETS edits one server's configuration and
-    reloads it; ``--trust`` rewrites the OS trust store. (ACME needs no entry: ``certkit.acme.obtain`` is thread-safe
-    and shares one http-01 responder per address and port.) Sorted, so locks
-    are always taken in the same order (no deadlock).
-    """
-    keys = {f"deploy:{t.target}" for t in settings.deploy if t.target in SERIAL_TARGETS}
-    if settings.trust and not settings.is_acme:
-        keys.add("trust-store")  # one OS trust store, rebuilt by one update-ca-certificates at a time
-    return sorted(keys)
-
-
-def hold_http01_listeners(lineages: Sequence[LineageSettings], stack: contextlib.ExitStack) -> None:
-    """Keep each standalone http-01 responder the due lineages use open for the whole run.
-
-    Orders share one responder per address and port (certkit.acme.http01),
-    which stops when its last user releases it; between two orders it would
-    otherwise close and re-bind, and a new order starting while the old
-    socket is still closing cannot bind the port. Holding one reference for
-    the run avoids both the race and the re-binding. A port that cannot be
-    bound is left alone: each lineage then reports the reason itself.
-    """
-    wanted: set[tuple[str, int]] = set()
-    for settings in lineages:
-        acme = settings.acme
-        if acme is not None and acme.challenge == "http-01" and not acme.webroot:
-            wanted.add((acme.http_address or "", int(acme.http_port)))
-    if not wanted:
-        return
-    from certkit.acme import http01
-
-    for address, port in sorted(wanted):
-        try:
-            responder = http01.acquire(address, port)
-        except CertkitError:
-            continue
-        stack.callback(http01.release, responder)
-
-
-class _ResourceLocks:
-    def __init__(self) -> None:
-        self._guard = threading.Lock()
-        self._locks: dict[str, threading.Lock] = {}
-
-    @contextlib.contextmanager
-    def hold(self, keys: Sequence[str]) -> Iterator[None]:
-        with contextlib.ExitStack() as stack:
-            for key in keys:
-                with self._guard:
-                    lock = self._locks.setdefault(key, threading.Lock())
-                stack.enter_context(lock)
-            yield
-
 
 @dataclass(frozen=True)
 class RenewalRun:
@@ -358,7 +242,7 @@ class _Session:
     renewal: RenewalRun
     pipeline: IssueFn
     out: _Output
-    locks: _ResourceLocks = field(default_factory=_ResourceLocks)
+    locks: ResourceLocks = field(default_factory=ResourceLocks)
 
 
 def run(store: Store, names: Sequence[str] = (), **options: Unpack[RenewalOptions]) -> RenewReport:
