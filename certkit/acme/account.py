@@ -14,7 +14,6 @@ they are keyed by state directory + URL + e-mail and guarded by locks.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import sys
 import threading
@@ -29,6 +28,7 @@ from josepy import b64
 from josepy.jwa import ES256, ES384, ES512, RS256, JWASignature
 from josepy.jwk import JWK, JWKEC
 
+from certkit import clock
 from certkit.acme.net import Network
 from certkit.errors import UsageError
 from certkit.settings import AcmeSettings
@@ -215,7 +215,7 @@ def _register(store: Store, settings: AcmeSettings, directory_url: str, director
         "uri": uri,
         "directory": directory_url,
         "email": settings.email,
-        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "created": clock.now_iso(),
         "terms_of_service": meta_of(directory).get("termsOfService"),
         "eab_kid": settings.eab_kid,
     }

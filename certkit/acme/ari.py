@@ -19,6 +19,7 @@ from typing import Any
 
 from cryptography import x509
 
+from certkit import clock
 from certkit.acme.polling import parse_retry_after
 
 DEFAULT_RETRY = dt.timedelta(hours=6)  # RFC 9773 section 4.3.3: absent Retry-After, ask again in ~6 h
@@ -44,10 +45,6 @@ def cert_id(cert: x509.Certificate) -> str:
     if aki.key_identifier is None:
         raise ValueError("the certificate's Authority Key Identifier has no keyIdentifier")
     return f"{_b64(aki.key_identifier)}.{_b64(serial_bytes(cert.serial_number))}"
-
-
-def _iso(value: dt.datetime) -> str:
-    return value.astimezone(dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def _parse_time(value: Any, what: str) -> dt.datetime:
@@ -85,11 +82,11 @@ def parse(body: Any, retry_after_header: str | None = None, now: dt.datetime | N
     retry = DEFAULT_RETRY if seconds is None else min(dt.timedelta(seconds=seconds), MAX_RETRY)
     explanation = body.get("explanationURL")
     return {
-        "start": _iso(start),
-        "end": _iso(end),
+        "start": clock.iso(start),
+        "end": clock.iso(end),
         "explanation_url": explanation if isinstance(explanation, str) else None,
-        "checked": _iso(now),
-        "retry_after": _iso(now + retry),
+        "checked": clock.iso(now),
+        "retry_after": clock.iso(now + retry),
     }
 
 

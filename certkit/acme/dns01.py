@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from certkit import hostport, runner
+from certkit import envvars, hostport, runner
 from certkit.errors import AcmeError, HookError, OperationError, UsageError
 
 HOOK_TIMEOUT = 120.0
@@ -66,8 +66,8 @@ def _run_hook(argv: list[str], action: str, record: TxtRecord) -> runner.Result:
     try:
         # hook=True: output spooled with a bounded tail (a chatty hook cannot fill memory), and a
         # timeout kills whatever the hook started.
-        return runner.run(argv, env=env, timeout=HOOK_TIMEOUT, what=f"the DNS hook ({action} {record.name})",
-                          hook=True)
+        timeout = envvars.seconds(envvars.HOOK_TIMEOUT, HOOK_TIMEOUT)  # the same setting as deploy hooks
+        return runner.run(argv, env=env, timeout=timeout, what=f"the DNS hook ({action} {record.name})", hook=True)
     except HookError:
         raise
     except OperationError as exc:  # the program could not be started

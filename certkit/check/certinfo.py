@@ -8,6 +8,8 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import Any
 
+from certkit import clock
+
 
 @dataclass
 class CertFacts:
@@ -48,8 +50,8 @@ class CertFacts:
             "subject": self.subject,
             "issuer": self.issuer,
             "names": self.names,
-            "not_before": _iso(self.not_before),
-            "not_after": _iso(self.not_after),
+            "not_before": clock.iso(self.not_before),
+            "not_after": clock.iso(self.not_after),
             "serial": self.serial,
             "sha256": self.sha256,
             "key": self.key,
@@ -64,12 +66,8 @@ class CertFacts:
         names = ", ".join(self.names) or "(no SAN)"
         return [
             f"certificate: subject {self.subject}; issuer {self.issuer}",
-            f"names: {names}; valid {_iso(self.not_before)} to {_iso(self.not_after)}",
+            f"names: {names}; valid {clock.iso(self.not_before)} to {clock.iso(self.not_after)}",
         ]
-
-
-def _iso(when: dt.datetime) -> str:
-    return when.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def from_der(der: bytes, chain_length: int = 1) -> CertFacts:

@@ -39,6 +39,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from certkit import clock
 from certkit.errors import OperationError, UsageError
 
 # (certificate file, key file or None when the key is in the certificate file)
@@ -192,10 +193,10 @@ def _describe(pem: bytes, certfile: str) -> Served:
         raise OperationError(f"{certfile} holds no readable certificate", "check the file") from exc
     return Served(
         sha256=cx.sha256_fingerprint(leaf),
-        not_after=cx.not_after(leaf).isoformat(),
+        not_after=clock.iso(cx.not_after(leaf)),
         names=cx.dns_names(leaf),
         certfile=certfile,
-        loaded_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        loaded_at=clock.now_iso(),
     )
 
 
