@@ -6,6 +6,7 @@ import ipaddress
 from dataclasses import dataclass
 from functools import cached_property
 
+from certkit import hostport
 from certkit.errors import UsageError
 
 # scheme -> (default port, mode). Mode decides the policy checks:
@@ -59,21 +60,10 @@ def _bad(url: str, why: str) -> UsageError:
 
 
 def _split_host_port(url: str, rest: str) -> tuple[str, int | None]:
-    rest = rest.rstrip("/")
-    if rest.startswith("["):  # [IPv6]:port
-        end = rest.find("]")
-        if end < 0:
-            raise _bad(url, "unclosed '['")
-        host, tail = rest[1:end], rest[end + 1 :]
-        if tail and not tail.startswith(":"):
-            raise _bad(url, "expected ':PORT' after ']'")
-        port_text = tail[1:] if tail else None
-    elif rest.count(":") > 1:  # bare IPv6 without port
-        host, port_text = rest, None
-    elif ":" in rest:
-        host, port_text = rest.rsplit(":", 1)
-    else:
-        host, port_text = rest, None
+    try:
+        host, port_text = hostport.split(rest.rstrip("/"))
+    except hostport.HostPortError as exc:
+        raise _bad(url, str(exc)) from None
     if not host:
         raise _bad(url, "no host")
     if "/" in host or "@" in host or " " in host:
@@ -81,9 +71,10 @@ def _split_host_port(url: str, rest: str) -> tuple[str, int | None]:
     _check_host(url, host)
     if port_text is None:
         return host, None
-    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise _bad(url, f"port {port_text!r} is not a number from 1 to 65535")
-    return host, int(port_text)
+    try:
+        return host, hostport.port_number(port_text)
+    except hostport.HostPortError as exc:
+        raise _bad(url, str(exc)) from None
 
 
 def _check_host(url: str, host: str) -> None:
