@@ -7,15 +7,13 @@ deployment, so a second certkit process never sees a half-made version.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from certkit import clock, export, keys, names
 from certkit import x509 as cx
+from certkit.callbacks import Echo
 from certkit.settings import DeployTarget, LineageSettings, merge_targets
 from certkit.store import Store
-
-Echo = Callable[[str], None]
 
 
 @dataclass

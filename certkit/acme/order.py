@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +31,7 @@ from certkit.acme.directory import AcmeResult, resolve_server
 from certkit.acme.net import Network, links, retry_after_of
 from certkit.acme.polling import Backoff
 from certkit.acme.problems import acme_error, describe_problem, problem_type, translate
+from certkit.callbacks import Echo
 from certkit.errors import AcmeError, UsageError
 from certkit.keys import PrivateKey
 from certkit.names import Identity
@@ -38,7 +39,6 @@ from certkit.settings import AcmeSettings
 from certkit.store import Store
 
 DEFAULT_DEADLINE = 300.0
-Echo = Callable[[str], None]
 
 
 class NewOrder(messages.NewOrder):

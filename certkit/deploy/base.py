@@ -13,10 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from certkit import runner
+from certkit.callbacks import Runner
 from certkit.settings import LineageSettings
 from certkit.store import LivePaths, Store
-
-Runner = Callable[..., runner.Result]
 
 
 @dataclass

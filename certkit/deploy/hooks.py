@@ -18,12 +18,13 @@ existing ``/etc/letsencrypt/renewal-hooks/deploy/*`` script runs unchanged.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from certkit import clock, envvars, fsguard, runner
 from certkit import x509 as cx
+from certkit.callbacks import Echo, Runner
 from certkit.errors import HookError, OperationError, UsageError
 from certkit.settings import LineageSettings
 from certkit.store import Store
@@ -31,8 +32,6 @@ from certkit.store import Store
 if TYPE_CHECKING:
     from cryptography import x509
 
-Echo = Callable[[str], None]
-Runner = Callable[..., runner.Result]
 
 DEFAULT_HOOK_TIMEOUT = runner.DEFAULT_TIMEOUT
 HOOK_TIMEOUT_ENV = envvars.HOOK_TIMEOUT

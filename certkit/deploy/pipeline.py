@@ -31,6 +31,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any, TypedDict
 
 from certkit import clock, runner
+from certkit.callbacks import Echo, Runner
 from certkit.deploy import hooks
 from certkit.deploy import targets as registry
 from certkit.deploy.base import DeployContext
@@ -41,8 +42,6 @@ from certkit.store import Store
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
-Echo = Callable[[str], None]
-Runner = Callable[..., runner.Result]
 DEFAULT_VERIFY_TIMEOUT = 10.0
 
 

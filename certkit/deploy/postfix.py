@@ -35,7 +35,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from certkit.atomicfile import atomic_write
-from certkit.deploy.base import DeployContext, Runner
+from certkit.callbacks import Runner
+from certkit.deploy.base import DeployContext
 from certkit.errors import HookError, OperationError, UsageError
 from certkit.store import LivePaths
 

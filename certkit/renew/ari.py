@@ -11,13 +11,13 @@ from collections.abc import Callable
 from typing import Any
 
 from certkit import x509 as cx
+from certkit.callbacks import Echo
 from certkit.clock import iso as clock_iso
 from certkit.errors import CertkitError
 from certkit.renew import due
 from certkit.settings import LineageSettings
 from certkit.store import Store
 
-Echo = Callable[[str], None]
 AriFetcher = Callable[[Store, LineageSettings, Any], "dict[str, Any] | None"]
 
 

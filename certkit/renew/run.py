@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypedDict
 
 from certkit import x509 as cx
+from certkit.callbacks import Clock, Echo
 from certkit.clock import iso as clock_iso
 from certkit.clock import utc_now
 from certkit.errors import CertkitError
@@ -51,8 +52,6 @@ from certkit.store import Store
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
-Echo = Callable[[str], None]
-Clock = Callable[[], dt.datetime]
 IssueFn = Callable[..., Any]
 
 DEFAULT_CONCURRENCY = 8

@@ -38,8 +38,7 @@ from certkit.errors import CertkitError, OperationError, UsageError
 from certkit.smtpd import limits as smtpd_limits
 from certkit.smtpd import logtext, tlsreload
 from certkit.smtpd import users as smtpd_users
-
-Log = Callable[[str], None]
+from certkit.smtpd.logtext import Log
 
 
 def stderr_log(line: str) -> None:
