@@ -22,7 +22,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("deploy", {"deploy"}),
     ("issuing", {"issuing"}),
     ("renew", {"renew"}),
-    ("interface", {"records", "commands", "cli", "__main__"}),
+    ("interface", {"cli", "__main__"}),
 ]
 # Capabilities stand side by side: each is usable without the others.
 CAPABILITY_GROUPS = {"acme": "acme", "check": "check", "smtpd": "smtpd"}

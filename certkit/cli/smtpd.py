@@ -63,7 +63,7 @@ def smtpd_command(ctx: click.Context, /, listen: str | None, lineage: str | None
     """
     if ctx.invoked_subcommand is not None:
         return
-    from certkit.commands import store_from
+    from certkit.cli.context import store_from
 
     missing = [flag for flag, value in (("--listen", listen), ("--cert", lineage), ("--users", users_file))
                if not value]

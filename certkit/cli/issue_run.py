@@ -13,9 +13,10 @@ from typing import Any
 
 import click
 
-from certkit import export, keys, names, records
+from certkit import export, keys, names
 from certkit import x509 as cx
 from certkit.atomicfile import atomic_write
+from certkit.cli import records
 from certkit.errors import NotFoundError, UsageError
 from certkit.export import default_friendly_name
 from certkit.issuing import IssueOutcome, issue

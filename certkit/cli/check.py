@@ -147,7 +147,7 @@ def _load_expected(ctx: click.Context, value: str) -> tuple[bytes, str | None, A
             raise UsageError(f"--expect {value} holds no readable certificate", "give a PEM or DER certificate") \
                 from exc
         return data, None, None
-    from certkit.commands import store_from
+    from certkit.cli.context import store_from
 
     store = store_from(ctx)
     if not store.exists(value):

@@ -37,7 +37,7 @@ def renew_command(ctx: click.Context, lineages: tuple[str, ...], force: bool, dr
     opened. One line per lineage; exit 1 when any lineage failed (the
     others still run and failed ones keep their previous certificate).
     """
-    from certkit.commands import store_from
+    from certkit.cli.context import store_from
     from certkit.renew import run as renew
 
     store = store_from(ctx)

@@ -116,7 +116,7 @@ def deploy_command(ctx: click.Context, /, lineage: str, to: tuple[str, ...], ver
                    no_rollback: bool, as_json: bool, hook_timeout: float | None, verify_timeout: float,
                    **opts: Any) -> None:
     """Put a lineage's certificate into servers, verify, roll back on failure."""
-    from certkit.commands import store_from
+    from certkit.cli.context import store_from
 
     store = store_from(ctx)
     run_deploy_command(store, lineage, to, verify, no_rollback=no_rollback, as_json=as_json,

@@ -8,7 +8,7 @@ import click
 
 
 def _home(ctx: click.Context) -> Path:
-    from certkit.commands import home_from
+    from certkit.cli.context import home_from
 
     return home_from(ctx)
 

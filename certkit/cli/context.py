@@ -1,8 +1,4 @@
-"""One module per `certkit` subcommand group; cli.py registers them.
-
-Commands parse options, call the capability packages and print; they may
-import anything below them, never certkit.cli (the group that imports them).
-"""
+"""What every command needs from the group: the state directory (--home / CERTKIT_HOME / default)."""
 
 from __future__ import annotations
 

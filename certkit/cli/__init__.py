@@ -1,0 +1,82 @@
+"""certkit's command line: parse, call, print. The work lives in the other packages.
+
+One module per command group (issue.py: issue/selfssl/export, lineages.py:
+list/show, check.py, deploy.py, renew.py, smtpd.py, timer.py); context.py
+hands them the Store; records.py builds the show/list JSON. Commands may
+import anything below them, never this package's __init__.
+
+Start-up stays light: only click is imported at module level, so `--help`
+and `--version` never load cryptography, acme, josepy, requests or aiosmtpd.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, NoReturn
+
+import click
+
+from certkit import __version__
+from certkit.cli.check import check_command
+from certkit.cli.deploy import deploy_command
+from certkit.cli.issue import export_command, issue_command, selfssl_command
+from certkit.cli.lineages import list_command, show_command
+from certkit.cli.renew import renew_command
+from certkit.cli.smtpd import smtpd_command
+from certkit.cli.timer import timer_command
+from certkit.errors import CertkitError
+
+
+class CertkitGroup(click.Group):
+    """Maps CertkitError to `error: ...` and its exit code; click's own usage errors keep exit 2."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except CertkitError as exc:
+            fail(exc)
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().main(*args, **kwargs)
+        except CertkitError as exc:  # raised while parsing (callbacks)
+            fail(exc)
+
+
+def fail(exc: CertkitError) -> NoReturn:
+    click.echo(f"error: {exc}", err=True)
+    sys.exit(exc.exit_code)
+
+
+def _check_home_option(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """Refuse control characters in --home / CERTKIT_HOME before any command uses it."""
+    from certkit.fsguard import reject_control_chars
+
+    # A newline here once became an extra cron line / ExecStartPre in `timer install`.
+    return None if value is None else reject_control_chars(value, "--home / CERTKIT_HOME")
+
+
+@click.group(cls=CertkitGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="certkit")
+@click.option("--home", envvar="CERTKIT_HOME", type=click.Path(file_okay=False), callback=_check_home_option,
+              help="State directory (env CERTKIT_HOME). Default: /etc/certkit as root, "
+                   "%ProgramData%\\certkit on Windows, else $XDG_CONFIG_HOME/certkit.")
+def cli(home: str | None) -> None:
+    """certkit: certificates for SMTP submission (587 + AUTH + STARTTLS).
+
+    Issue (self-signed or ACME), export (PEM, PFX, DER), deploy (Postfix,
+    IIS/Exchange, aiosmtpd, scripts), check a server, renew on a timer.
+    """
+
+
+for command in (issue_command, selfssl_command, export_command, list_command, show_command):
+    cli.add_command(command)
+cli.add_command(check_command)
+cli.add_command(deploy_command)
+cli.add_command(renew_command)
+cli.add_command(smtpd_command)
+cli.add_command(timer_command)
+
+
+def main() -> None:
+    cli(prog_name="certkit")

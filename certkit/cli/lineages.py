@@ -1,0 +1,107 @@
+"""`certkit list` and `certkit show`: what the state directory holds, for people and scripts."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+
+from certkit.cli.context import store_from
+from certkit.errors import CertkitError
+
+
+@click.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def list_command(ctx: click.Context, as_json: bool) -> None:
+    """List lineages: names, expiry, next renewal, deploy targets, last check."""
+    from certkit.cli import records
+
+    store = store_from(ctx)
+    # One damaged lineage must not hide the others: list them all, report it, exit 1.
+    recs: list[dict[str, Any]] = []
+    for name in store.names():
+        try:
+            recs.append(records.record(store, name))
+        except CertkitError as exc:
+            recs.append({"name": name, "error": str(exc)})
+    broken = [r for r in recs if "error" in r]
+    if as_json:
+        click.echo(json.dumps(recs, indent=2))
+    elif not recs:
+        click.echo(f"No certificates in {store.home} yet - run `certkit issue --cn HOST`.")
+    else:
+        for rec in recs:
+            click.echo(f"{rec['name']}: error: {rec['error']}" if "error" in rec else summary_line(rec))
+    if broken:
+        sys.exit(1)
+
+
+@click.command("show")
+@click.argument("lineage")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def show_command(ctx: click.Context, lineage: str, as_json: bool) -> None:
+    """Show one lineage: names, serial, key, validity, files, deploy targets, last check."""
+    from certkit.cli import records
+
+    rec = records.record(store_from(ctx), lineage)
+    if as_json:
+        click.echo(json.dumps(rec, indent=2))
+        return
+    click.echo(describe_record(rec))
+
+
+def summary_line(rec: dict[str, Any]) -> str:
+    """One line per lineage for `certkit list`."""
+    if rec["not_after"] is None:
+        return f"{rec['name']}: no live version"
+    targets = ",".join(t["target"] for t in rec["deploy"]) or "-"
+    check = rec.get("last_check") or {}
+    renewal = rec.get("last_renewal") or {}
+    parts = [
+        f"{rec['name']}",
+        f"expires {rec['not_after'][:10]} ({rec['days_left']} days)",
+        f"renew after {rec['renew_after'][:10]}",
+        f"deploy {targets}",
+    ]
+    if check:
+        parts.append(f"last check {'ok' if check.get('ok') else 'FAILED'}")
+    if renewal:
+        parts.append(f"last renewal {'ok' if renewal.get('ok') else 'FAILED'}")
+    return "  ".join(parts)
+
+
+def describe_record(rec: dict[str, Any]) -> str:
+    """The human form of a lineage record (show, issue)."""
+    lines = [f"{rec['name']}  ({'self-signed' if rec['source'] == 'self-signed' else rec['source']})"]
+    lines += [f"  names:        {', '.join(rec['domains'])}"]
+    lines += [f"  key:          {rec['key_type']}"]
+    if rec["not_after"]:
+        lines += [
+            f"  serial:       {rec['serial']}",
+            f"  valid:        {rec['not_before']} to {rec['not_after']} ({rec['days_left']} days left)",
+            f"  renew after:  {rec['renew_after']}",
+            f"  sha256:       {rec['sha256']}",
+            f"  thumbprint:   {rec['thumbprint']}",
+            f"  version:      {rec['version']} of {len(rec['versions'])}",
+        ]
+        for label, key in (("certificate", "cert"), ("private key", "key"), ("chain", "chain"),
+                           ("fullchain", "fullchain"), ("key+chain", "combined"), ("pfx", "pfx")):
+            if rec["paths"].get(key):
+                lines.append(f"  {label + ':':<13} {rec['paths'][key]}")
+    targets = ", ".join(t["target"] for t in rec["deploy"]) or "none"
+    lines.append(f"  deploy:       {targets}")
+    if rec["verify"]:
+        lines.append(f"  verify:       {', '.join(rec['verify'])}")
+    check = rec.get("last_check")
+    if check:
+        lines.append(f"  last check:   {'ok' if check.get('ok') else 'FAILED'} {check.get('time', '')}"
+                     f" {check.get('target', '')}".rstrip())
+    renewal = rec.get("last_renewal")
+    if renewal:
+        outcome = "ok" if renewal.get("ok") else f"FAILED: {renewal.get('error')}"
+        lines.append(f"  last renewal: {renewal.get('time', '')} {outcome}")
+    return "\n".join(lines)
