@@ -6,6 +6,7 @@ import datetime as dt
 import hashlib
 import ipaddress
 from collections.abc import Sequence
+from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -171,3 +172,10 @@ def subject_text(cert: x509.Certificate) -> str:
 def issuer_text(cert: x509.Certificate) -> str:
     return cert.issuer.rfc4514_string() or "(empty)"
 
+
+def read_leaf(path: Path) -> x509.Certificate | None:
+    """The first certificate in ``path`` (a live or version cert.pem); None when missing, empty or not PEM."""
+    try:
+        return load_chain(path.read_bytes())[0]
+    except (OSError, ValueError, IndexError):
+        return None

@@ -30,7 +30,7 @@ from certkit.settings import LineageSettings
 from certkit.store import Store
 
 if TYPE_CHECKING:
-    from cryptography import x509
+    pass
 
 
 DEFAULT_HOOK_TIMEOUT = runner.DEFAULT_TIMEOUT
@@ -107,7 +107,7 @@ def hook_env(
     """
     name = settings.name
     live = store.live_paths(name)
-    cert = read_leaf(store.version_paths(name, version).cert)
+    cert = cx.read_leaf(store.version_paths(name, version).cert)
     if cert is None:
         raise OperationError(f"version {version} of {name} has no readable certificate "
                              f"({store.version_paths(name, version).cert})",
@@ -141,19 +141,11 @@ def hook_env(
     }
     if previous_version is not None:
         prev = store.version_paths(name, previous_version).cert
-        prev_cert = read_leaf(prev)
+        prev_cert = cx.read_leaf(prev)
         if prev_cert is not None:  # a damaged old version must not block deploying a good new one
             env["CERTKIT_PREVIOUS_CERT"] = str(prev)
             env["CERTKIT_PREVIOUS_THUMBPRINT"] = cx.thumbprint(prev_cert)
     return env
-
-
-def read_leaf(path: Path) -> x509.Certificate | None:
-    """The first certificate in ``path``; None when the file is missing, empty or not PEM."""
-    try:
-        return cx.load_chain(path.read_bytes())[0]
-    except (OSError, ValueError, IndexError):
-        return None
 
 
 def hook_dir(store: Store) -> Path:

@@ -133,9 +133,7 @@ def decide(store: Store, name: str, now: dt.datetime, force: bool = False) -> De
                         resume_from=marker.get("from_version"), resume_version=marker.get("version"))
     if version is None:
         return Decision(name, True, "no live version (an earlier issue did not finish)")
-    from certkit.deploy.hooks import read_leaf
-
-    cert = read_leaf(store.live_paths(name).cert)
+    cert = cx.read_leaf(store.live_paths(name).cert)
     if cert is None:  # missing, empty or damaged by hand or by a disk: issue a good one
         return Decision(name, True, "the live certificate is missing or unreadable")
     nb, na = cx.not_before(cert), cx.not_after(cert)
