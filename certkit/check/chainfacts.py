@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from certkit.check.der import BIT_STRING, OCTET_STRING, OID, SEQUENCE, _children, _expect, _name, _oid, _tlv
+from certkit.check.der import BIT_STRING, OCTET_STRING, SEQUENCE, _children, _expect, _name, _tlv, iter_extensions
 from certkit.check.report import FAIL, PASS, WARN, CheckResult
 
 # KeyUsage bit positions (RFC 5280 4.2.1.3).
@@ -54,20 +54,14 @@ def read_served(der: bytes) -> ServedCert:
     issuer, subject = tbs[2], tbs[4]
     ski = aki = None
     usage: frozenset[str] | None = None
-    for tag, s, e in tbs[6:]:
-        if tag != 0xA3:
-            continue
-        for _, xs, xe in _children(der, *_expect(_tlv(der, s, e), SEQUENCE)[1:]):
-            parts = _children(der, xs, xe)
-            ext_oid = _oid(der, *_expect(parts[0], OID)[1:])
-            _, vs, ve = _expect(parts[-1], OCTET_STRING)
-            if ext_oid == "2.5.29.14":
-                ski = der[slice(*_expect(_tlv(der, vs, ve), OCTET_STRING)[1:])]
-            elif ext_oid == "2.5.29.35":
-                kids = _children(der, *_expect(_tlv(der, vs, ve), SEQUENCE)[1:])
-                aki = next((der[ks:ke] for ktag, ks, ke in kids if ktag == 0x80), None)
-            elif ext_oid == "2.5.29.15":
-                usage = _key_usage(der[slice(*_expect(_tlv(der, vs, ve), BIT_STRING)[1:])])
+    for ext_oid, vs, ve in iter_extensions(der, tbs[6:]):
+        if ext_oid == "2.5.29.14":
+            ski = der[slice(*_expect(_tlv(der, vs, ve), OCTET_STRING)[1:])]
+        elif ext_oid == "2.5.29.35":
+            kids = _children(der, *_expect(_tlv(der, vs, ve), SEQUENCE)[1:])
+            aki = next((der[ks:ke] for ktag, ks, ke in kids if ktag == 0x80), None)
+        elif ext_oid == "2.5.29.15":
+            usage = _key_usage(der[slice(*_expect(_tlv(der, vs, ve), BIT_STRING)[1:])])
     return ServedCert(der, _name(der, *_expect(subject, SEQUENCE)[1:]), der[subject[1]:subject[2]],
                       der[issuer[1]:issuer[2]], ski, aki, usage)
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+from collections.abc import Iterable, Iterator
 from functools import lru_cache
 from typing import Any
 
@@ -216,25 +217,31 @@ def _extensions(der: bytes, rest: list[tuple[int, int, int]]) -> tuple[list[str]
     dns: list[str] = []
     ips: list[str] = []
     eku: list[str] | None = None
-    for tag, s, e in rest:
+    for ext_oid, vs, ve in iter_extensions(der, rest):
+        if ext_oid == "2.5.29.17":
+            _, ss, se = _expect(_tlv(der, vs, ve), SEQUENCE)
+            for gtag, gs, ge in _children(der, ss, se):
+                if gtag == 0x82:
+                    dns.append(der[gs:ge].decode("ascii", "replace"))
+                elif gtag == 0x87:
+                    ips.append(str(ipaddress.ip_address(der[gs:ge])))
+        elif ext_oid == "2.5.29.37":
+            _, ss, se = _expect(_tlv(der, vs, ve), SEQUENCE)
+            oids = [_oid(der, *_expect(item, OID)[1:]) for item in _children(der, ss, se)]
+            eku = [EKU_NAMES.get(o, o) for o in oids]
+    return dns, ips, eku
+
+
+def iter_extensions(der: bytes, fields: Iterable[tuple[int, int, int]]) -> Iterator[tuple[str, int, int]]:
+    """(OID, start, end of the value's contents) of each extension among a TBSCertificate's fields."""
+    for tag, s, e in fields:
         if tag != 0xA3:  # [3] EXPLICIT Extensions
             continue
         for _, xs, xe in _children(der, *_expect(_tlv(der, s, e), SEQUENCE)[1:]):
             parts = _children(der, xs, xe)
             ext_oid = _oid(der, *_expect(parts[0], OID)[1:])
             _, vs, ve = _expect(parts[-1], OCTET_STRING)
-            if ext_oid == "2.5.29.17":
-                _, ss, se = _expect(_tlv(der, vs, ve), SEQUENCE)
-                for gtag, gs, ge in _children(der, ss, se):
-                    if gtag == 0x82:
-                        dns.append(der[gs:ge].decode("ascii", "replace"))
-                    elif gtag == 0x87:
-                        ips.append(str(ipaddress.ip_address(der[gs:ge])))
-            elif ext_oid == "2.5.29.37":
-                _, ss, se = _expect(_tlv(der, vs, ve), SEQUENCE)
-                oids = [_oid(der, *_expect(item, OID)[1:]) for item in _children(der, ss, se)]
-                eku = [EKU_NAMES.get(o, o) for o in oids]
-    return dns, ips, eku
+            yield ext_oid, vs, ve
 
 
 def _key(der: bytes, spki: tuple[int, int, int]) -> tuple[str | None, int | None]:
