@@ -31,8 +31,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from certkit.acme import LETSENCRYPT, LETSENCRYPT_STAGING, ari, http01, resolve_server
-from certkit.acme.polling import Backoff, parse_retry_after
 from certkit.errors import AcmeError, UsageError
+from certkit.polling import Backoff, parse_retry_after
 
 
 def make_cert(serial: int, aki: bytes | None = b"\x01\x02\x03\xfa\xfb") -> x509.Certificate:

@@ -5,9 +5,9 @@ self-signed path never import acme, josepy or requests. The heavy modules
 load on the first :func:`obtain` call.
 
 Layout:
+    (polling: certkit.polling's Backoff - first poll after ~50 ms, never the library's 1 s sleeps)
     problems.py  the one boundary translating acme/requests/josepy/OSError into AcmeError/UsageError
     net.py       JWS POSTs with our own badNonce and Retry-After handling
-    polling.py   backoff with a deadline (first poll after ~50 ms, never the library's 1 s sleeps)
     account.py   accounts per directory URL + e-mail, shared between threads, EAB, terms of service
     http01.py    the shared standalone http-01 responder and the webroot writer
     dns01.py     dns-01 through the user's hook, optional resolver polling

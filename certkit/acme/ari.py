@@ -20,7 +20,7 @@ from typing import Any
 from cryptography import x509
 
 from certkit import clock
-from certkit.acme.polling import parse_retry_after
+from certkit.polling import parse_retry_after
 
 DEFAULT_RETRY = dt.timedelta(hours=6)  # RFC 9773 section 4.3.3: absent Retry-After, ask again in ~6 h
 MAX_RETRY = dt.timedelta(days=1)  # ...and clamp long ones to a day

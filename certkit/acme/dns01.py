@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from certkit import envvars, hostport, runner
 from certkit.errors import AcmeError, HookError, OperationError, UsageError
+from certkit.polling import Backoff
 
 HOOK_TIMEOUT = 120.0
 PROPAGATION_TIMEOUT = 180.0
@@ -161,8 +162,7 @@ def wait_visible(resolver: str, records: Sequence[TxtRecord], timeout: float = P
     wanted: dict[str, set[str]] = {}
     for record in records:
         wanted.setdefault(record.name.rstrip(".") + ".", set()).add(record.value)
-    deadline = time.monotonic() + timeout
-    interval = 0.05
+    backoff = Backoff(deadline=time.monotonic() + timeout, cap=5.0, sleep=sleep)
     while True:
         missing: list[str] = []
         for name, values in wanted.items():
@@ -178,9 +178,7 @@ def wait_visible(resolver: str, records: Sequence[TxtRecord], timeout: float = P
                 missing.append(name.rstrip("."))
         if not missing:
             return
-        if time.monotonic() + interval > deadline:
+        if not backoff.wait():
             raise AcmeError(f"the TXT records {', '.join(missing)} did not appear at {resolver} "
                             f"within {timeout:.0f} s",
                             "check that the DNS hook really publishes them (and on which DNS servers)")
-        sleep(interval)
-        interval = min(interval * 1.6, 5.0)

@@ -29,7 +29,7 @@ from josepy.jwa import ES256, JWASignature
 from josepy.jwk import JWK
 
 from certkit import __version__
-from certkit.acme.polling import parse_retry_after
+from certkit.polling import parse_retry_after
 
 MAX_BAD_NONCE = 12
 MAX_RATE_WAITS = 3

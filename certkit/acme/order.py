@@ -29,12 +29,12 @@ from certkit.acme import ari, dns01, http01
 from certkit.acme.account import Account, account_for, forget, meta_of, resource
 from certkit.acme.directory import AcmeResult, resolve_server
 from certkit.acme.net import Network, links, retry_after_of
-from certkit.acme.polling import Backoff
 from certkit.acme.problems import acme_error, describe_problem, problem_type, translate
 from certkit.callbacks import Echo
 from certkit.errors import AcmeError, UsageError
 from certkit.keys import PrivateKey
 from certkit.names import Identity
+from certkit.polling import Backoff
 from certkit.settings import AcmeSettings
 from certkit.store import Store
 

@@ -26,6 +26,7 @@ from typing import Any
 
 from certkit.deploy.base import DeployContext
 from certkit.errors import OperationError, UsageError, VerificationError
+from certkit.polling import Backoff
 from certkit.smtpd import tlsreload
 
 DEFAULT_TIMEOUT = 10.0
@@ -85,18 +86,15 @@ def read_pid(pid_file: str | Path) -> int:
 
 def wait_for_reload(pid_file: str | Path, pid: int, reloads_before: int, timeout: float) -> dict[str, Any]:
     """Poll the status file until the server acknowledges a reload after ``reloads_before``."""
-    deadline = time.monotonic() + timeout
-    delay = 0.005
+    backoff = Backoff(deadline=time.monotonic() + timeout, first=0.005, growth=2.0, cap=0.1)
     while True:
         status = tlsreload.read_status(pid_file)
         if status and status.get("pid") == pid and int(status.get("reloads", 0)) > reloads_before:
             return status
-        if time.monotonic() >= deadline:
+        if not backoff.wait():
             raise OperationError(
                 f"the smtpd (pid {pid}) did not acknowledge the reload within {timeout:g} s",
                 f"check its log; {tlsreload.status_path(pid_file)} should change after SIGHUP")
-        time.sleep(delay)
-        delay = min(delay * 2, 0.1)
 
 
 def _live_sha256(ctx: DeployContext) -> str:

@@ -38,6 +38,7 @@ from certkit.atomicfile import atomic_write
 from certkit.callbacks import Runner
 from certkit.deploy.base import DeployContext
 from certkit.errors import HookError, OperationError, UsageError
+from certkit.polling import Backoff
 from certkit.store import LivePaths
 
 DEFAULT_CONFIG_DIR = "/etc/postfix"
@@ -163,9 +164,8 @@ class Postfix:
         if master is None or not Path("/proc/self/stat").exists():
             time.sleep(RELOAD_FALLBACK_WAIT)  # no /proc: give master a moment to act on SIGHUP
             return
-        deadline = time.monotonic() + RELOAD_SETTLE_MAX
-        while before and time.monotonic() < deadline:
-            time.sleep(0.02)
+        backoff = Backoff(deadline=time.monotonic() + RELOAD_SETTLE_MAX, first=0.02, growth=1.0)
+        while before and backoff.wait():
             before &= _smtpd_children(master)
 
     def master_pid(self) -> int | None:

@@ -1,4 +1,4 @@
-"""Polling with a growing backoff, Retry-After and a deadline.
+"""Polling with a growing backoff, Retry-After and a deadline: every wait-until loop in certkit.
 
 The ``acme`` library sleeps a fixed second between polls
 (``ClientV2.poll_authorizations``, ``poll_finalization``); against a fast CA
