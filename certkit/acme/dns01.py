@@ -21,7 +21,7 @@ from certkit import envvars, hostport, runner
 from certkit.errors import AcmeError, HookError, OperationError, UsageError
 from certkit.polling import Backoff
 
-HOOK_TIMEOUT = 120.0
+HOOK_TIMEOUT = runner.DEFAULT_TIMEOUT  # the same default as deploy hooks (CERTKIT_HOOK_TIMEOUT overrides)
 PROPAGATION_TIMEOUT = 180.0
 
 
