@@ -441,6 +441,7 @@ def test_long_rate_limit_is_reported_not_waited(flaky: tuple[str, type[_FlakyAcm
     assert "letsencrypt-staging" in str(info.value)
 
 
+@pytest.mark.integration  # a second or more of real processes
 def test_dns_hook_serialises_values_of_one_name(tmp_path: Path) -> None:
     """A wildcard and its base name share one record name: a read-add-write hook must not run for both at once.
     Different names still run in parallel."""

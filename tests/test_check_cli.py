@@ -130,6 +130,7 @@ def test_bad_line_in_targets_file_exits_2_before_checking(tmp_path: Path, good: 
     assert res.exit_code == 2 and "not a url" in res.stderr
 
 
+@pytest.mark.integration  # a second or more of real processes
 def test_json_single_and_several_agree(zoo: Zoo, zoo_pki: ZooPki, good: ZooServer, tmp_path: Path) -> None:
     relay = zoo(tls=server_context(zoo_pki.leaf("good")), open_relay=True)
     silent = zoo(greeting=None)
@@ -211,6 +212,7 @@ def test_expect_certificate_file_pin_mismatch(zoo: Zoo, zoo_pki: ZooPki, home: P
     assert "FAIL  expected-cert" in res.output and "FAIL  chain-trust" in res.output
 
 
+@pytest.mark.integration  # a second or more of real processes
 def test_busy_lock_skips_recording(zoo: Zoo, home: Path) -> None:
     leaf = _issue(home)
     srv = zoo(tls=server_context(leaf))

@@ -231,6 +231,7 @@ def test_version_and_help_stay_light() -> None:
     assert "HEAVY []" in out, out
 
 
+@pytest.mark.integration  # a second or more of real processes
 @pytest.mark.skipif(shutil.which("certkit") is None, reason="certkit is not installed (pip install -e .)")
 def test_installed_command_end_to_end(tmp_path: Path) -> None:
     env = {**os.environ, "CERTKIT_HOME": str(tmp_path / "h")}

@@ -146,6 +146,7 @@ def test_enable_steps_run_and_failures_are_reported(tmp_path: Path) -> None:
         timer.install(p, run=lambda argv: (1, "Failed to connect to bus"))
 
 
+@pytest.mark.integration  # a second or more of real processes
 def test_scheduled_commands_run_and_report_failure(tmp_path: Path) -> None:
     """Run the exact command each schedule holds: exit 1 and a FAILED line when a renewal fails."""
     from certkit.issuing import issue

@@ -208,6 +208,7 @@ controller.stop()
 """
 
 
+@pytest.mark.integration  # a second or more of real processes
 def test_any_aiosmtpd_app_reloads_through_deploy(tmp_path: Path) -> None:
     """The documented two-line integration: a Controller app + certkit deploy --to aiosmtpd."""
     import subprocess
