@@ -155,11 +155,16 @@ def _start_error(program: str, exc: OSError) -> OperationError:
     return OperationError(f"cannot run {program}: {exc.strerror or exc}", "check that it exists and is executable")
 
 
+def failure_message(label: str, returncode: int, output: str, prefix: str = "") -> str:
+    """``LABEL exited with status N`` and the cleaned end of its output: one shape for every failed program."""
+    tail = "\n".join(prefix + line for line in clean_line_block(output).splitlines())
+    return f"{label} exited with status {returncode}" + (f":\n{tail}" if tail else "")
+
+
 def _checked(result: Result, label: str) -> Result:
     """``result``, or HookError with its output's tail when it failed (``check=True``)."""
     if not result.ok:
-        tail = clean_line_block(result.output_tail())
-        raise HookError(f"{label} exited with status {result.returncode}" + (f":\n{tail}" if tail else ""),
+        raise HookError(failure_message(label, result.returncode, result.output_tail()),
                         "fix the command above and run again")
     return result
 

@@ -237,13 +237,6 @@ def run_hook(
     on_line = (lambda line: echo(f"    | {line}")) if echo else None
     result = run(argv, env=env, timeout=limit, what=what, hook=True, on_line=on_line)
     if not result.ok:
-        tail = runner.clean_line_block(result.output_tail())
-        raise HookError(
-            f"{what} exited with status {result.returncode}" + (f":\n{_indent(tail)}" if tail else ""),
-            "fix the hook and run the deploy again",
-        )
+        raise HookError(runner.failure_message(what, result.returncode, result.output_tail(), prefix="    | "),
+                        "fix the hook and run the deploy again")
     return result
-
-
-def _indent(text: str) -> str:
-    return "\n".join(f"    | {line}" for line in text.splitlines())

@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from certkit import fsguard
+from certkit import fsguard, runner
 from certkit.errors import OperationError, UsageError
 
 KINDS = ("systemd", "cron", "windows")
@@ -274,8 +274,6 @@ def show(p: TimerPlan) -> str:
 
 
 def _default_runner(argv: Sequence[str]) -> tuple[int, str]:
-    from certkit import runner
-
     result = runner.run(list(argv), timeout=60, what=argv[0])
     return result.returncode, result.output_tail(5)
 
@@ -304,7 +302,7 @@ def install(p: TimerPlan, run: Runner = _default_runner) -> list[str]:
     for step in p.enable:
         code, output = run(step)
         if code != 0:
-            raise OperationError(f"{' '.join(step)} exited with status {code}" + (f": {output}" if output else ""),
+            raise OperationError(runner.failure_message(" ".join(step), code, output),
                                  f"the files are in place; fix the cause and run `{' '.join(step)}`")
         lines.append(f"ran {' '.join(step)}")
     lines.extend(f"to finish: {note}" for note in p.manual)
