@@ -297,3 +297,15 @@ def test_next_hints_are_commands_that_parse(home: Path, cn: str, lineage: str, h
     assert check[3:] == ["--expect", lineage] and Store(home).exists(lineage)
     export = shlex.split(hints[1])
     assert export[2] == lineage and Store(home).exists(export[2])
+
+
+def test_every_acme_setting_is_an_issue_option() -> None:
+    """AcmeSettings is the one list of ACME options: each field is an `issue` parameter of the same name."""
+    import dataclasses
+
+    from certkit.cli.issue import issue_command
+    from certkit.settings import AcmeSettings
+
+    params = {p.name for p in issue_command.params}
+    missing = [f.name for f in dataclasses.fields(AcmeSettings) if f.name not in params]
+    assert not missing, f"AcmeSettings fields without an `issue` option: {missing}"

@@ -5,6 +5,7 @@ Kept out of cli.py so that `certkit --help` imports none of it.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -31,25 +32,25 @@ def warn(text: str) -> None:
     click.secho(f"warning: {text}", fg="yellow", err=True)
 
 
+# The ACME options of `issue` are AcmeSettings' fields, one to one (the flags: yes/no, the rest: values).
+ACME_FLAGS = ("agree_tos", "reuse_key")
+ACME_ONLY = tuple(f.name for f in dataclasses.fields(AcmeSettings) if f.name not in ACME_FLAGS)
+ACME_PATHS = ("eab_hmac_key_file", "ca_bundle", "webroot")  # stored absolute: renewals run from anywhere
+
+
 def _acme_settings(opts: dict[str, Any]) -> AcmeSettings:
     acme = AcmeSettings()
-    for field_name in ("server", "email", "eab_kid", "eab_hmac_key_file", "challenge", "http_port",
-                       "http_address", "webroot", "dns_hook", "dns_resolver", "profile", "ca_bundle",
-                       "preferred_chain"):
+    for field_name in ACME_ONLY:
         value = opts.get(field_name)
         if value is not None:
-            if field_name in ("eab_hmac_key_file", "ca_bundle", "webroot") and value:
+            if field_name in ACME_PATHS and value:
                 value = str(Path(value).absolute())
             setattr(acme, field_name, value)
-    acme.agree_tos = bool(opts.get("agree_tos"))
-    acme.reuse_key = bool(opts.get("reuse_key"))
+    for flag in ACME_FLAGS:
+        setattr(acme, flag, bool(opts.get(flag)))
     if acme.dns_hook and not opts.get("challenge"):
         acme.challenge = "dns-01"
     return acme
-
-
-ACME_ONLY = ("server", "email", "eab_kid", "eab_hmac_key_file", "challenge", "http_port", "http_address",
-             "webroot", "dns_hook", "dns_resolver", "profile", "ca_bundle", "preferred_chain")
 
 
 def build_settings(opts: dict[str, Any]) -> LineageSettings:
@@ -62,7 +63,7 @@ def build_settings(opts: dict[str, Any]) -> LineageSettings:
         raise UsageError("--self-signed and --acme exclude each other", "pick one")
     if not use_acme:
         given = [f"--{o.replace('_', '-')}" for o in ACME_ONLY if opts.get(o) not in (None, False, "")]
-        if given or opts.get("agree_tos") or opts.get("reuse_key"):
+        if given or any(opts.get(flag) for flag in ACME_FLAGS):
             verb = "needs" if len(given) == 1 else "need"
             raise UsageError(f"{', '.join(given) or 'ACME options'} {verb} --acme",
                              "add --acme, or drop them for a self-signed certificate")
