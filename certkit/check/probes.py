@@ -13,7 +13,7 @@ import warnings
 
 from certkit.check import hello
 from certkit.check.report import FAIL, PASS, UNKNOWN, WARN, CheckResult
-from certkit.check.session import SessionError, SmtpSession
+from certkit.check.session import Reply, SessionError, SmtpSession
 from certkit.check.target import Target
 
 # Suites this OpenSSL can still offer that no server should accept: anonymous
@@ -69,6 +69,13 @@ def probe_context(version: ssl.TLSVersion | None = None, ciphers: str = "DEFAULT
     return ctx
 
 
+def greeted(session: SmtpSession, helo: str) -> Reply:
+    """The 220 banner and EHLO on a fresh probe connection: the EHLO reply (SessionError without a 220)."""
+    if session.read_reply("banner").code != 220:
+        raise SessionError("garbage", "banner", "no 220 greeting")
+    return session.command(f"EHLO {helo}")
+
+
 def reach_tls(target: Target, timeout: float, helo: str) -> SmtpSession | None:
     """A connected session at the point where the TLS handshake starts.
 
@@ -83,9 +90,7 @@ def reach_tls(target: Target, timeout: float, helo: str) -> SmtpSession | None:
         session.connect()
         if target.implicit_tls:
             return session
-        if session.read_reply("banner").code != 220:
-            raise SessionError("garbage", "banner", "no 220 greeting")
-        ehlo = session.command(f"EHLO {helo}")
+        ehlo = greeted(session, helo)
         if ehlo.code != 250 or "STARTTLS" not in ehlo.ehlo_keywords():
             session.close()
             return None
@@ -244,9 +249,7 @@ def probe_injection(target: Target, timeout: float, helo: str,
     session = SmtpSession(target.host, target.port, timeout)
     try:
         session.connect()
-        if session.read_reply("banner").code != 220:
-            return CheckResult(check_id, WARN, "could not probe: no 220 greeting")
-        ehlo = session.command(f"EHLO {helo}")
+        ehlo = greeted(session, helo)
         if "STARTTLS" not in ehlo.ehlo_keywords():
             return CheckResult(check_id, WARN, "could not probe: STARTTLS not offered on the probe connection")
         session.send_raw(b"STARTTLS\r\nNOOP\r\n", "STARTTLS\nNOOP")
