@@ -187,7 +187,7 @@ def test_hook_timeout_fails_the_run(issued: Store, tmp_path: Path) -> None:
     code, out = certkit("deploy", NAME, "--to", f"script:{slow}", "--hook-timeout", "0.5")
     assert code == 1
     assert "did not finish within 0.5 s" in out
-    assert "no previous version to restore" in out
+    assert "version 1 stays live (it was live before this deploy)" in out
     assert issued.load_settings(NAME).deploy == []  # a failed deploy remembers nothing
 
 
@@ -203,10 +203,24 @@ def test_no_rollback_keeps_new_version(issued: Store, tmp_path: Path) -> None:
     assert code == 1
     assert "stays live (--no-rollback)" in out
     assert issued.live_version(NAME) == 2
-    # With rollback, `certkit deploy` goes back to the version before the live one.
+    # With rollback, `certkit deploy` restores what it changed but never downgrades: version 2 was
+    # live before the command, so it stays live.
     code, out = certkit("deploy", NAME)
-    assert code == 1 and "version 1 is live again" in out
-    assert issued.live_version(NAME) == 1
+    assert code == 1 and "version 2 stays live (it was live before this deploy)" in out
+    assert issued.live_version(NAME) == 2 and issued.unfinished(NAME) is None
+
+
+def test_failed_verification_of_deploy_never_downgrades(issued: Store, tmp_path: Path) -> None:
+    """Issue 13: a mistyped --verify URL once moved the lineage back to its previous version."""
+    from tests.servers.net import free_port
+
+    hook = script(tmp_path, "ok.sh", "exit 0\n")
+    assert certkit("issue", "--cn", NAME, "--san", "smtp.example.com")[0] == 0  # version 2 live
+    code, out = certkit("deploy", NAME, "--to", f"script:{hook}", "--verify", f"smtp://127.0.0.1:{free_port()}")
+    assert code == 1, out
+    assert "version 2 stays live" in out and "is live again" not in out
+    assert issued.live_version(NAME) == 2
+    assert issued.load_settings(NAME).verify == []  # the failing URL is not remembered
 
 
 def test_remembered_targets_replace_same_target(issued: Store, tmp_path: Path) -> None:
@@ -470,7 +484,8 @@ def test_os_error_in_a_target_rolls_back(issued: Store, tmp_path: Path) -> None:
 
     with pytest.raises(OperationError) as err:
         deploy_live_version(issued, NAME, targets=[parse_target(f"script:{hook}")], verify=[],
-                            previous_version=1, run=disk_full_for_v2, echo=lambda _line: None)
+                            previous_version=1, run=disk_full_for_v2, echo=lambda _line: None,
+                            just_activated=True)  # as issue/renew call it: version 2 was just made live
     assert "No space left on device (/var/lib/thing)" in str(err.value)
     assert "version 1 is live again" in str(err.value)
     assert issued.live_version(NAME) == 1

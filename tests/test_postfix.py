@@ -296,7 +296,7 @@ def test_failed_postfix_step_puts_config_back(postfix: PostfixInstance, issued: 
     lines: list[str] = []
     with pytest.raises(HookError) as err:
         deploy_live_version(store, NAME, targets=[target], verify=[], previous_version=1,
-                            run=check_fails_for_v2, echo=lines.append)
+                            run=check_fails_for_v2, echo=lines.append, just_activated=True)
     assert "injected failure" in str(err.value)
     assert "version 1 is live again; postfix: configuration restored and reloaded" in str(err.value)
     assert store.live_version(NAME) == 1

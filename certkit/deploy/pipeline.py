@@ -297,7 +297,10 @@ def _handle_failure(job: _Deployment, exc: CertkitError) -> CertkitError | None:
         _clear_unless_owed(job.store, job.name, job.version, previous)
         return None
     failure = _fail(job, exc)
-    _clear_unless_owed(job.store, job.name, job.version, previous)
+    if job.request.just_activated:
+        _clear_unless_owed(job.store, job.name, job.version, previous)
+    else:  # `certkit deploy`: the version was live before; what it changed is restored, nothing is owed
+        job.store.clear_unfinished(job.name)
     return failure
 
 
@@ -364,6 +367,8 @@ def _fail(job: _Deployment, exc: CertkitError) -> CertkitError:
     if not job.request.rollback:
         return cls(f"{what}\nversion {version} stays live (--no-rollback); nothing was restored",
                    "fix the problem and run `certkit deploy` again, or roll back by re-issuing")
+    if not job.request.just_activated:
+        return _fail_in_place(job, cls, what)
     if previous is None or not job.store.version_dir(job.name, previous).is_dir():
         return cls(f"{what}\nthere is no previous version to restore; version {version} stays live",
                    "fix the problem and run `certkit deploy` again")
@@ -381,6 +386,25 @@ def _fail(job: _Deployment, exc: CertkitError) -> CertkitError:
         return cls(message, "the previous version is live, but check the servers above by hand")
     return cls(message, "fix the problem and run the command again "
                         f"(`certkit renew --force {job.name}` issues and deploys a fresh version)")
+
+
+def _fail_in_place(job: _Deployment, cls: type[CertkitError], what: str) -> CertkitError:
+    """`certkit deploy` failed: undo the target configuration it changed; the live version stays.
+
+    The version was live before the command, so moving it back to an older one
+    would downgrade the lineage for a problem this run did not cause (a
+    mistyped --verify URL once did exactly that).
+    """
+    problems: list[str] = []
+    undone = _undo_targets(job.started, problems)
+    restored = f"version {job.version} stays live (it was live before this deploy)"
+    if undone:
+        restored += f"; {', '.join(reversed(undone))}: configuration restored and reloaded"
+    message = f"{what}\n{restored}"
+    if problems:
+        message += "\nrollback problems:\n  " + "\n  ".join(problems)
+        return cls(message, "check the servers above by hand")
+    return cls(message, "fix the problem and run `certkit deploy` again")
 
 
 def _undo_targets(started: list[_Step], problems: list[str]) -> list[str]:
