@@ -309,3 +309,25 @@ def test_every_acme_setting_is_an_issue_option() -> None:
     params = {p.name for p in issue_command.params}
     missing = [f.name for f in dataclasses.fields(AcmeSettings) if f.name not in params]
     assert not missing, f"AcmeSettings fields without an `issue` option: {missing}"
+
+
+@pytest.mark.parametrize("where", ["before", "after", "after="])
+def test_home_is_accepted_before_or_after_the_subcommand(tmp_path: Path, where: str) -> None:
+    """The contract's global options work on either side of the subcommand (certbot users put them last)."""
+    home = tmp_path / "home"
+    args = {"before": ["--home", str(home), "issue", "--cn", "g.example"],
+            "after": ["issue", "--cn", "g.example", "--home", str(home)],
+            "after=": ["issue", "--cn", "g.example", f"--home={home}"]}[where]
+    code, out, err = run(*args)
+    assert code == 0, err
+    assert (home / "lineages" / "g.example" / "settings.toml").is_file()
+    code, out, err = run("list", "--home", str(home))
+    assert code == 0 and out.startswith("g.example"), out + err
+
+
+def test_hoisting_leaves_option_values_and_the_double_dash_alone() -> None:
+    from certkit.cli import hoist_global_options
+
+    assert hoist_global_options(["check", "smtp://h", "--home", "D"]) == ["--home", "D", "check", "smtp://h"]
+    assert hoist_global_options(["deploy", "n", "--", "--home", "D"]) == ["deploy", "n", "--", "--home", "D"]
+    assert hoist_global_options(["list", "--home"]) == ["list", "--home"]  # no value: click reports it

@@ -36,11 +36,43 @@ class CertkitGroup(click.Group):
         except CertkitError as exc:
             fail(exc)
 
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, hoist_global_options(args))
+
     def main(self, *args: Any, **kwargs: Any) -> Any:
         try:
             return super().main(*args, **kwargs)
         except CertkitError as exc:  # raised while parsing (callbacks)
             fail(exc)
+
+
+GLOBAL_OPTIONS = ("--home",)  # the group's options that take a value
+
+
+def hoist_global_options(args: list[str]) -> list[str]:
+    """Move the group's options given after the subcommand to the front, as users of
+    certbot expect (`certkit issue --cn X --home D`); nothing after ``--`` is touched."""
+    front: list[str] = []
+    rest: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            rest.extend(args[i:])
+            break
+        name = arg.split("=", 1)[0]
+        if name in GLOBAL_OPTIONS and rest:  # before the subcommand click parses it itself
+            if "=" in arg:
+                front.append(arg)
+            elif i + 1 < len(args):
+                front.extend(args[i:i + 2])
+                i += 1
+            else:
+                rest.append(arg)  # no value: the subcommand's parser reports it
+        else:
+            rest.append(arg)
+        i += 1
+    return front + rest
 
 
 def fail(exc: CertkitError) -> NoReturn:
