@@ -489,3 +489,25 @@ def test_os_error_in_a_target_rolls_back(issued: Store, tmp_path: Path) -> None:
     assert "No space left on device (/var/lib/thing)" in str(err.value)
     assert "version 1 is live again" in str(err.value)
     assert issued.live_version(NAME) == 1
+
+
+def test_targets_lists_and_remove_forgets(issued: Store, tmp_path: Path) -> None:
+    """`certkit targets` shows what renew will run again; `deploy --remove` forgets one without editing TOML."""
+    log = tmp_path / "ran.log"
+    first = script(tmp_path, "first.sh", f"echo first >> {log}\n")
+    second = script(tmp_path, "second.sh", f"echo second >> {log}\n")
+    assert certkit("deploy", NAME, "--to", f"script:{first}", "--to", f"script:{second}")[0] == 0
+    code, out = certkit("targets", NAME)
+    assert code == 0 and f"target  script:{first}" in out and f"target  script:{second}" in out
+    listed = json.loads(certkit("targets", NAME, "--json")[1])
+    assert [t["target"] for t in listed["targets"]] == [f"script:{first}", f"script:{second}"]
+    code, out = certkit("deploy", NAME, "--remove", f"script:{first}")
+    assert code == 0 and "Forgot" in out
+    assert [t.target for t in issued.load_settings(NAME).deploy] == [f"script:{second}"]
+    log.unlink()
+    assert certkit("renew", "--force")[0] == 0  # only the remembered target runs again
+    assert log.read_text().split() == ["second"]
+    code, out = certkit("deploy", NAME, "--remove", "postfix")
+    assert code == 2 and f"remembers: script:{second}" in out
+    code, out = certkit("deploy", NAME, "--remove", f"script:{second}", "--to", f"script:{first}")
+    assert code == 2 and "does not deploy" in out

@@ -82,6 +82,8 @@ def previous_of(versions: list[int], live: int) -> int | None:
 
 @click.command("deploy")
 @click.argument("lineage")
+@click.option("--remove", "remove", multiple=True, metavar="TARGET",
+              help="Forget a remembered target or verify URL (as `certkit targets` lists it); deploys nothing.")
 @click.option("--to", "to", multiple=True, metavar="TARGET",
               help="postfix, aiosmtpd, iis, exchange or script:PATH; repeatable. "
                    "Default: the lineage's remembered targets.")
@@ -119,6 +121,12 @@ def deploy_command(ctx: click.Context, /, lineage: str, to: tuple[str, ...], ver
     from certkit.cli.context import store_from
 
     store = store_from(ctx)
+    remove = opts.pop("remove")
+    if remove:
+        if to or verify:
+            raise UsageError("--remove forgets targets; it does not deploy", "drop --to/--verify, or run two commands")
+        forget_targets(store, lineage, remove)
+        return
     run_deploy_command(store, lineage, to, verify, no_rollback=no_rollback, as_json=as_json,
                        hook_timeout=hook_timeout, verify_timeout=verify_timeout, opts=opts)
 
@@ -178,3 +186,20 @@ def run_deploy_command(store: Any, lineage: str, to: tuple[str, ...], verify: tu
         click.echo(f"Verified: {result.detail}")
     if deployed:
         click.echo(f"Remembered: `certkit renew` and re-issues deploy {lineage} the same way.")
+
+
+def forget_targets(store: Any, lineage: str, names: tuple[str, ...]) -> None:
+    """Remove remembered deploy targets (by target name) or verify URLs from a lineage's settings."""
+    from dataclasses import replace
+
+    with store.lock():
+        settings = store.load_settings(lineage)
+        known = [t.target for t in settings.deploy] + list(settings.verify)
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            raise UsageError(f"{lineage} remembers no {', '.join(unknown)}",
+                             f"it remembers: {', '.join(known) or 'nothing'} (see `certkit targets {lineage}`)")
+        store.save_settings(replace(settings, deploy=[t for t in settings.deploy if t.target not in names],
+                                    verify=[u for u in settings.verify if u not in names]))
+    for name in names:
+        click.echo(f"Forgot {name} for {lineage}: deploys and renewals no longer use it.")

@@ -105,3 +105,29 @@ def describe_record(rec: dict[str, Any]) -> str:
         outcome = "ok" if renewal.get("ok") else f"FAILED: {renewal.get('error')}"
         lines.append(f"  last renewal: {renewal.get('time', '')} {outcome}")
     return "\n".join(lines)
+
+
+@click.command("targets")
+@click.argument("lineage")
+@click.option("--json", "as_json", is_flag=True, help="Print the targets and verify URLs as JSON.")
+@click.pass_context
+def targets_command(ctx: click.Context, lineage: str, as_json: bool) -> None:
+    """List the deploy targets and verify URLs a lineage remembers (renew runs them again)."""
+    from certkit.deploy.targets import format_target
+
+    settings = store_from(ctx).load_settings(lineage)
+    if as_json:
+        click.echo(json.dumps({
+            "name": lineage,
+            "targets": [{"target": t.target, "options": t.options, "spec": format_target(t)} for t in settings.deploy],
+            "verify": list(settings.verify),
+        }, indent=2))
+        return
+    if not settings.deploy and not settings.verify:
+        click.echo(f"{lineage} remembers no deploy targets - add one with: certkit deploy {lineage} --to postfix")
+        return
+    for target in settings.deploy:
+        click.echo(f"target  {format_target(target)}")
+    for url in settings.verify:
+        click.echo(f"verify  {url}")
+    click.echo(f"(forget one with: certkit deploy {lineage} --remove NAME)")
