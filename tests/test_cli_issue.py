@@ -331,3 +331,23 @@ def test_hoisting_leaves_option_values_and_the_double_dash_alone() -> None:
     assert hoist_global_options(["check", "smtp://h", "--home", "D"]) == ["--home", "D", "check", "smtp://h"]
     assert hoist_global_options(["deploy", "n", "--", "--home", "D"]) == ["deploy", "n", "--", "--home", "D"]
     assert hoist_global_options(["list", "--home"]) == ["list", "--home"]  # no value: click reports it
+
+
+@pytest.mark.parametrize(("again", "message"), [
+    (["--cn", "mail.example.com"], "drops smtp.example.com"),  # a forgotten --san
+    (["--cn", "mail.example.com", "--san", "smtp.example.com", "--key", "ec256"], "key rsa2048 -> ec256"),
+    (["--cn", "smtp.example.com", "--san", "mail.example.com", "--name", "mail.example.com"], "the CN changes"),
+])
+def test_reissue_never_silently_changes_names_or_key(home: Path, again: list[str], message: str) -> None:
+    assert run("--home", str(home), "issue", "--cn", "mail.example.com", "--san", "smtp.example.com")[0] == 0
+    code, out, err = run("--home", str(home), "issue", *again)
+    assert code == 2 and message in err and "--expand" in err, err
+    assert sorted(p.name for p in (home / "lineages" / "mail.example.com" / "versions").iterdir()) == ["0001"]
+    code, out, err = run("--home", str(home), "issue", *again, "--expand")
+    assert code == 0, err
+
+
+def test_wildcard_lineage_is_not_taken_over_by_a_literal_name(home: Path) -> None:
+    assert run("--home", str(home), "issue", "--cn", "*.example.org")[0] == 0
+    code, _, err = run("--home", str(home), "issue", "--cn", "wildcard.example.org")
+    assert code == 2 and "names *.example.org -> wildcard.example.org" in err, err

@@ -59,6 +59,8 @@ def _acme_options(func: Any) -> Any:
 @click.option("--deploy", "deploy_targets", multiple=True, metavar="TARGET",
               help="Deploy target (postfix, iis, exchange, aiosmtpd, script:PATH); repeatable.")
 @click.option("--verify", "verify_urls", multiple=True, metavar="URL", help="Check URL after deploying.")
+@click.option("--expand", is_flag=True,
+              help="Let a re-issue change the lineage's names or key type (otherwise exit 2 with the difference).")
 @click.option("--json", "as_json", is_flag=True, help="Print the lineage record as JSON.")
 @click.pass_context
 def issue_command(ctx: click.Context, /, **opts: Any) -> None:

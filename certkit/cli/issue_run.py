@@ -109,6 +109,8 @@ def run_issue(store: Store, opts: dict[str, Any]) -> None:
     settings = build_settings(opts)
     if store.exists(settings.name):
         old = store.load_settings(settings.name)
+        if not opts.get("expand"):
+            refuse_silent_change(old, settings)
         settings.deploy, settings.verify = old.deploy, old.verify  # re-run what was remembered
     if len(settings.domains[0]) > names.MAX_CN:
         warn(f"{settings.domains[0]} is longer than 64 characters, the CN limit: the certificate has no CN "
@@ -120,6 +122,29 @@ def run_issue(store: Store, opts: dict[str, Any]) -> None:
     outcome = issue(store, settings, echo=echo, extra_targets=targets,
                     extra_verify=list(opts.get("verify_urls") or ()))
     report(store, outcome, as_json)
+
+
+def refuse_silent_change(old: LineageSettings, new: LineageSettings) -> None:
+    """Exit 2 when re-issuing would change a lineage's names or key type without --expand.
+
+    A typo in --san would otherwise drop a real name from the next version, an
+    ECDSA key would break an Exchange 2003 that only speaks RSA, and
+    `--cn wildcard.example.org` would become version 2 of the `*.example.org`
+    lineage (its folder has the same name).
+    """
+    changes = []
+    if old.domains != new.domains:
+        removed = [d for d in old.domains if d not in new.domains]
+        added = [d for d in new.domains if d not in old.domains]
+        what = "; ".join(part for part in (f"drops {', '.join(removed)}" if removed else "",
+                                            f"adds {', '.join(added)}" if added else "") if part)
+        changes.append(f"names {', '.join(old.domains)} -> {', '.join(new.domains)}"
+                       + (f" ({what})" if what else " (another order: the CN changes)"))
+    if old.key_type != new.key_type:
+        changes.append(f"key {old.key_type} -> {new.key_type}")
+    if changes:
+        raise UsageError(f"lineage {new.name!r} would change: {'; '.join(changes)}",
+                         "add --expand to change it on purpose, or --name NEW for a separate lineage")
 
 
 def report(store: Store, outcome: IssueOutcome, as_json: bool) -> None:
