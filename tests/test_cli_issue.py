@@ -351,3 +351,21 @@ def test_wildcard_lineage_is_not_taken_over_by_a_literal_name(home: Path) -> Non
     assert run("--home", str(home), "issue", "--cn", "*.example.org")[0] == 0
     code, _, err = run("--home", str(home), "issue", "--cn", "wildcard.example.org")
     assert code == 2 and "names *.example.org -> wildcard.example.org" in err, err
+
+
+def test_selfssl_without_arguments_is_usage_not_a_localhost_certificate(home: Path) -> None:
+    code, _, err = run("--home", str(home), "selfssl")
+    assert code == 2 and "/N:CN=host" in err
+    assert not (home / "lineages").exists()
+
+
+def test_export_format_is_case_insensitive_and_p12_means_pfx(home: Path, tmp_path: Path) -> None:
+    assert run("--home", str(home), "issue", "--cn", "p12.example")[0] == 0
+    password = tmp_path / "pw"
+    password.write_text("s3cret\n")
+    code, _, err = run("--home", str(home), "export", "p12.example", "--format", "P12", "--out",
+                       str(tmp_path / "x.pfx"), "--pfx-password-file", str(password))
+    assert code == 0, err
+    info = subprocess.run(["openssl", "pkcs12", "-in", str(tmp_path / "x.pfx"), "-nokeys", "-passin",
+                           f"file:{password}"], capture_output=True, text=True)
+    assert info.returncode == 0 and "BEGIN CERTIFICATE" in info.stdout, info.stderr

@@ -92,7 +92,9 @@ def selfssl_command(ctx: click.Context, args: tuple[str, ...], allow_weak: bool,
 
 @click.command("export")
 @click.argument("lineage")
-@click.option("--format", "fmt", type=click.Choice(["pem", "pfx", "der"]), required=True)
+@click.option("--format", "fmt", type=click.Choice(["pem", "pfx", "p12", "der"], case_sensitive=False),
+              required=True, callback=lambda _ctx, _param, value: {"p12": "pfx"}.get(value.lower(), value.lower()),
+              help="pem (a folder of files), pfx (PKCS#12; p12 is the same), der (the certificate alone).")
 @click.option("--out", type=click.Path(), default=None,
               help="pem: a folder; pfx/der: a file. Default: in the current folder.")
 @click.option("--pfx-encryption", type=click.Choice(["auto", "legacy", "modern"]), default="auto")

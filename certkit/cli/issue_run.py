@@ -249,13 +249,18 @@ def _int_switch(parsed: dict[str, str | bool], switch: str, default: int, what: 
 
 def run_selfssl(store: Store, args: tuple[str, ...], allow_weak: bool, as_json: bool,
                 trust_store_dir: str | None = None) -> None:
+    if not args:
+        raise UsageError("selfssl needs at least /N:CN=host (the name clients connect to)", SELFSSL_HELP)
     parsed = parse_selfssl(args)
     if "N" in parsed:
         cn = _selfssl_cn(str(parsed["N"]))
-    else:  # SelfSSL's default: this computer's name
+    else:  # SelfSSL's default: this computer's name - unless that is no name a client could use
         import socket
 
         cn = socket.getfqdn()
+        if "." not in cn or cn.startswith("localhost"):
+            raise UsageError(f"this computer's name is {cn!r}, which no mail client connects to",
+                             f"give the name with /N:CN=mail.example.com ({SELFSSL_HELP})")
     bits = _int_switch(parsed, "K", 2048, "bits")
     days = _int_switch(parsed, "V", 365, "days")
     if days < 1:
