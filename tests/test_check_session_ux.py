@@ -123,3 +123,30 @@ def test_silent_port_suggests_implicit_tls(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert "FAIL  banner" in done.stdout
     assert f"try smtps://127.0.0.1:{port}" in done.stdout
+
+
+def test_fleet_progress_line_is_erased_and_a_totals_line_ends_the_run() -> None:
+    """Issue 13: `\\r[46 checked, 1 failed]` was never cleared and garbled what followed it."""
+    closed = [socket.create_server(("127.0.0.1", 0)) for _ in range(2)]
+    urls = [f"smtp://127.0.0.1:{s.getsockname()[1]}" for s in closed]
+    for s in closed:
+        s.close()  # nothing listens: each target fails fast at connect
+    main, child = pty.openpty()
+    proc = subprocess.Popen(certkit_check(*urls, "--quick", "--timeout", "2"), stdout=subprocess.PIPE,
+                            stderr=child, close_fds=True)
+    os.close(child)
+    out, _ = proc.communicate(timeout=GUARD)
+    err = b""
+    while select.select([main], [], [], 0.5)[0]:
+        try:
+            chunk = os.read(main, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        err += chunk
+    os.close(main)
+    assert proc.returncode == 1
+    # Each progress line is erased before the next output; the error line starts on a clean line.
+    assert b"[2 checked, 2 failed]\r\x1b[Kerror: 2 target(s) FAILED" in err
+    assert out.decode().rstrip().endswith("2 target(s) checked, 2 FAILED")

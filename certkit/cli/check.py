@@ -317,6 +317,9 @@ class _Output:
                              target=report.target, ok=report.ok, failed=report.failed)
 
 
+CLEAR_LINE = "\r\033[K"  # carriage return + erase to the end of the line (a terminal only)
+
+
 def _run_many(urls: tuple[str, ...], opts: dict[str, Any], options: Any, out: _Output) -> None:
     """Several targets through the fleet runner, printed in input order (a JSON array with --json)."""
     from certkit.check.fleet import run_many
@@ -325,21 +328,25 @@ def _run_many(urls: tuple[str, ...], opts: dict[str, Any], options: Any, out: _O
     counter = {"n": 0}
 
     def emit_many(report: Any) -> None:
+        if progress:  # erase the progress line first, so a result never lands in the middle of it
+            click.echo(CLEAR_LINE, err=True, nl=False)
         out.emit(report, counter["n"])
         counter["n"] += 1
         if progress:
-            click.echo(f"\r[{counter['n']} checked, {len(out.failures)} failed]", err=True, nl=False)
+            click.echo(f"[{counter['n']} checked, {len(out.failures)} failed]", err=True, nl=False)
 
     try:
         run_many(_iter_targets(urls, opts["targets_file"]), options, opts["concurrency"], emit_many)
     finally:
         # Also when a bad line arrives on stdin mid-run: what was printed stays a valid JSON array.
         if progress:
-            click.echo("", err=True)
+            click.echo(CLEAR_LINE, err=True, nl=False)  # leaves nothing behind
         if out.as_json and counter["n"]:
             click.echo("\n]")
     if counter["n"] == 0:
         raise UsageError("no target on standard input", "pipe one URL a line into `certkit check --targets -`")
+    if not out.as_json:
+        click.echo(f"{counter['n']} target(s) checked, {len(out.failures)} FAILED")
 
 
 def _raise_failures(out: _Output) -> None:
