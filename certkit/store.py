@@ -454,6 +454,13 @@ class Store:
         except FileNotFoundError:
             return None
 
+    def remove_version(self, name: str, version: int) -> None:
+        """Delete a stored version (never the live one)."""
+        self._require_lock()
+        if version == self.live_version(name):
+            raise UsageError(f"version {version} of {name!r} is live", "make another version live first")
+        shutil.rmtree(self.version_dir(name, version))
+
     def remove_tree(self, relpath: str) -> None:
         self._require_lock()
         shutil.rmtree(self._safe_path(relpath), ignore_errors=True)

@@ -511,3 +511,34 @@ def test_targets_lists_and_remove_forgets(issued: Store, tmp_path: Path) -> None
     assert code == 2 and f"remembers: script:{second}" in out
     code, out = certkit("deploy", NAME, "--remove", f"script:{second}", "--to", f"script:{first}")
     assert code == 2 and "does not deploy" in out
+
+
+def test_rollback_redeploys_an_older_version_and_restores_on_failure(issued: Store, tmp_path: Path) -> None:
+    log = tmp_path / "versions.log"
+    hook = script(tmp_path, "record.sh", f'[ -e {tmp_path}/refuse-$CERTKIT_VERSION ] && exit 4\n'
+                                         f'echo "$CERTKIT_VERSION" >> {log}\n')
+    assert certkit("deploy", NAME, "--to", f"script:{hook}")[0] == 0
+    assert certkit("issue", "--cn", NAME, "--san", "smtp.example.com")[0] == 0  # version 2, deployed
+    code, out = certkit("rollback", NAME)
+    assert code == 0, out
+    assert issued.live_version(NAME) == 1 and log.read_text().split() == ["1", "2", "1"]
+    code, out = certkit("rollback", NAME, "--to", "2")
+    assert code == 0 and issued.live_version(NAME) == 2
+    (tmp_path / "refuse-1").touch()  # the older version's deploy fails: version 2 comes back
+    code, out = certkit("rollback", NAME)
+    assert code == 1 and "version 2 is live again" in out
+    assert issued.live_version(NAME) == 2 and issued.unfinished(NAME) is None
+    assert certkit("rollback", NAME, "--to", "9")[0] == 2
+
+
+def test_prune_keeps_the_newest_the_live_and_the_rollback_target(issued: Store) -> None:
+    for _ in range(4):
+        assert certkit("issue", "--cn", NAME, "--san", "smtp.example.com")[0] == 0
+    assert issued.versions(NAME) == [1, 2, 3, 4, 5]
+    with issued.lock():
+        issued.activate(NAME, 3)
+    code, out = certkit("prune", "--keep", "1")
+    assert code == 0, out
+    assert issued.versions(NAME) == [2, 3, 5]  # newest, live, and the one a rollback would go to
+    assert issued.live_paths(NAME).cert.read_bytes() == issued.version_paths(NAME, 3).cert.read_bytes()
+    assert certkit("prune", "nosuch.example")[0] == 2

@@ -1,0 +1,69 @@
+"""`certkit rollback` and `certkit prune`: older versions made live again, or removed.
+
+Rollback goes through the same deploy pipeline as issue and renew: the
+older version goes live, the remembered targets and hooks run with it, the
+remembered URLs are verified, and a failure puts the version that was live
+back (with its deploy run again). Prune keeps the newest versions, the live
+one and the one a rollback would go to.
+"""
+
+from __future__ import annotations
+
+import click
+
+from certkit.cli.context import store_from
+from certkit.errors import UsageError
+
+DEFAULT_KEEP = 3
+
+
+@click.command("rollback")
+@click.argument("lineage")
+@click.option("--to", "to_version", type=click.IntRange(min=1), default=None,
+              help="The version to make live (default: the one before the live version).")
+@click.pass_context
+def rollback_command(ctx: click.Context, lineage: str, to_version: int | None) -> None:
+    """Make an older version live again and re-run its deploy targets, with verify-and-restore."""
+    from certkit import clock
+    from certkit.issuing import run_deploy
+
+    store = store_from(ctx)
+    with store.lock():
+        settings = store.load_settings(lineage)
+        live = store.live_version(lineage)
+        versions = store.versions(lineage)
+        older = [v for v in versions if live is not None and v < live]
+        target = to_version if to_version is not None else (older[-1] if older else None)
+        if target is None:
+            raise UsageError(f"{lineage} has no version before {live}", "see its versions with `certkit show`")
+        if target == live or target not in versions:
+            raise UsageError(f"{lineage} has no other version {target} to roll back to",
+                             f"versions: {', '.join(map(str, versions))}; live: {live}")
+        store.mark_unfinished(lineage, "rollback", target, live, clock.now_iso())
+        store.activate(lineage, target)
+        click.echo(f"Rolled {lineage} back to version {target} (was {live}); deploying it")
+        run_deploy(store, settings, live, [], [], click.echo)
+        store.clear_unfinished(lineage)
+    click.echo(f"Version {target} of {lineage} is live. `certkit renew` replaces it when it is due.")
+
+
+@click.command("prune")
+@click.argument("lineages", nargs=-1)
+@click.option("--keep", type=click.IntRange(min=1), default=DEFAULT_KEEP, show_default=True,
+              help="Newest versions kept per lineage (the live one and the one before it always stay).")
+@click.pass_context
+def prune_command(ctx: click.Context, lineages: tuple[str, ...], keep: int) -> None:
+    """Remove old versions (keys included) of every lineage, or of LINEAGE..."""
+    store = store_from(ctx)
+    with store.lock():
+        for name in lineages or store.names():
+            store.require(name)
+            versions = store.versions(name)
+            live = store.live_version(name)
+            before_live = [v for v in versions if live is not None and v < live][-1:]
+            kept = set(versions[-keep:]) | {v for v in (live, *before_live) if v is not None}
+            gone = [v for v in versions if v not in kept]
+            for version in gone:
+                store.remove_version(name, version)
+            shown = ", ".join(map(str, gone)) or "nothing"
+            click.echo(f"{name}: removed {shown}; kept {', '.join(map(str, sorted(kept)))}")
