@@ -461,6 +461,12 @@ class Store:
             raise UsageError(f"version {version} of {name!r} is live", "make another version live first")
         shutil.rmtree(self.version_dir(name, version))
 
+    def remove_lineage(self, name: str) -> None:
+        """Delete a lineage: its settings, every version and its live paths."""
+        self._require_lock()
+        self.require(name)
+        shutil.rmtree(self.lineage_dir(name))
+
     def remove_tree(self, relpath: str) -> None:
         self._require_lock()
         shutil.rmtree(self._safe_path(relpath), ignore_errors=True)

@@ -542,3 +542,15 @@ def test_prune_keeps_the_newest_the_live_and_the_rollback_target(issued: Store) 
     assert issued.versions(NAME) == [2, 3, 5]  # newest, live, and the one a rollback would go to
     assert issued.live_paths(NAME).cert.read_bytes() == issued.version_paths(NAME, 3).cert.read_bytes()
     assert certkit("prune", "nosuch.example")[0] == 2
+
+
+def test_delete_refuses_while_deployed_and_says_what_it_leaves(issued: Store, tmp_path: Path) -> None:
+    hook = script(tmp_path, "ok.sh", "exit 0\n")
+    assert certkit("deploy", NAME, "--to", f"script:{hook}")[0] == 0
+    code, out = certkit("delete", NAME)
+    assert code == 2 and f"still deployed to script:{hook}" in out
+    assert issued.exists(NAME)
+    code, out = certkit("delete", NAME, "--force")
+    assert code == 0 and "not revoked" in out and "still point at" in out
+    assert not issued.exists(NAME) and not issued.lineage_dir(NAME).exists()
+    assert certkit("delete", NAME)[0] == 2  # no such lineage

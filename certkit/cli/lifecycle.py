@@ -1,4 +1,4 @@
-"""`certkit rollback` and `certkit prune`: older versions made live again, or removed.
+"""`certkit rollback`, `prune` and `delete`: older versions made live again, removed, or the whole lineage.
 
 Rollback goes through the same deploy pipeline as issue and renew: the
 older version goes live, the remembered targets and hooks run with it, the
@@ -67,3 +67,27 @@ def prune_command(ctx: click.Context, lineages: tuple[str, ...], keep: int) -> N
                 store.remove_version(name, version)
             shown = ", ".join(map(str, gone)) or "nothing"
             click.echo(f"{name}: removed {shown}; kept {', '.join(map(str, sorted(kept)))}")
+
+
+@click.command("delete")
+@click.argument("lineage")
+@click.option("--force", is_flag=True, help="Delete even though deploy targets still use the lineage.")
+@click.pass_context
+def delete_command(ctx: click.Context, lineage: str, force: bool) -> None:
+    """Remove a lineage: settings, every version and key, its live files (servers are not touched)."""
+    from certkit.deploy.targets import format_target
+
+    store = store_from(ctx)
+    with store.lock():
+        settings = store.load_settings(lineage)
+        users = [format_target(t) for t in settings.deploy]
+        if users and not force:
+            raise UsageError(f"{lineage} is still deployed to {', '.join(users)}: those servers read its live files",
+                             f"point them at another certificate first, then run: certkit delete {lineage} --force")
+        live_dir = store.lineage_dir(lineage) / "live"
+        store.remove_lineage(lineage)
+    click.echo(f"Deleted {lineage}: its settings, every version and key, and {live_dir}.")
+    if users:
+        click.echo(f"warning: {', '.join(users)} still point at {live_dir}; fix their configuration", err=True)
+    click.echo("Left as they are: server configurations, a trust-store copy (--trust), the ACME account; "
+               "the certificate is not revoked.")
