@@ -369,3 +369,15 @@ def test_export_format_is_case_insensitive_and_p12_means_pfx(home: Path, tmp_pat
     info = subprocess.run(["openssl", "pkcs12", "-in", str(tmp_path / "x.pfx"), "-nokeys", "-passin",
                            f"file:{password}"], capture_output=True, text=True)
     assert info.returncode == 0 and "BEGIN CERTIFICATE" in info.stdout, info.stderr
+
+
+@pytest.mark.parametrize(("args", "needle"), [
+    (["issue", "--nosuch"], "error: No such option '--nosuch' - see `certkit issue --help`"),
+    (["export", "x", "--format", "zip"], "error: Invalid value for '--format'"),
+    (["deploy"], "error: Missing argument 'LINEAGE' - see `certkit deploy --help`"),
+])
+def test_usage_errors_are_one_error_line(args: list[str], needle: str) -> None:
+    """docs/cli.md promises `error: <what> - <fix>` for every usage error, click's own included."""
+    proc = subprocess.run([sys.executable, "-m", "certkit", *args], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [proc.stderr.strip()] and needle in proc.stderr, proc.stderr

@@ -41,10 +41,25 @@ class CertkitGroup(click.Group):
         return super().parse_args(ctx, hoist_global_options(args))
 
     def main(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs["standalone_mode"] = False  # click's own errors become one `error: ... - fix` line below
         try:
-            return super().main(*args, **kwargs)
+            code = super().main(*args, **kwargs)
         except CertkitError as exc:  # raised while parsing (callbacks)
             fail(exc)
+        except click.UsageError as exc:
+            if type(exc).__name__ == "NoArgsIsHelpError" and exc.ctx is not None:  # bare `certkit`: the help
+                click.echo(exc.ctx.get_help())
+                sys.exit(2)
+            where = exc.ctx.command_path if exc.ctx is not None else "certkit"
+            click.echo(f"error: {exc.format_message().rstrip('.')} - see `{where} --help`", err=True)
+            sys.exit(2)
+        except click.ClickException as exc:  # e.g. a file option that cannot be opened
+            click.echo(f"error: {exc.format_message()}", err=True)
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            click.echo("Aborted.", err=True)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
 
 
 GLOBAL_OPTIONS = ("--home",)  # the group's options that take a value
