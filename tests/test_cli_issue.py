@@ -381,3 +381,14 @@ def test_usage_errors_are_one_error_line(args: list[str], needle: str) -> None:
     proc = subprocess.run([sys.executable, "-m", "certkit", *args], capture_output=True, text=True)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [proc.stderr.strip()] and needle in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])
+def test_completion_scripts_and_lineage_names(home: Path, shell: str) -> None:
+    code, out, err = run("completion", shell)
+    assert code == 0 and "_CERTKIT_COMPLETE" in out and "install:" in err
+    assert run("--home", str(home), "issue", "--cn", "comp.example")[0] == 0
+    env = dict(os.environ, CERTKIT_HOME=str(home), COMP_WORDS="certkit show co", COMP_CWORD="2",
+               _CERTKIT_COMPLETE="bash_complete")
+    proc = subprocess.run([sys.executable, "-m", "certkit"], env=env, capture_output=True, text=True)
+    assert "plain,comp.example" in proc.stdout.split(), proc.stdout + proc.stderr  # bash_complete: TYPE,VALUE

@@ -203,3 +203,12 @@ def test_cli_deploy_iis_on_linux_exits_2(home: Path) -> None:
     assert "PowerShell" in result.output and "Traceback" not in result.output
     result = CliRunner().invoke(cli, ["deploy", "mail.test", "--to", "iis", "--site", "Default Web Site", "--print"])
     assert "iis.ps1 -Site 'Default Web Site'" in result.output, result.output
+
+
+def test_powershell_completion_script_parses() -> None:
+    """`certkit completion powershell` is PowerShell that a parser accepts (it cannot run here)."""
+    result = CliRunner().invoke(cli, ["completion", "powershell"])
+    assert result.exit_code == 0
+    tree = parser().parse(result.stdout.encode())
+    assert not tree.root_node.has_error
+    assert "Register-ArgumentCompleter" in result.stdout

@@ -18,6 +18,7 @@ import click
 
 from certkit import __version__
 from certkit.cli.check import check_command
+from certkit.cli.completion import completion_command
 from certkit.cli.deploy import deploy_command
 from certkit.cli.issue import export_command, issue_command, selfssl_command
 from certkit.cli.lifecycle import delete_command, prune_command, rollback_command
@@ -118,7 +119,7 @@ def cli(home: str | None) -> None:
 
 
 for command in (issue_command, selfssl_command, export_command, list_command, show_command, targets_command,
-                rollback_command, prune_command, delete_command):
+                rollback_command, prune_command, delete_command, completion_command):
     cli.add_command(command)
 cli.add_command(check_command)
 cli.add_command(deploy_command)

@@ -16,6 +16,7 @@ from typing import Any
 
 import click
 
+from certkit.cli.completion import complete_lineage
 from certkit.errors import UsageError
 
 # CLI option -> (target kind, option name in the target's settings)
@@ -81,7 +82,7 @@ def previous_of(versions: list[int], live: int) -> int | None:
 
 
 @click.command("deploy")
-@click.argument("lineage")
+@click.argument("lineage", shell_complete=complete_lineage)
 @click.option("--remove", "remove", multiple=True, metavar="TARGET",
               help="Forget a remembered target or verify URL (as `certkit targets` lists it); deploys nothing.")
 @click.option("--to", "to", multiple=True, metavar="TARGET",

@@ -6,6 +6,7 @@ from typing import Any
 
 import click
 
+from certkit.cli.completion import complete_lineage
 from certkit.cli.context import store_from
 
 KEY_CHOICES = ["rsa2048", "rsa3072", "rsa4096", "ec256", "ec384"]
@@ -91,7 +92,7 @@ def selfssl_command(ctx: click.Context, args: tuple[str, ...], allow_weak: bool,
 
 
 @click.command("export")
-@click.argument("lineage")
+@click.argument("lineage", shell_complete=complete_lineage)
 @click.option("--format", "fmt", type=click.Choice(["pem", "pfx", "p12", "der"], case_sensitive=False),
               required=True, callback=lambda _ctx, _param, value: {"p12": "pfx"}.get(value.lower(), value.lower()),
               help="pem (a folder of files), pfx (PKCS#12; p12 is the same), der (the certificate alone).")

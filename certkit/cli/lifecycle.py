@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import click
 
+from certkit.cli.completion import complete_lineage
 from certkit.cli.context import store_from
 from certkit.errors import UsageError
 
@@ -18,7 +19,7 @@ DEFAULT_KEEP = 3
 
 
 @click.command("rollback")
-@click.argument("lineage")
+@click.argument("lineage", shell_complete=complete_lineage)
 @click.option("--to", "to_version", type=click.IntRange(min=1), default=None,
               help="The version to make live (default: the one before the live version).")
 @click.pass_context
@@ -48,7 +49,7 @@ def rollback_command(ctx: click.Context, lineage: str, to_version: int | None) -
 
 
 @click.command("prune")
-@click.argument("lineages", nargs=-1)
+@click.argument("lineages", nargs=-1, shell_complete=complete_lineage)
 @click.option("--keep", type=click.IntRange(min=1), default=DEFAULT_KEEP, show_default=True,
               help="Newest versions kept per lineage (the live one and the one before it always stay).")
 @click.pass_context
@@ -70,7 +71,7 @@ def prune_command(ctx: click.Context, lineages: tuple[str, ...], keep: int) -> N
 
 
 @click.command("delete")
-@click.argument("lineage")
+@click.argument("lineage", shell_complete=complete_lineage)
 @click.option("--force", is_flag=True, help="Delete even though deploy targets still use the lineage.")
 @click.pass_context
 def delete_command(ctx: click.Context, lineage: str, force: bool) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from certkit.cli.completion import complete_lineage
 from certkit.cli.context import store_from
 from certkit.errors import CertkitError
 
@@ -40,7 +41,7 @@ def list_command(ctx: click.Context, as_json: bool) -> None:
 
 
 @click.command("show")
-@click.argument("lineage")
+@click.argument("lineage", shell_complete=complete_lineage)
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def show_command(ctx: click.Context, lineage: str, as_json: bool) -> None:
@@ -108,7 +109,7 @@ def describe_record(rec: dict[str, Any]) -> str:
 
 
 @click.command("targets")
-@click.argument("lineage")
+@click.argument("lineage", shell_complete=complete_lineage)
 @click.option("--json", "as_json", is_flag=True, help="Print the targets and verify URLs as JSON.")
 @click.pass_context
 def targets_command(ctx: click.Context, lineage: str, as_json: bool) -> None:

@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from certkit.cli.completion import complete_lineage
 from certkit.errors import OperationError
 
 
@@ -15,7 +16,7 @@ def _err(line: str) -> None:
 
 
 @click.command("renew")
-@click.argument("lineages", nargs=-1)
+@click.argument("lineages", nargs=-1, shell_complete=complete_lineage)
 @click.option("--force", is_flag=True, help="Renew even when not due.")
 @click.option("--dry-run", is_flag=True, help="Report what is due and why; change nothing.")
 @click.option("--jitter", is_flag=True,
