@@ -7,11 +7,15 @@ deployment, so a second certkit process never sees a half-made version.
 
 from __future__ import annotations
 
+import contextlib
+import shlex
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from certkit import clock, export, keys, names
+from certkit import clock, envvars, export, keys, names, runner
 from certkit import x509 as cx
 from certkit.callbacks import Echo
+from certkit.errors import CertkitError, UsageError
 from certkit.settings import DeployTarget, LineageSettings, merge_targets
 from certkit.store import Store
 
@@ -103,10 +107,42 @@ def _certificate(store: Store, settings: LineageSettings, identities: list[names
     prev_cert = None
     if previous:
         prev_cert = cx.load_chain(store.read_version(settings.name, previous).cert_pem)[0]
-    result = obtain(store, settings.acme, identities, key, previous_cert=prev_cert, echo=echo)
+    with around_order(settings, echo):
+        result = obtain(store, settings.acme, identities, key, previous_cert=prev_cert, echo=echo)
     settings.source = result.directory_url
     # Always replace: a window stored for the previous certificate says nothing about this one.
     return _Certificate(result.cert_pem, result.chain_pem, {"ari": result.ari})
+
+
+@contextlib.contextmanager
+def around_order(settings: LineageSettings, echo: Echo) -> Iterator[None]:
+    """The lineage's ACME --pre-hook before the order and --post-hook after it (also after a failure).
+
+    A failing pre-hook stops the issue before the CA is asked (exit 1); a
+    failing post-hook is reported but does not undo a certificate already
+    obtained.
+    """
+    acme = settings.acme
+    env = {"CERTKIT_NAME": settings.name, "CERTKIT_DOMAINS": " ".join(settings.domains)}
+    if acme is not None and acme.pre_hook:
+        _run_order_hook(acme.pre_hook, "the pre-hook", env)
+    try:
+        yield
+    finally:
+        if acme is not None and acme.post_hook:
+            try:
+                _run_order_hook(acme.post_hook, "the post-hook", env)
+            except CertkitError as exc:
+                echo(f"warning: {exc}")
+
+
+def _run_order_hook(command: str, what: str, env: dict[str, str]) -> None:
+    try:
+        argv = shlex.split(command)
+    except ValueError as exc:
+        raise UsageError(f"{what} {command!r} cannot be split into words: {exc}", "check its quotes") from None
+    runner.run(argv, env=runner.child_env(env), timeout=envvars.seconds(envvars.HOOK_TIMEOUT, runner.DEFAULT_TIMEOUT),
+               what=f"{what} ({command})", hook=True, check=True)
 
 
 def _add_version(store: Store, settings: LineageSettings, key: keys.PrivateKey,

@@ -34,6 +34,8 @@ class AcmeSettings:
     ca_bundle: str | None = None
     preferred_chain: str | None = None
     reuse_key: bool = False
+    pre_hook: str | None = None  # run before each order (stop what holds port 80), certbot's --pre-hook
+    post_hook: str | None = None  # run after each order, whatever its outcome
 
 
 @dataclass

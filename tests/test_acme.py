@@ -582,3 +582,21 @@ def test_profiles(pebble: PebbleServer, home: Path, monkeypatch: pytest.MonkeyPa
         orders = [p for p in payloads if isinstance(p, dict) and "identifiers" in p]
         assert orders[-1]["profile"] == "tlsserver"
         assert Store(home).load_settings("p.example.com").acme.profile == "tlsserver"  # type: ignore[union-attr]
+
+
+def test_pre_and_post_hooks_run_around_each_order(pebble: PebbleServer, home: Path, tmp_path: Path) -> None:
+    """certbot's --pre-hook/--post-hook: stop what holds port 80 before the order, start it after."""
+    log = tmp_path / "order-hooks.log"
+    pre = f"sh -c 'echo pre $CERTKIT_NAME >> {log}'"
+    post = f"sh -c 'echo post $CERTKIT_NAME >> {log}'"
+    result = issue_cli(home, "--cn", "hooks.example.com", *acme_args(pebble, "--pre-hook", pre, "--post-hook", post))
+    assert result.exit_code == 0, result.output
+    assert log.read_text().splitlines() == ["pre hooks.example.com", "post hooks.example.com"]
+    acme = Store(home).load_settings("hooks.example.com").acme
+    assert acme is not None and (acme.pre_hook, acme.post_hook) == (pre, post)  # renewals run them too
+    failing = issue_cli(home, "--cn", "nohooks.example.com",
+                        *acme_args(pebble, "--pre-hook", "sh -c 'echo port 80 busy; exit 5'"))
+    assert failing.exit_code == 1 and "the pre-hook" in failing.output and "port 80 busy" in failing.output
+    assert not Store(home).exists("nohooks.example.com")
+    bad = CliRunner().invoke(cli, ["--home", str(home), "issue", "--cn", "x.example.com", "--pre-hook", "true"])
+    assert bad.exit_code == 2 and "--pre-hook needs --acme" in bad.output

@@ -35,6 +35,10 @@ def _acme_options(func: Any) -> Any:
                      help="Trust anchors for the ACME server's HTTPS."),
         click.option("--preferred-chain", default=None, help="Prefer the chain whose root has this CN."),
         click.option("--reuse-key", is_flag=True, help="Keep the previous key (DANE TLSA 3 1 1 users)."),
+        click.option("--pre-hook", default=None,
+                     help="Command run before each ACME order, e.g. to stop what holds port 80 (remembered)."),
+        click.option("--post-hook", default=None,
+                     help="Command run after each ACME order, whatever its outcome (remembered)."),
     ]
     for option in reversed(options):
         func = option(func)
