@@ -414,3 +414,29 @@ def test_failure_that_leaves_a_new_version_live_is_finished_next_run(home: Path)
     report = renew.run(store, echo=quiet)  # not forced: the marker makes it due; deploy only
     assert report.names("renewed") == ["x.example"] and "interrupted" in report.results[0].reason
     assert store.versions("x.example") == [1, 2] and store.load_state("x.example")["unfinished"] is None
+
+
+def test_summary_lines_keep_name_order_however_threads_finish(home: Path) -> None:
+    """Issue 13: the journal of a concurrent run lists lineages in a stable order."""
+    import threading
+
+    store = Store(home)
+    names = ["a.example", "b.example", "c.example"]
+    for name in names:
+        make(store, name, days=30)
+    later_done = {n: threading.Event() for n in names}
+
+    def reverse_order_issue(st: Store, s: LineageSettings, echo: Any) -> Any:
+        # c finishes first, then b, then a: each waits for the one after it.
+        after = names[names.index(s.name) + 1:]
+        for other in after:
+            assert later_done[other].wait(30)
+        try:
+            return issue(st, s, echo=echo)
+        finally:
+            later_done[s.name].set()
+
+    lines: list[str] = []
+    renew.run(store, force=True, concurrency=3, issue_fn=reverse_order_issue, echo=quiet,
+              report_line=lines.append)
+    assert [line.split()[1].rstrip(":") for line in lines] == names

@@ -220,15 +220,28 @@ class _Output:
         self._lock = threading.Lock()
         self._echo = renewal.echo
         self._report_line = renewal.report_line
+        self._order: list[str] = []  # due lineages, in run order: their summaries come out in it
+        self._waiting: dict[str, LineageResult] = {}
 
     def say(self, line: str) -> None:
         with self._lock:
             self._echo(line)
 
+    def expect(self, names: Sequence[str]) -> None:
+        """Summaries of ``names`` are printed in this order, each as soon as those before it are done."""
+        with self._lock:
+            self._order = list(names)
+
     def summary(self, result: LineageResult) -> None:
-        if self._report_line is not None:
-            with self._lock:
+        if self._report_line is None:
+            return
+        with self._lock:
+            if result.name not in self._order:
                 self._report_line(summary_line(result))
+                return
+            self._waiting[result.name] = result
+            while self._order and self._order[0] in self._waiting:
+                self._report_line(summary_line(self._waiting.pop(self._order.pop(0))))
 
 
 @dataclass
@@ -333,12 +346,13 @@ def _report_undue(session: _Session, decisions: dict[str, Decision],
 
 def _renew_due(session: _Session, due_now: list[Decision],
                settings: dict[str, LineageSettings]) -> dict[str, LineageResult]:
-    """Renew the due lineages, up to ``concurrency`` at a time, printing each summary as it finishes."""
+    """Renew the due lineages, up to ``concurrency`` at a time; summaries in name order as they complete."""
     def work(decision: Decision) -> LineageResult:
         result = renew_one(session, decision, settings[decision.name])
         session.out.summary(result)
         return result
 
+    session.out.expect([d.name for d in due_now])  # a stable order in the journal, however threads finish
     workers = max(1, min(session.renewal.concurrency, len(due_now)))
     with contextlib.ExitStack() as listeners:
         if workers == 1:
