@@ -150,3 +150,28 @@ def test_fleet_progress_line_is_erased_and_a_totals_line_ends_the_run() -> None:
     # Each progress line is erased before the next output; the error line starts on a clean line.
     assert b"[2 checked, 2 failed]\r\x1b[Kerror: 2 target(s) FAILED" in err
     assert out.decode().rstrip().endswith("2 target(s) checked, 2 FAILED")
+
+
+def test_adduser_refuses_an_empty_password_at_the_prompt(tmp_path: Path) -> None:
+    """Issue 13: an empty answer used to re-prompt silently; now it is named (exit 2)."""
+    main, child = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "certkit", "smtpd", "adduser", str(tmp_path / "users"), "alice"],
+                            stdin=child, stdout=child, stderr=child, close_fds=True)
+    os.close(child)
+    seen = b""
+    for prompt in (b"Password for alice:", b"Repeat for confirmation:"):
+        while prompt not in seen:
+            ready, _, _ = select.select([main], [], [], GUARD)
+            assert ready, seen
+            seen += os.read(main, 1024)
+        os.write(main, b"\n")  # an empty answer
+    assert proc.wait(GUARD) == 2
+    with contextlib.suppress(OSError):
+        while select.select([main], [], [], 1)[0]:
+            chunk = os.read(main, 1024)
+            if not chunk:
+                break
+            seen += chunk
+    os.close(main)
+    assert b"an empty password was typed" in seen
+    assert not (tmp_path / "users").exists()

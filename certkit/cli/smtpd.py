@@ -109,7 +109,11 @@ def adduser_command(users_file: str, user: str, password_file: str | None) -> No
     if password_file:
         password = read_secret_file(password_file, "password")
     elif sys.stdin.isatty():
-        password = click.prompt(f"Password for {user}", hide_input=True, confirmation_prompt=True)
+        # default="" makes an empty answer come back instead of a silent re-prompt: refuse it by name.
+        password = click.prompt(f"Password for {user}", hide_input=True, confirmation_prompt=True, default="",
+                                show_default=False)
+        if not password:
+            raise UsageError("an empty password was typed", "type the password, or pass --password-file FILE")
     else:
         raise UsageError("no password given and no terminal to ask on",
                          "pass --password-file FILE (the password on its first line)")
