@@ -175,3 +175,26 @@ def test_adduser_refuses_an_empty_password_at_the_prompt(tmp_path: Path) -> None
     os.close(main)
     assert b"an empty password was typed" in seen
     assert not (tmp_path / "users").exists()
+
+
+@pytest.mark.parametrize("no_color", [False, True])
+def test_status_words_are_coloured_on_a_terminal_unless_no_color(no_color: bool) -> None:
+    closed = socket.create_server(("127.0.0.1", 0))
+    url = f"smtp://127.0.0.1:{closed.getsockname()[1]}"
+    closed.close()  # nothing listens: connect FAILs, the rest SKIPs
+    main, child = pty.openpty()
+    env = dict(os.environ, NO_COLOR="1") if no_color else {k: v for k, v in os.environ.items() if k != "NO_COLOR"}
+    proc = subprocess.Popen(certkit_check(url, "--quick", "--timeout", "2"), stdin=child, stdout=child,
+                            stderr=child, env=env, close_fds=True)
+    os.close(child)
+    seen = b""
+    with contextlib.suppress(OSError):
+        while select.select([main], [], [], GUARD)[0]:
+            chunk = os.read(main, 4096)
+            if not chunk:
+                break
+            seen += chunk
+    os.close(main)
+    assert proc.wait(GUARD) == 1
+    assert b"FAIL" in seen
+    assert (b"\x1b[" in seen.split(b"error:")[0]) is not no_color, seen

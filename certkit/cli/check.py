@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -306,15 +307,30 @@ class _Output:
         elif many and not self.show_transcript:
             lines = render_text(report, transcript=False).splitlines()
             problems = ["  " + ln for ln in lines[:-1] if ln.startswith(("FAIL", "WARN", "UNKNOWN", " "))]
-            click.echo("\n".join([lines[-1], *problems]))
+            click.echo(colour("\n".join([lines[-1], *problems])))
         else:
-            click.echo(render_text(report, transcript=bool(self.show_transcript)) + ("\n" if many else ""))
+            click.echo(colour(render_text(report, transcript=bool(self.show_transcript)) + ("\n" if many else "")))
         if not report.ok:
             self.failures.append((report.target, report.failed))
         # The lineage keeps the first failing result, else the last one.
         if self.lineage and (not self.last or self.last["ok"]):
             self.last.update(time=dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
                              target=report.target, ok=report.ok, failed=report.failed)
+
+
+STATUS_COLOURS = {"PASS": "green", "WARN": "yellow", "FAIL": "red", "SKIP": "bright_black", "UNKNOWN": "magenta"}
+
+
+def colour(text: str) -> str:
+    """Status words coloured on a terminal; plain when piped or with NO_COLOR set (no-color.org)."""
+    if os.environ.get("NO_COLOR") or not sys.stdout.isatty():
+        return text
+    out = []
+    for line in text.splitlines(keepends=True):
+        word = line.split(" ", 1)[0]
+        fg = STATUS_COLOURS.get(word)
+        out.append(click.style(word, fg=fg, bold=word == "FAIL") + line[len(word):] if fg else line)
+    return "".join(out)
 
 
 CLEAR_LINE = "\r\033[K"  # carriage return + erase to the end of the line (a terminal only)
