@@ -8,14 +8,13 @@ deployment, so a second certkit process never sees a half-made version.
 from __future__ import annotations
 
 import contextlib
-import shlex
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from certkit import clock, envvars, export, keys, names, runner
+from certkit import clock, export, keys, names, runner
 from certkit import x509 as cx
 from certkit.callbacks import Echo
-from certkit.errors import CertkitError, UsageError
+from certkit.errors import CertkitError
 from certkit.settings import DeployTarget, LineageSettings, merge_targets
 from certkit.store import Store
 
@@ -137,12 +136,9 @@ def around_order(settings: LineageSettings, echo: Echo) -> Iterator[None]:
 
 
 def _run_order_hook(command: str, what: str, env: dict[str, str]) -> None:
-    try:
-        argv = shlex.split(command)
-    except ValueError as exc:
-        raise UsageError(f"{what} {command!r} cannot be split into words: {exc}", "check its quotes") from None
-    runner.run(argv, env=runner.child_env(env), timeout=envvars.seconds(envvars.HOOK_TIMEOUT, runner.DEFAULT_TIMEOUT),
-               what=f"{what} ({command})", hook=True, check=True)
+    argv = runner.command_argv(command, what)
+    runner.run(argv, env=runner.child_env(env), timeout=runner.hook_timeout(), what=f"{what} ({command})",
+               hook=True, check=True)
 
 
 def _add_version(store: Store, settings: LineageSettings, key: keys.PrivateKey,

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import subprocess
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from certkit.errors import HookError, OperationError
+from certkit import envvars
+from certkit.errors import HookError, OperationError, UsageError
 
 DEFAULT_TIMEOUT = 120.0
 # certkit's own secret inputs: no child (hook, postconf, PowerShell) ever inherits them;
@@ -153,6 +155,22 @@ def _start_error(program: str, exc: OSError) -> OperationError:
         return OperationError(f"cannot run {program}: it is not a program and has no #! line",
                               "add a first line such as #!/bin/sh")
     return OperationError(f"cannot run {program}: {exc.strerror or exc}", "check that it exists and is executable")
+
+
+def hook_timeout() -> float:
+    """Seconds any user hook may run (deploy, dns-01, pre/post): env ``CERTKIT_HOOK_TIMEOUT``, else 120."""
+    return envvars.seconds(envvars.HOOK_TIMEOUT, DEFAULT_TIMEOUT)
+
+
+def command_argv(command: str, option: str) -> list[str]:
+    """A user's command string as argv (shell-like quoting, never run through a shell); exit 2 if unusable."""
+    try:
+        argv = shlex.split(command)
+    except ValueError as exc:
+        raise UsageError(f"{option} {command!r} cannot be parsed: {exc}", "check the quotes") from None
+    if not argv:
+        raise UsageError(f"{option} is empty", f"pass the command to run for {option}")
+    return argv
 
 
 def failure_message(label: str, returncode: int, output: str, prefix: str = "") -> str:

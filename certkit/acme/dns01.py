@@ -11,17 +11,15 @@ parallel. Cleanup always runs, and its failures are reported, not fatal.
 
 from __future__ import annotations
 
-import shlex
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from certkit import envvars, hostport, runner
+from certkit import hostport, runner
 from certkit.errors import AcmeError, HookError, OperationError, UsageError
 from certkit.polling import Backoff
 
-HOOK_TIMEOUT = runner.DEFAULT_TIMEOUT  # the same default as deploy hooks (CERTKIT_HOOK_TIMEOUT overrides)
 PROPAGATION_TIMEOUT = 180.0
 
 
@@ -36,13 +34,7 @@ class TxtRecord:
 
 def hook_argv(command: str) -> list[str]:
     """The hook command as argv (shell-like quoting, never run through a shell)."""
-    try:
-        argv = shlex.split(command)
-    except ValueError as exc:
-        raise UsageError(f"--dns-hook {command!r} cannot be parsed: {exc}", "check the quotes") from exc
-    if not argv:
-        raise UsageError("--dns-hook is empty", "pass the command that adds and removes TXT records")
-    return argv
+    return runner.command_argv(command, "--dns-hook")
 
 
 def check_runnable(command: str) -> None:
@@ -67,8 +59,8 @@ def _run_hook(argv: list[str], action: str, record: TxtRecord) -> runner.Result:
     try:
         # hook=True: output spooled with a bounded tail (a chatty hook cannot fill memory), and a
         # timeout kills whatever the hook started.
-        timeout = envvars.seconds(envvars.HOOK_TIMEOUT, HOOK_TIMEOUT)  # the same setting as deploy hooks
-        return runner.run(argv, env=env, timeout=timeout, what=f"the DNS hook ({action} {record.name})", hook=True)
+        return runner.run(argv, env=env, timeout=runner.hook_timeout(), what=f"the DNS hook ({action} {record.name})",
+                          hook=True)
     except HookError:
         raise
     except OperationError as exc:  # the program could not be started

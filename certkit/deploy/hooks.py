@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from certkit import clock, envvars, fsguard, runner
+from certkit import clock, fsguard, runner
 from certkit import x509 as cx
 from certkit.callbacks import Echo, Runner
 from certkit.errors import HookError, OperationError, UsageError
@@ -33,17 +33,10 @@ if TYPE_CHECKING:
     pass
 
 
-DEFAULT_HOOK_TIMEOUT = runner.DEFAULT_TIMEOUT
-HOOK_TIMEOUT_ENV = envvars.HOOK_TIMEOUT
 # certkit's own secret inputs: hooks inherit certkit's environment, except these (runner.child_env).
 SECRET_ENV = runner.SECRET_ENV
 # Files in hooks/deploy/ that are never hooks (editor backups, package manager leftovers).
 _IGNORED_SUFFIXES = ("~", ".bak", ".orig", ".dpkg-old", ".dpkg-new", ".dpkg-dist", ".rpmnew", ".rpmsave", ".swp")
-
-
-def default_timeout() -> float:
-    """The hook timeout: env ``CERTKIT_HOOK_TIMEOUT`` (seconds) or 120 s."""
-    return envvars.seconds(HOOK_TIMEOUT_ENV, DEFAULT_HOOK_TIMEOUT)
 
 
 def ensure_pfx(store: Store, settings: LineageSettings, version: int) -> None:
@@ -224,14 +217,14 @@ def run_hook(
         argv: the command (see :func:`script_argv`).
         variables: the hook environment (:func:`hook_env`).
         what: label for messages ("deploy hook /x/y").
-        timeout: seconds (default :func:`default_timeout`).
+        timeout: seconds (default :func:`certkit.runner.hook_timeout`).
         run: the subprocess runner (tests pass a recorder).
         echo: prints the hook's output lines when it succeeds.
 
     Raises:
         HookError: non-zero exit (with the output's tail) or timeout.
     """
-    limit = timeout if timeout is not None else default_timeout()
+    limit = timeout if timeout is not None else runner.hook_timeout()
     env = runner.child_env(variables)  # scrubbed of certkit's secrets there
     # Streamed as it comes (bounded, escapes stripped by the runner); on failure the tail is in the error.
     on_line = (lambda line: echo(f"    | {line}")) if echo else None

@@ -157,11 +157,6 @@ def read_settings(store: Store, names: Sequence[str]) -> tuple[dict[str, Lineage
     return settings, problems
 
 
-def unreadable_settings(store: Store, names: Sequence[str]) -> dict[str, str]:
-    """Lineages whose settings.toml is damaged or mistyped, with the reason."""
-    return read_settings(store, names)[1]
-
-
 # ----- running -------------------------------------------------------------
 
 @dataclass(frozen=True)
