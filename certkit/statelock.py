@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from certkit.errors import LockError, OperationError, UsageError
+from certkit.polling import Backoff
 
 POLL_SECONDS = 0.05
 
@@ -54,7 +55,7 @@ class StateLock:
 
     def _acquire(self) -> None:
         fd = self._open()
-        deadline = time.monotonic() + self.wait
+        backoff = Backoff(deadline=time.monotonic() + self.wait, first=POLL_SECONDS, growth=1.0)
         while True:
             try:
                 _try_lock(fd)
@@ -63,7 +64,7 @@ class StateLock:
                 if exc.errno not in (errno.EACCES, errno.EAGAIN, errno.EDEADLK):
                     os.close(fd)
                     raise
-                if time.monotonic() >= deadline:
+                if not backoff.wait():
                     holder = _read_pid(fd)
                     os.close(fd)
                     raise LockError(
@@ -71,7 +72,6 @@ class StateLock:
                         f"{self.path.parent}; waited {self.wait:g} s",
                         "let it finish and run the command again",
                     ) from None
-                time.sleep(POLL_SECONDS)
         os.ftruncate(fd, 0)
         os.lseek(fd, 0, os.SEEK_SET)
         os.write(fd, f"{os.getpid()}\n".encode())
