@@ -20,6 +20,8 @@ from certkit.errors import UsageError
 
 LOCK_WAIT = "CERTKIT_LOCK_WAIT"
 HOOK_TIMEOUT = "CERTKIT_HOOK_TIMEOUT"
+# Secrets: never passed to child processes (runner.scrub), masked in the log file (journal).
+SECRET_ENV = ("CERTKIT_PFX_PASSWORD",)
 
 
 def seconds(name: str, default: float, *, allow_zero: bool = False) -> float:

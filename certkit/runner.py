@@ -8,21 +8,25 @@ never modified), a timeout, and captured output that error messages can show.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shlex
 import subprocess
+import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from certkit import envvars
-from certkit.errors import HookError, OperationError, UsageError
+from certkit.errors import CertkitError, HookError, OperationError, UsageError
+
+_log = logging.getLogger("certkit")
 
 DEFAULT_TIMEOUT = 120.0
 # certkit's own secret inputs: no child (hook, postconf, PowerShell) ever inherits them;
 # the PFX password reaches hooks only as CERTKIT_PFX_PASSWORD_FILE.
-SECRET_ENV = ("CERTKIT_PFX_PASSWORD",)
+SECRET_ENV = envvars.SECRET_ENV
 # A hook's output kept in memory for the error message: the last lines, each cut short.
 TAIL_LINES = 50
 TAIL_LINE_CHARS = 2000
@@ -116,10 +120,22 @@ def run(
         OperationError: the program could not be started.
     """
     label = what or argv[0]
+    started = time.monotonic()
+    try:
+        result = _run_once(argv, env, timeout, cwd, input_text, label, hook, on_line)
+    except CertkitError as exc:
+        _log.debug("ran %s (%s): %s", label, shlex.join(argv), exc.message)
+        raise
+    _log.debug("ran %s (%s): exit %d in %.2f s", label, shlex.join(argv), result.returncode,
+               time.monotonic() - started)
+    return _checked(result, label) if check else result
+
+
+def _run_once(argv: Sequence[str], env: Mapping[str, str] | None, timeout: float, cwd: str | None,
+              input_text: str | None, label: str, hook: bool, on_line: Callable[[str], None] | None) -> Result:
     if hook:
-        result = _run_spooled(argv, child_env() if env is None else scrub(env), timeout, cwd, input_text,
-                              label, on_line)
-        return _checked(result, label) if check else result
+        return _run_spooled(argv, child_env() if env is None else scrub(env), timeout, cwd, input_text,
+                            label, on_line)
     try:
         proc = subprocess.run(
             list(argv),
@@ -139,8 +155,7 @@ def run(
         ) from exc
     except OSError as exc:
         raise _start_error(argv[0], exc) from exc
-    result = Result(tuple(argv), proc.returncode, proc.stdout or "", proc.stderr or "")
-    return _checked(result, label) if check else result
+    return Result(tuple(argv), proc.returncode, proc.stdout or "", proc.stderr or "")
 
 
 def _start_error(program: str, exc: OSError) -> OperationError:

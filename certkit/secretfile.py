@@ -5,6 +5,7 @@ Secrets never go on argv; they come from files like these (or a prompt).
 
 from __future__ import annotations
 
+from certkit import journal
 from certkit.errors import UsageError
 
 # A password or key is a line, not a file: reading more than this is a mistake (or /dev/zero).
@@ -46,4 +47,5 @@ def read_secret_file(path: str, what: str) -> str:
     if bad is not None:
         raise UsageError(f"the {what} file {path} contains the control character {bad!r} on its first line "
                          f"(at position {first.index(bad) + 1})", fix)
+    journal.mask(first)  # should it ever be printed, the log file still does not keep it
     return first

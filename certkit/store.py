@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from certkit import envvars, fsguard
+from certkit import envvars, fsguard, journal
 from certkit.atomicfile import atomic_write, fsync_dir
 from certkit.errors import NotFoundError, OperationError, UsageError
 from certkit.homedir import windows_acl_argv
@@ -192,6 +192,7 @@ class Store:
             runner.run(windows_acl_argv(self.home), check=True, what="icacls (restricting the state directory)")
         self._ensure_dir(self.home)
         self.check_home()
+        journal.attach(self.home)  # from here on the command's lines reach logs/certkit.log
 
     def _require_lock(self) -> None:
         if not self._lock.is_held():

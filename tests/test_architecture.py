@@ -17,8 +17,8 @@ PACKAGE = Path(__file__).resolve().parent.parent / "certkit"
 # Lowest first. A module is placed by its first dotted component below certkit.
 LAYERS: list[tuple[str, set[str]]] = [
     ("core", {"__init__", "errors", "callbacks", "clock", "envvars", "homedir", "hostport", "names", "keys", "x509",
-              "fsguard", "atomicfile", "statelock", "secretfile", "polling", "runner", "settings", "export", "store",
-              "trust"}),
+              "fsguard", "atomicfile", "statelock", "journal", "secretfile", "polling", "runner", "settings", "export",
+              "store", "trust"}),
     ("capabilities", {"acme", "check", "smtpd"}),
     ("deploy", {"deploy"}),
     ("issuing", {"issuing"}),

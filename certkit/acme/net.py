@@ -18,6 +18,7 @@ One Network serves one order in one thread; nothing in it is shared.
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
@@ -30,6 +31,8 @@ from josepy.jwk import JWK
 
 from certkit import __version__
 from certkit.polling import parse_retry_after
+
+_log = logging.getLogger("certkit")
 
 MAX_BAD_NONCE = 12
 MAX_RATE_WAITS = 3
@@ -67,7 +70,14 @@ class Network(acme_client.ClientNetwork):
         self.last_response: requests.Response | None = None
 
     def _send_request(self, method: str, url: str, *args: Any, **kwargs: Any) -> requests.Response:
-        response = super()._send_request(method, url, *args, **kwargs)
+        started = time.monotonic()
+        try:
+            response = super()._send_request(method, url, *args, **kwargs)
+        except Exception as exc:
+            _log.debug("ACME %s %s: %s", method, url, type(exc).__name__)
+            raise
+        # URL and status only: request bodies are signed JWS, answers may carry the certificate.
+        _log.debug("ACME %s %s -> %d in %.3f s", method, url, response.status_code, time.monotonic() - started)
         self.last_response = response
         return response
 

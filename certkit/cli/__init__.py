@@ -64,32 +64,37 @@ class CertkitGroup(click.Group):
 
 
 GLOBAL_OPTIONS = ("--home",)  # the group's options that take a value
+GLOBAL_FLAGS = ("-v", "--verbose", "-vv")
+COMMAND_FLAGS = ("--json",)  # the subcommand's, also accepted before it (`certkit --json list`)
 
 
 def hoist_global_options(args: list[str]) -> list[str]:
     """Move the group's options given after the subcommand to the front, as users of
-    certbot expect (`certkit issue --cn X --home D`); nothing after ``--`` is touched."""
-    front: list[str] = []
-    rest: list[str] = []
+    certbot expect (`certkit issue --cn X --home D`), and a subcommand's ``--json``
+    given before it to its end (`certkit --json list`); nothing after ``--`` is touched."""
+    front: list[str] = []  # the group's options
+    rest: list[str] = []  # the subcommand and its arguments
+    moved_back: list[str] = []
     i = 0
     while i < len(args):
         arg = args[i]
-        if arg == "--":
-            rest.extend(args[i:])
-            break
         name = arg.split("=", 1)[0]
-        if name in GLOBAL_OPTIONS and rest:  # before the subcommand click parses it itself
-            if "=" in arg:
-                front.append(arg)
-            elif i + 1 < len(args):
-                front.extend(args[i:i + 2])
-                i += 1
-            else:
-                rest.append(arg)  # no value: the subcommand's parser reports it
+        if arg == "--":
+            rest.extend(moved_back + args[i:])
+            return front + rest
+        if arg in GLOBAL_FLAGS:
+            front.append(arg)
+        elif arg in COMMAND_FLAGS and not rest:
+            moved_back.append(arg)
+        elif name in GLOBAL_OPTIONS and "=" not in arg and i + 1 < len(args):
+            front.extend(args[i:i + 2])
+            i += 1
+        elif ("=" in arg and name in GLOBAL_OPTIONS) or (not rest and arg.startswith("-")):
+            front.append(arg)  # `--home=D`, or before the subcommand: `--version`, `--help`
         else:
             rest.append(arg)
         i += 1
-    return front + rest
+    return front + rest + moved_back
 
 
 def fail(exc: CertkitError) -> NoReturn:
@@ -110,12 +115,18 @@ def _check_home_option(ctx: click.Context, param: click.Parameter, value: str | 
 @click.option("--home", envvar="CERTKIT_HOME", type=click.Path(file_okay=False), callback=_check_home_option,
               help="State directory (env CERTKIT_HOME). Default: /etc/certkit as root, "
                    "%ProgramData%\\certkit on Windows, else $XDG_CONFIG_HOME/certkit.")
-def cli(home: str | None) -> None:
+@click.option("-v", "--verbose", count=True,
+              help="Print debug details (ACME requests, programs run) on stderr; the log file "
+                   "HOME/logs/certkit.log always has them.")
+def cli(home: str | None, verbose: int) -> None:
     """certkit: certificates for SMTP submission (587 + AUTH + STARTTLS).
 
     Issue (self-signed or ACME), export (PEM, PFX, DER), deploy (Postfix,
     IIS/Exchange, aiosmtpd, scripts), check a server, renew on a timer.
     """
+    from certkit import journal
+
+    journal.set_verbose(verbose)
 
 
 for command in (issue_command, selfssl_command, export_command, list_command, show_command, targets_command,
@@ -129,4 +140,11 @@ cli.add_command(timer_command)
 
 
 def main() -> None:
-    cli(prog_name="certkit")
+    from certkit import journal
+
+    journal.start(sys.argv[1:])  # the log file gets this command's lines once it touches the state directory
+    try:
+        cli(prog_name="certkit")
+    except SystemExit as exc:
+        journal.finish(exc.code)
+        raise
