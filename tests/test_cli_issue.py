@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -61,7 +62,9 @@ def test_issue_json_record_and_show_list(home: Path) -> None:
     code, out, _ = run("list", "--json")
     assert [r["name"] for r in json.loads(out)] == ["mail.example.com"]
     code, out, _ = run("list")
-    assert "mail.example.com" in out and "renew after" in out
+    header, row = out.splitlines()
+    assert header.startswith("LINEAGE") and "RENEW AFTER" in header
+    assert row.split()[:3] == ["mail.example.com", rec["not_after"][:10], str(rec["days_left"])]
     code, out, _ = run("show", "mail.example.com")
     assert rec["sha256"] in out and "serial:" in out
 
@@ -261,8 +264,8 @@ def test_damaged_lineage_does_not_hide_the_others(home: Path) -> None:
     (home / "lineages" / "bad.example.com" / "settings.toml").write_text("name = = broken\n")
     code, out, err = run("list")
     assert code == 1
-    assert "bad.example.com: error: cannot read" in out
-    assert "good.example.com  expires" in out
+    assert re.search(r"^bad\.example\.com +error: cannot read", out, re.M)
+    assert re.search(r"^good\.example\.com +20\d\d-\d\d-\d\d +\d+ ", out, re.M)
     code, out, _ = run("list", "--json")
     assert code == 1
     assert [("error" in r, r["name"]) for r in json.loads(out)] == [(True, "bad.example.com"),
@@ -322,7 +325,7 @@ def test_home_is_accepted_before_or_after_the_subcommand(tmp_path: Path, where: 
     assert code == 0, err
     assert (home / "lineages" / "g.example" / "settings.toml").is_file()
     code, out, err = run("list", "--home", str(home))
-    assert code == 0 and out.startswith("g.example"), out + err
+    assert code == 0 and out.splitlines()[1].startswith("g.example"), out + err
 
 
 def test_hoisting_leaves_option_values_and_the_double_dash_alone() -> None:

@@ -63,8 +63,9 @@ def test_failing_hook_rolls_back_and_next_run_succeeds(home: Path, tmp_path: Pat
     assert [r[1] for r in runs] == [sha16(v1_cert), sha16(v2_cert), sha16(v1_cert)]
     last = store.load_state("mail.example.com")["last_renewal"]
     assert last["ok"] is False and last["version"] == 1
-    listing = runner.invoke(cli, ["list"]).output
-    assert "last renewal FAILED" in listing
+    header, *rows = runner.invoke(cli, ["list"]).output.splitlines()
+    assert header.endswith("LAST RENEWAL")
+    assert [row.split()[-1] for row in rows if row.startswith("mail.example.com ")] == ["FAILED"]
 
     flag.unlink()
     report = renew.run(store, clock=lambda: moment, echo=quiet)

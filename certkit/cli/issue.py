@@ -22,7 +22,8 @@ def _acme_options(func: Any) -> Any:
         click.option("--eab-kid", default=None, help="External account binding key id."),
         click.option("--eab-hmac-key-file", type=click.Path(dir_okay=False), default=None,
                      help="File holding the EAB HMAC key (base64url)."),
-        click.option("--challenge", type=click.Choice(["http-01", "dns-01"]), default=None),
+        click.option("--challenge", type=click.Choice(["http-01", "dns-01"]), default=None,
+                     help="http-01 (port 80 or --webroot; the default) or dns-01 (--dns-hook; needed for wildcards)."),
         click.option("--http-port", type=click.IntRange(1, 65535), default=None,
                      help="Port of the standalone http-01 server (default 80)."),
         click.option("--http-address", default=None, help="Address the http-01 server listens on."),
@@ -57,10 +58,15 @@ def _acme_options(func: Any) -> Any:
 @click.option("--self-signed", "self_signed", is_flag=True, help="Self-signed (the default).")
 @_acme_options
 @click.option("--pfx", is_flag=True, help="Also write a PFX (PKCS#12) for Windows.")
-@click.option("--pfx-password-file", type=click.Path(dir_okay=False), default=None)
-@click.option("--pfx-encryption", type=click.Choice(["auto", "legacy", "modern"]), default="auto")
+@click.option("--pfx-password-file", type=click.Path(dir_okay=False), default=None,
+              help="File whose first line is the PFX password (else env CERTKIT_PFX_PASSWORD, "
+                   "else a random one saved next to the PFX).")
+@click.option("--pfx-encryption", type=click.Choice(["auto", "legacy", "modern"]), default="auto",
+              help="PFX encryption: legacy (3DES/SHA-1, Windows Server 2003-2016), modern (AES-256), "
+                   "auto (legacy only on old Windows).")
 @click.option("--trust", is_flag=True, help="Add the self-signed certificate to the OS trust store.")
-@click.option("--trust-store-dir", type=click.Path(file_okay=False), default=None)
+@click.option("--trust-store-dir", type=click.Path(file_okay=False), default=None,
+              help="Where --trust puts the certificate (default: the system trust store).")
 @click.option("--deploy", "deploy_targets", multiple=True, metavar="TARGET",
               help="Deploy target (postfix, iis, exchange, aiosmtpd, script:PATH); repeatable.")
 @click.option("--verify", "verify_urls", multiple=True, metavar="URL", help="Check URL after deploying.")
@@ -80,7 +86,7 @@ def issue_command(ctx: click.Context, /, **opts: Any) -> None:
 @click.option("--allow-weak", is_flag=True, help="Permit /K:1024 (not recommended).")
 @click.option("--trust-store-dir", type=click.Path(file_okay=False), default=None,
               help="Where /T puts the certificate (default: the system trust store).")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the lineage record as JSON.")
 @click.pass_context
 def selfssl_command(ctx: click.Context, args: tuple[str, ...], allow_weak: bool, trust_store_dir: str | None,
                     as_json: bool) -> None:
@@ -102,9 +108,14 @@ def selfssl_command(ctx: click.Context, args: tuple[str, ...], allow_weak: bool,
               help="pem (a folder of files), pfx (PKCS#12; p12 is the same), der (the certificate alone).")
 @click.option("--out", type=click.Path(), default=None,
               help="pem: a folder; pfx/der: a file. Default: in the current folder.")
-@click.option("--pfx-encryption", type=click.Choice(["auto", "legacy", "modern"]), default="auto")
-@click.option("--pfx-password-file", type=click.Path(dir_okay=False), default=None)
+@click.option("--pfx-encryption", type=click.Choice(["auto", "legacy", "modern"]), default="auto",
+              help="PFX encryption: legacy (3DES/SHA-1, Windows Server 2003-2016), modern (AES-256), "
+                   "auto (legacy only on old Windows).")
+@click.option("--pfx-password-file", type=click.Path(dir_okay=False), default=None,
+              help="File whose first line is the PFX password (else env CERTKIT_PFX_PASSWORD, "
+                   "else a random one saved next to the PFX).")
 @click.option("--friendly-name", default=None, help="PFX friendly name shown by Windows.")
+@click.option("--json", "as_json", is_flag=True, help="Print the files written as JSON.")
 @click.pass_context
 def export_command(ctx: click.Context, /, **opts: Any) -> None:
     """Write a lineage's live certificate as PEM files, a PFX or DER."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 import click
 
 from certkit.cli.completion import complete_lineage
-from certkit.cli.context import store_from
+from certkit.cli.context import echo_json, progress_echo, store_from
 from certkit.errors import UsageError
 
 DEFAULT_KEEP = 3
@@ -22,12 +22,15 @@ DEFAULT_KEEP = 3
 @click.argument("lineage", shell_complete=complete_lineage)
 @click.option("--to", "to_version", type=click.IntRange(min=1), default=None,
               help="The version to make live (default: the one before the live version).")
+@click.option("--json", "as_json", is_flag=True, help="Print what was done as JSON (progress goes to stderr).")
 @click.pass_context
-def rollback_command(ctx: click.Context, lineage: str, to_version: int | None) -> None:
+def rollback_command(ctx: click.Context, lineage: str, to_version: int | None, as_json: bool) -> None:
     """Make an older version live again and re-run its deploy targets, with verify-and-restore."""
     from certkit import clock
+    from certkit.deploy.targets import format_target
     from certkit.issuing import run_deploy
 
+    echo = progress_echo(as_json)
     store = store_from(ctx)
     with store.lock():
         settings = store.load_settings(lineage)
@@ -42,9 +45,13 @@ def rollback_command(ctx: click.Context, lineage: str, to_version: int | None) -
                              f"versions: {', '.join(map(str, versions))}; live: {live}")
         store.mark_unfinished(lineage, "rollback", target, live, clock.now_iso())
         store.activate(lineage, target)
-        click.echo(f"Rolled {lineage} back to version {target} (was {live}); deploying it")
-        run_deploy(store, settings, live, [], [], click.echo)
+        echo(f"Rolled {lineage} back to version {target} (was {live}); deploying it")
+        run_deploy(store, settings, live, [], [], echo)
         store.clear_unfinished(lineage)
+    if as_json:
+        echo_json({"lineage": lineage, "live_version": target, "previous_version": live,
+                   "deployed_to": [format_target(t) for t in settings.deploy], "verified": list(settings.verify)})
+        return
     click.echo(f"Version {target} of {lineage} is live. `certkit renew` replaces it when it is due.")
 
 
@@ -52,10 +59,12 @@ def rollback_command(ctx: click.Context, lineage: str, to_version: int | None) -
 @click.argument("lineages", nargs=-1, shell_complete=complete_lineage)
 @click.option("--keep", type=click.IntRange(min=1), default=DEFAULT_KEEP, show_default=True,
               help="Newest versions kept per lineage (the live one and the one before it always stay).")
+@click.option("--json", "as_json", is_flag=True, help="Print what was done as JSON (progress goes to stderr).")
 @click.pass_context
-def prune_command(ctx: click.Context, lineages: tuple[str, ...], keep: int) -> None:
+def prune_command(ctx: click.Context, lineages: tuple[str, ...], keep: int, as_json: bool) -> None:
     """Remove old versions (keys included) of every lineage, or of LINEAGE..."""
     store = store_from(ctx)
+    done: list[dict[str, object]] = []
     with store.lock():
         for name in lineages or store.names():
             store.require(name)
@@ -66,15 +75,20 @@ def prune_command(ctx: click.Context, lineages: tuple[str, ...], keep: int) -> N
             gone = [v for v in versions if v not in kept]
             for version in gone:
                 store.remove_version(name, version)
-            shown = ", ".join(map(str, gone)) or "nothing"
-            click.echo(f"{name}: removed {shown}; kept {', '.join(map(str, sorted(kept)))}")
+            done.append({"lineage": name, "removed": gone, "kept": sorted(kept)})
+            if not as_json:
+                shown = ", ".join(map(str, gone)) or "nothing"
+                click.echo(f"{name}: removed {shown}; kept {', '.join(map(str, sorted(kept)))}")
+    if as_json:
+        echo_json(done)
 
 
 @click.command("delete")
 @click.argument("lineage", shell_complete=complete_lineage)
 @click.option("--force", is_flag=True, help="Delete even though deploy targets still use the lineage.")
+@click.option("--json", "as_json", is_flag=True, help="Print what was done as JSON (progress goes to stderr).")
 @click.pass_context
-def delete_command(ctx: click.Context, lineage: str, force: bool) -> None:
+def delete_command(ctx: click.Context, lineage: str, force: bool, as_json: bool) -> None:
     """Remove a lineage: settings, every version and key, its live files (servers are not touched)."""
     from certkit.deploy.targets import format_target
 
@@ -87,8 +101,11 @@ def delete_command(ctx: click.Context, lineage: str, force: bool) -> None:
                              f"point them at another certificate first, then run: certkit delete {lineage} --force")
         live_dir = store.lineage_dir(lineage) / "live"
         store.remove_lineage(lineage)
-    click.echo(f"Deleted {lineage}: its settings, every version and key, and {live_dir}.")
     if users:
         click.echo(f"warning: {', '.join(users)} still point at {live_dir}; fix their configuration", err=True)
+    if as_json:
+        echo_json({"lineage": lineage, "deleted": str(store.lineage_dir(lineage)), "still_deployed_to": users})
+        return
+    click.echo(f"Deleted {lineage}: its settings, every version and key, and {live_dir}.")
     click.echo("Left as they are: server configurations, a trust-store copy (--trust), the ACME account; "
                "the certificate is not revoked.")

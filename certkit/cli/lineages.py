@@ -14,7 +14,7 @@ from certkit.errors import CertkitError
 
 
 @click.command("list")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print every lineage record as a JSON array.")
 @click.pass_context
 def list_command(ctx: click.Context, as_json: bool) -> None:
     """List lineages: names, expiry, next renewal, deploy targets, last check."""
@@ -34,15 +34,15 @@ def list_command(ctx: click.Context, as_json: bool) -> None:
     elif not recs:
         click.echo(f"No certificates in {store.home} yet - run `certkit issue --cn HOST`.")
     else:
-        for rec in recs:
-            click.echo(f"{rec['name']}: error: {rec['error']}" if "error" in rec else summary_line(rec))
+        for line in list_table(recs):
+            click.echo(line)
     if broken:
         sys.exit(1)
 
 
 @click.command("show")
 @click.argument("lineage", shell_complete=complete_lineage)
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the lineage record as JSON.")
 @click.pass_context
 def show_command(ctx: click.Context, lineage: str, as_json: bool) -> None:
     """Show one lineage: names, serial, key, validity, files, deploy targets, last check."""
@@ -55,24 +55,35 @@ def show_command(ctx: click.Context, lineage: str, as_json: bool) -> None:
     click.echo(describe_record(rec))
 
 
-def summary_line(rec: dict[str, Any]) -> str:
-    """One line per lineage for `certkit list`."""
+LIST_COLUMNS = ("LINEAGE", "EXPIRES", "DAYS LEFT", "RENEW AFTER", "DEPLOY", "LAST CHECK", "LAST RENEWAL")
+
+
+def list_row(rec: dict[str, Any]) -> tuple[str, ...]:
+    """One lineage's cells under LIST_COLUMNS."""
+    if "error" in rec:
+        return (rec["name"], "error: " + rec["error"], "", "", "", "", "")
     if rec["not_after"] is None:
-        return f"{rec['name']}: no live version"
-    targets = ",".join(t["target"] for t in rec["deploy"]) or "-"
+        return (rec["name"], "no live version", "", "", "", "", "")
     check = rec.get("last_check") or {}
     renewal = rec.get("last_renewal") or {}
-    parts = [
-        f"{rec['name']}",
-        f"expires {rec['not_after'][:10]} ({rec['days_left']} days)",
-        f"renew after {rec['renew_after'][:10]}",
-        f"deploy {targets}",
-    ]
-    if check:
-        parts.append(f"last check {'ok' if check.get('ok') else 'FAILED'}")
-    if renewal:
-        parts.append(f"last renewal {'ok' if renewal.get('ok') else 'FAILED'}")
-    return "  ".join(parts)
+    return (
+        rec["name"],
+        rec["not_after"][:10],
+        str(rec["days_left"]),
+        rec["renew_after"][:10],
+        ",".join(t["target"] for t in rec["deploy"]) or "-",
+        ("ok" if check.get("ok") else "FAILED") if check else "-",
+        ("ok" if renewal.get("ok") else "FAILED") if renewal else "-",
+    )
+
+
+def list_table(recs: list[dict[str, Any]]) -> list[str]:
+    """`certkit list`: a header and a row per lineage, columns as wide as their longest cell."""
+    rows = [LIST_COLUMNS, *(list_row(rec) for rec in recs)]
+    # An error or "no live version" spans the columns after the name: it does not widen them.
+    widths = [max(len(row[i]) for row in rows if i == 0 or row[2] or row is LIST_COLUMNS)
+              for i in range(len(LIST_COLUMNS))]
+    return ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows]
 
 
 def describe_record(rec: dict[str, Any]) -> str:
