@@ -132,14 +132,38 @@ def _client_error_text(exc: Exception) -> str:
 
 
 def _short(exc: BaseException, limit: int = 300) -> str:
-    text = str(exc) or type(exc).__name__
-    # urllib3 wraps the interesting part deep inside; keep the innermost reason.
-    for marker in ("Caused by ", "Failed to establish a new connection: "):
-        if marker in text:
-            text = text.split(marker, 1)[1]
-    return text.strip("()'\" ")[:limit]
+    """The reason inside a requests/urllib3 exception, in words: never a nested repr like
+    ``SSLError(SSLCertVerificationError(1, '[SSL: ...``."""
+    import ssl
+
+    inner = _innermost(exc)
+    if isinstance(inner, ssl.SSLCertVerificationError):
+        text = f"certificate verify failed: {inner.verify_message or inner.reason or 'untrusted'}"
+    elif isinstance(inner, ssl.SSLError):
+        text = f"TLS error: {inner.reason or inner.strerror or type(inner).__name__}"
+    elif isinstance(inner, OSError) and inner.strerror:
+        text = inner.strerror
+    else:
+        text = str(inner) or type(inner).__name__
+        # urllib3 wraps the interesting part deep inside; keep the innermost reason.
+        for marker in ("Caused by ", "Failed to establish a new connection: "):
+            if marker in text:
+                text = text.split(marker, 1)[1]
+        text = text.strip("()'\" ")
+    return text[:limit]
 
 
-def usage(message: str, hint: str) -> UsageError:
-    """A UsageError (exit 2) for ACME settings that cannot work."""
-    return UsageError(message, hint)
+def _innermost(exc: BaseException) -> BaseException:
+    """Follow ``reason``, exception arguments and causes down to the first exception that wraps nothing."""
+    seen: set[int] = set()
+    current = exc
+    while id(current) not in seen:
+        seen.add(id(current))
+        reason = getattr(current, "reason", None)
+        wrapped = reason if isinstance(reason, BaseException) else next(
+            (arg for arg in current.args if isinstance(arg, BaseException)), None)
+        wrapped = wrapped or current.__cause__
+        if wrapped is None:
+            break
+        current = wrapped
+    return current

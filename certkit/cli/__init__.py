@@ -60,6 +60,14 @@ class CertkitGroup(click.Group):
         except click.Abort:
             click.echo("Aborted.", err=True)
             sys.exit(1)
+        except Exception as exc:  # a bug: one line for the user, the traceback for the log file
+            import logging
+            import traceback
+
+            logging.getLogger("certkit").debug("".join(traceback.format_exception(exc)).rstrip())
+            click.echo(f"error: unexpected {type(exc).__name__}: {exc} - this is a bug in certkit; please report it "
+                       "with the end of HOME/logs/certkit.log (certkit -v shows the traceback)", err=True)
+            sys.exit(1)
         sys.exit(code if isinstance(code, int) else 0)
 
 
