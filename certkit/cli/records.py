@@ -40,6 +40,8 @@ def record(store: Store, name: str, now: dt.datetime | None = None) -> dict[str,
         "last_check": state.get("last_check"),
         "last_renewal": state.get("last_renewal"),
         "ari": state.get("ari"),
+        "issuer_ca": settings.ca,
+        "issuer_ca_generation": None,
     }
     if version is None:
         return out
@@ -51,6 +53,10 @@ def record(store: Store, name: str, now: dt.datetime | None = None) -> dict[str,
             f"issue it again with `certkit renew --force {name}`",
         ) from exc
     nb, na = cx.not_before(cert), cx.not_after(cert)
+    if settings.ca is not None:
+        from certkit.ca.manage import generation_of
+
+        out["issuer_ca_generation"] = generation_of(store, settings.ca, cert)
     out.update(
         serial=cx.serial_hex(cert),
         not_before=clock.iso(nb),
