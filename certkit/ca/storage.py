@@ -213,14 +213,12 @@ def read_key(store: Store, record: CaRecord, number: int) -> keys.PrivateKey:
 def check_key_file(path: Path) -> None:
     """Refuse a CA key that group or others may read or write (anyone could then sign for the CA's names)."""
     fsguard.check_trusted(path.parent, "CA generation folder")
-    fsguard.check_trusted(path, "CA key")
-    if os.name == "nt":  # pragma: no cover - the folder's ACL protects it (homedir.windows_acl_argv)
-        return
     try:
         mode = stat.S_IMODE(path.lstat().st_mode)
     except FileNotFoundError:
         raise OperationError(f"the CA key {path} is missing", "restore it from a backup") from None
-    if mode & 0o077:
+    if os.name != "nt" and mode & 0o077:  # on Windows the folder's ACL protects it (homedir.windows_acl_argv)
         raise UsageError(f"the CA key {path} is readable or writable by group or others (mode {mode:04o}): "
                          "anyone who can read it can sign certificates your clients trust",
                          f"chmod 600 {path}, and consider the key exposed: `certkit ca rotate` makes a new one")
+    fsguard.check_trusted(path, "CA key")
