@@ -327,3 +327,22 @@ def test_selfssl_trust_keeps_working(home: Path, tmp_path: Path) -> None:
     ok("selfssl", "/T", "/N:CN=legacy.corp.example", "/K:2048", "/V:365", "--trust-store-dir", str(anchors))
     assert (anchors / "certkit-legacy.corp.example.crt").read_bytes() == (
         live(home, "legacy.corp.example") / "cert.pem").read_bytes()
+
+
+def test_leaf_lifetime_cut_to_the_ca_and_an_expired_ca_refused(home: Path) -> None:
+    from certkit import keys, names
+    from certkit.ca import authority, constraints
+    from certkit.errors import OperationError
+
+    code, out, err = run("ca", "create", CA, "--permit", "corp.example", "--days", "30", "--key", "ec256")
+    assert code == 0, err
+    code, out, err = run("issue", "--cn", HOST, "--ca", CA, "--key", "ec256", "--json")
+    assert code == 0 and "lifetime cut to the CA's" in err and "certkit ca rotate corp" in err
+    root = x509.load_pem_x509_certificate(ca_cert(home).read_bytes())
+    assert json.loads(out)["not_after"] == root.not_valid_after_utc.strftime("%Y-%m-%dT%H:%M:%SZ")
+    signer = serialization.load_pem_private_key(ca_key(home).read_bytes(), password=None)
+    assert isinstance(signer, ec.EllipticCurvePrivateKey)
+    later = root.not_valid_after_utc + dt.timedelta(seconds=1)
+    with pytest.raises(OperationError, match="expired on"):
+        authority.sign_leaf(root, signer, constraints.parse(["corp.example"], []), keys.generate("ec256").public_key(),
+                            [names.parse_name(HOST)], 30, now=later)

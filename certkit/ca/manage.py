@@ -19,7 +19,7 @@ from certkit import x509 as cx
 from certkit.ca import authority, storage
 from certkit.ca.constraints import Constraints, outside, parse
 from certkit.ca.storage import CaRecord, Generation
-from certkit.errors import UsageError
+from certkit.errors import CertkitError, UsageError
 from certkit.names import Identity
 from certkit.secretfile import read_secret_file
 from certkit.store import Store
@@ -172,7 +172,10 @@ def issued_from(store: Store, name: str) -> dict[str, int | None]:
     """Lineages whose settings name CA ``name``, with the generation that signed each live leaf."""
     out: dict[str, int | None] = {}
     for lineage in store.names():
-        settings = store.load_settings(lineage)
+        try:
+            settings = store.load_settings(lineage)
+        except CertkitError:  # a damaged lineage is `certkit list`'s to report, not the CA's
+            continue
         if settings.ca != name:
             continue
         leaf = cx.read_leaf(store.live_paths(lineage).cert)

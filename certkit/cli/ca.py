@@ -107,7 +107,7 @@ def _print_ca(rec: dict[str, Any]) -> None:
     permits = ", ".join([*rec["permit"], *rec["permit_ip"]]) or "ANY name (no constraints)"
     click.echo(f"{rec['name']}  may sign for {permits}; {'trusted here' if rec['trusted'] else 'not trusted here'}")
     for gen in rec["generations"]:
-        state = "current" if gen["current"] else ("retired" if gen["retired"] else "still trusted")
+        state = "current" if gen["current"] else ("retired" if gen["retired"] else "overlap (still exported)")
         click.echo(f"  G{gen['number']}  until {gen['not_after'][:10]}  {state}  sha256 {gen['sha256'][:16]}...  "
                    f"{gen['cert']}")
     for lineage, number in sorted(rec["lineages"].items()):
