@@ -51,7 +51,7 @@ def create_command(ctx: click.Context, name: str, permit: tuple[str, ...], permi
                    key_type: str, passphrase_file: str | None) -> None:
     """Create the private CA NAME: a root with name constraints (--permit) and path length 0."""
     from certkit import keys
-    from certkit.ca import constraints, manage
+    from certkit.ca import constraints, manage, storage
 
     limits = constraints.parse(permit, permit_ip)
     if limits.unconstrained:
@@ -60,17 +60,14 @@ def create_command(ctx: click.Context, name: str, permit: tuple[str, ...], permi
     elif not limits.dns:
         _warn(f"CA {name} has only --permit-ip: DNS names are not constrained; add --permit example.com")
     pfile = str(Path(passphrase_file).absolute()) if passphrase_file else None
-    record = manage.create(store_from(ctx), manage.NewCa(name, limits, days, key_type, pfile))
-    gen = record.generation(1)
     store = store_from(ctx)
-    from certkit.ca import storage
-
+    record = manage.create(store, manage.NewCa(name, limits, days, key_type, pfile))
     click.echo(f"Created the private CA {name} (generation 1):")
     click.echo(f"  may sign for   {limits.describe()}"
                + ("   (name constraints, critical)" if not limits.unconstrained else ""))
     protection = "encrypted with the passphrase file" if pfile else "not encrypted"
     click.echo(f"  key            {keys.describe(record.key_type)}, {protection}, mode 0600")
-    click.echo(f"  valid until    {gen.not_after[:10]} ({days} days)")
+    click.echo(f"  valid until    {record.generation(1).not_after[:10]} ({days} days)")
     click.echo(f"  certificate    {storage.cert_path(store, name, 1)}")
     click.echo("")
     _next([(f"certkit issue --cn mail.{(limits.dns or ('example.com',))[0]} --ca {name}", "a mail server leaf"),
