@@ -15,7 +15,7 @@ from certkit import clock, export, keys, names, runner
 from certkit import x509 as cx
 from certkit.callbacks import Echo
 from certkit.errors import CertkitError
-from certkit.settings import DeployTarget, LineageSettings, merge_targets
+from certkit.settings import PRIVATE_CA_SOURCE, DeployTarget, LineageSettings, merge_targets
 from certkit.store import Store
 
 
@@ -96,7 +96,15 @@ def _reused_key(store: Store, settings: LineageSettings, previous: int | None) -
 
 def _certificate(store: Store, settings: LineageSettings, identities: list[names.Identity],
                  key: keys.PrivateKey, previous: int | None, echo: Echo) -> _Certificate:
-    """Obtain the certificate from the lineage's CA, or make a self-signed one."""
+    """Obtain the certificate from the lineage's CA (ACME or private), or make a self-signed one."""
+    if settings.ca is not None:
+        from certkit.ca import manage
+
+        signed = manage.sign(store, settings.ca, key.public_key(), identities, settings.days)
+        for note in signed.notes:
+            echo(f"warning: {note}")
+        settings.source = f"{PRIVATE_CA_SOURCE}{settings.ca}"
+        return _Certificate(signed.cert_pem, b"")
     if not settings.is_acme:
         cert = cx.self_signed(key, identities, settings.days)
         return _Certificate(cx.to_pem(cert), b"")

@@ -13,6 +13,7 @@ from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any
 
 SELF_SIGNED = "self-signed"
+PRIVATE_CA_SOURCE = "private-ca:"  # + the CA name: the source of certificates a `certkit ca` CA signed
 
 
 @dataclass
@@ -63,20 +64,21 @@ class LineageSettings:
     name: str
     domains: list[str]
     key_type: str = "rsa2048"
-    source: str = SELF_SIGNED  # "self-signed" or the ACME directory URL
+    source: str = SELF_SIGNED  # "self-signed", the ACME directory URL or "private-ca:NAME"
     days: int = 365
     allow_weak: bool = False
     acme: AcmeSettings | None = None
     pfx: PfxSettings = field(default_factory=PfxSettings)
     trust: bool = False
     trust_store_dir: str | None = None
+    ca: str | None = None  # the private CA (certkit ca) that signs this lineage's certificates
     deploy: list[DeployTarget] = field(default_factory=list)
     verify: list[str] = field(default_factory=list)
 
     @property
     def is_acme(self) -> bool:
         # A new ACME lineage has acme settings but its source (the directory URL) is only known after issuance.
-        return self.acme is not None or self.source != SELF_SIGNED
+        return self.acme is not None or (self.source != SELF_SIGNED and self.ca is None)
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = _drop_none(asdict(self))
@@ -93,6 +95,11 @@ class LineageSettings:
         if not settings.domains:
             raise SettingsError("domains", "must list at least one name")
         return settings
+
+
+def typed_from_dict(cls: Any, data: Any) -> Any:
+    """``cls(**data)`` for any settings-like dataclass, each field's type checked (SettingsError otherwise)."""
+    return _build(cls, data, "")
 
 
 def merge_targets(remembered: list[DeployTarget], new: list[DeployTarget]) -> list[DeployTarget]:

@@ -10,11 +10,13 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from certkit.keys import PrivateKey
 from certkit.names import Identity, common_name_for
+
+PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey
 
 # Clients whose clock runs a little behind must not see a not-yet-valid certificate.
 BACKDATE = dt.timedelta(hours=1)
@@ -49,41 +51,52 @@ def self_signed(
     clientAuth EKU (MTAs present the same certificate as a client), SKI.
     """
     now = now or dt.datetime.now(dt.timezone.utc)
+    builder = leaf_builder(key.public_key(), identities, now - BACKDATE, now + dt.timedelta(days=days))
+    return builder.issuer_name(_subject(identities)).sign(key, hashes.SHA256())
+
+
+def leaf_builder(public: PublicKey, identities: Sequence[Identity], start: dt.datetime,
+                 end: dt.datetime) -> x509.CertificateBuilder:
+    """Everything of an end-entity certificate but its issuer (name, AKI) and signature.
+
+    Shared by :func:`self_signed` and certificates a private CA signs
+    (certkit.ca): the same names, key usage, EKU and SKI either way.
+    """
     subject = _subject(identities)
-    is_rsa = isinstance(key, rsa.RSAPrivateKey)
-    public = key.public_key()
-    builder = (
+    is_rsa = isinstance(public, rsa.RSAPublicKey)
+    return (
         x509.CertificateBuilder()
         .subject_name(subject)
-        .issuer_name(subject)
         .public_key(public)
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - BACKDATE)
-        .not_valid_after(now + dt.timedelta(days=days))
+        .not_valid_before(start)
+        .not_valid_after(end)
         .add_extension(x509.SubjectAlternativeName(_general_names(identities)),
                        critical=len(subject) == 0)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                key_encipherment=is_rsa,
-                content_commitment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
+        .add_extension(key_usage(digital_signature=True, key_encipherment=is_rsa), critical=True)
         .add_extension(
             x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
             critical=False,
         )
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
     )
-    return builder.sign(key, hashes.SHA256())
+
+
+def key_usage(*, digital_signature: bool = False, key_encipherment: bool = False, key_cert_sign: bool = False,
+              crl_sign: bool = False) -> x509.KeyUsage:
+    """A KeyUsage with the named bits set and every other one clear."""
+    return x509.KeyUsage(
+        digital_signature=digital_signature,
+        key_encipherment=key_encipherment,
+        content_commitment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=key_cert_sign,
+        crl_sign=crl_sign,
+        encipher_only=False,
+        decipher_only=False,
+    )
 
 
 def make_csr(key: PrivateKey, identities: Sequence[Identity]) -> bytes:

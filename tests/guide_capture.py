@@ -216,7 +216,8 @@ class World:
             if "--submission-listen" not in words:
                 cmd += f" --submission-listen {listen}"
             cmd += f" --postfix-config-dir {self.postfix_dir}"
-        if is_certkit and ((sub == "selfssl" and any(w.upper() == "/T" for w in words)) or "--trust" in words):
+        trusting = (sub == "selfssl" and any(w.upper() == "/T" for w in words)) or "--trust" in words
+        if is_certkit and (trusting or words[1:3] in (["ca", "trust"], ["ca", "untrust"])):
             cmd += f" --trust-store-dir {self.root / 'trust'}"  # never the machine's own trust store
         if is_certkit and words[1:3] == ["timer", "install"] and "--print" not in words:
             cmd += f" --unit-dir {self.root / 'systemd'}"

@@ -82,3 +82,15 @@ def test_timer_print_as_json_writes_nothing(tmp_path: Path) -> None:
                              "--print", "--json").stdout)
     assert plan["kind"] == "cron" and plan["files"] == [str(cron)] and plan["installed"] is False
     assert "renew" in plan["command"] and not cron.exists()
+
+
+def test_private_ca_commands_report_json(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    created = json.loads(invoke(home, "ca", "create", "office", "--permit", "example.org", "--key", "ec256",
+                                "--json").stdout)
+    assert created["name"] == "office" and created["permit"] == ["example.org"]
+    exported = json.loads(invoke(home, "ca", "export", "office", "--format", "der", "--out",
+                                 str(tmp_path / "office.cer"), "--json").stdout)
+    assert exported == {"name": "office", "format": "der", "file": str(tmp_path / "office.cer"), "generations": [1]}
+    rotated = json.loads(invoke(home, "ca", "rotate", "office", "--json").stdout)
+    assert [g["current"] for g in rotated["generations"]] == [False, True]

@@ -1,7 +1,7 @@
 """certkit's command line: parse, call, print. The work lives in the other packages.
 
 One module per command group (issue.py: issue/selfssl/export, lineages.py:
-list/show, check.py, deploy.py, renew.py, smtpd.py, timer.py); context.py
+list/show, ca.py (the private CA), check.py, deploy.py, renew.py, smtpd.py, timer.py); context.py
 hands them the Store; records.py builds the show/list JSON. Commands may
 import anything below them, never this package's __init__.
 
@@ -17,6 +17,7 @@ from typing import Any, NoReturn
 import click
 
 from certkit import __version__
+from certkit.cli.ca import ca_command
 from certkit.cli.check import check_command
 from certkit.cli.completion import completion_command
 from certkit.cli.deploy import deploy_command
@@ -140,6 +141,7 @@ def cli(home: str | None, verbose: int) -> None:
 for command in (issue_command, selfssl_command, export_command, list_command, show_command, targets_command,
                 rollback_command, prune_command, delete_command, completion_command):
     cli.add_command(command)
+cli.add_command(ca_command)
 cli.add_command(check_command)
 cli.add_command(deploy_command)
 cli.add_command(renew_command)

@@ -56,6 +56,8 @@ def _acme_options(func: Any) -> Any:
 @click.option("--days", type=click.IntRange(1, 36500), default=None,
               help="Validity of a self-signed certificate (default 365).")
 @click.option("--self-signed", "self_signed", is_flag=True, help="Self-signed (the default).")
+@click.option("--ca", "ca", default=None, metavar="NAME",
+              help="Sign with the private CA NAME (`certkit ca create`); renewals use it again.")
 @_acme_options
 @click.option("--pfx", is_flag=True, help="Also write a PFX (PKCS#12) for Windows.")
 @click.option("--pfx-password-file", type=click.Path(dir_okay=False), default=None,
@@ -75,7 +77,7 @@ def _acme_options(func: Any) -> Any:
 @click.option("--json", "as_json", is_flag=True, help="Print the lineage record as JSON.")
 @click.pass_context
 def issue_command(ctx: click.Context, /, **opts: Any) -> None:
-    """Issue a certificate for --cn (self-signed by default, or --acme)."""
+    """Issue a certificate for --cn (self-signed by default, --ca NAME for a private CA, or --acme)."""
     from certkit.cli import issue_run
 
     issue_run.run_issue(store_from(ctx), opts)

@@ -22,7 +22,7 @@ from certkit.errors import NotFoundError, UsageError
 from certkit.export import default_friendly_name
 from certkit.issuing import IssueOutcome, issue
 from certkit.secretfile import read_secret_file
-from certkit.settings import AcmeSettings, DeployTarget, LineageSettings, PfxSettings
+from certkit.settings import PRIVATE_CA_SOURCE, AcmeSettings, DeployTarget, LineageSettings, PfxSettings
 from certkit.store import Store, VersionFiles, check_lineage_name, lineage_name_for
 
 DAYS_WARN = 398  # CA/B Forum maximum since 2020; clients (Apple) reject longer public certificates
@@ -61,6 +61,7 @@ def build_settings(opts: dict[str, Any]) -> LineageSettings:
     use_acme = bool(opts.get("use_acme"))
     if use_acme and opts.get("self_signed"):
         raise UsageError("--self-signed and --acme exclude each other", "pick one")
+    ca_name = _private_ca(opts, use_acme)
     if not use_acme:
         given = [f"--{o.replace('_', '-')}" for o in ACME_ONLY if opts.get(o) not in (None, False, "")]
         if given or any(opts.get(flag) for flag in ACME_FLAGS):
@@ -94,7 +95,24 @@ def build_settings(opts: dict[str, Any]) -> LineageSettings:
         pfx=pfx,
         trust=bool(opts.get("trust")),
         trust_store_dir=str(Path(opts["trust_store_dir"]).absolute()) if opts.get("trust_store_dir") else None,
+        ca=ca_name,
     )
+
+
+def _private_ca(opts: dict[str, Any], use_acme: bool) -> str | None:
+    """The --ca NAME, refused with --acme, --self-signed and --trust (exit 2)."""
+    name = opts.get("ca")
+    if not name:
+        return None
+    from certkit.ca.storage import check_name
+
+    for flag, given in (("--acme", use_acme), ("--self-signed", opts.get("self_signed"))):
+        if given:
+            raise UsageError(f"--ca and {flag} exclude each other", "pick one way to sign the certificate")
+    if opts.get("trust"):
+        raise UsageError("--trust is for self-signed certificates",
+                         f"trust the CA once instead: certkit ca trust {name} (its leaves need no trust step)")
+    return check_name(name)
 
 
 def parse_deploy_targets(specs: tuple[str, ...] | list[str]) -> list[DeployTarget]:
@@ -107,6 +125,10 @@ def parse_deploy_targets(specs: tuple[str, ...] | list[str]) -> list[DeployTarge
 
 def run_issue(store: Store, opts: dict[str, Any]) -> None:
     settings = build_settings(opts)
+    if settings.ca is not None:  # names outside the CA's constraints: exit 2 before any key is made
+        from certkit.ca.manage import check_names
+
+        check_names(store, settings.ca, [names.parse_name(d) for d in settings.domains])
     if store.exists(settings.name):
         old = store.load_settings(settings.name)
         if not opts.get("expand"):
@@ -153,7 +175,7 @@ def report(store: Store, outcome: IssueOutcome, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(rec, indent=2))
         return
-    kind = "self-signed certificate" if rec["source"] == "self-signed" else "certificate from " + rec["source"]
+    kind = _kind(rec)
     verb = "Created a new" if outcome.previous_version is None else f"Issued version {outcome.version} of the"
     click.echo(f"{verb} {kind} for:")
     for domain in rec["domains"]:
@@ -164,7 +186,7 @@ def report(store: Store, outcome: IssueOutcome, as_json: bool) -> None:
     paths = rec["paths"]
     click.echo(f"  certificate    {paths['cert']}")
     click.echo(f"  private key    {paths['key']}")
-    if rec["source"] != "self-signed":
+    if rec["source"] != "self-signed" and not rec["issuer_ca"]:
         click.echo(f"  chain          {paths['chain']}")
     click.echo(f"  fullchain      {paths['fullchain']}")
     click.echo(f"  key+fullchain  {paths['combined']}   (Postfix smtpd_tls_chain_files)")
@@ -187,6 +209,12 @@ def report(store: Store, outcome: IssueOutcome, as_json: bool) -> None:
         click.echo(f"  {command:<{width}}   # {why}")
 
 
+def _kind(rec: dict[str, Any]) -> str:
+    if rec["issuer_ca"]:
+        return f"certificate from the private CA {rec['issuer_ca']} (generation {rec['issuer_ca_generation']})"
+    return "self-signed certificate" if rec["source"] == "self-signed" else "certificate from " + rec["source"]
+
+
 def check_hint(lineage: str, first_name: str, source: str) -> tuple[str, str]:
     """The `certkit check` line that proves the certificate is served, as a command that parses."""
     host, why = first_name, "prove it is served"
@@ -194,7 +222,10 @@ def check_hint(lineage: str, first_name: str, source: str) -> tuple[str, str]:
         host, why = "mail." + first_name[2:], f"prove it is served (any host under {first_name})"
     elif ":" in first_name:
         host = f"[{first_name}]"  # an IPv6 address in a URL needs brackets
-    if source not in ("self-signed", *_PUBLIC_ACME):
+    if source.startswith(PRIVATE_CA_SOURCE):
+        ca = source[len(PRIVATE_CA_SOURCE):]
+        why += f" (elsewhere: --cafile from `certkit ca export {ca} --format pem`)"
+    elif source not in ("self-signed", *_PUBLIC_ACME):
         why += " (add --cafile ROOT.pem for a private CA)"
     return f"certkit check submission://{host}:587 --expect {lineage}", why
 

@@ -91,6 +91,8 @@ def describe_record(rec: dict[str, Any]) -> str:
     lines = [f"{rec['name']}  ({'self-signed' if rec['source'] == 'self-signed' else rec['source']})"]
     lines += [f"  names:        {', '.join(rec['domains'])}"]
     lines += [f"  key:          {rec['key_type']}"]
+    if rec.get("issuer_ca"):
+        lines += [f"  issuer CA:    {rec['issuer_ca']} (generation {rec['issuer_ca_generation'] or '?'})"]
     if rec["not_after"]:
         lines += [
             f"  serial:       {rec['serial']}",

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from certkit import clock
 from certkit import x509 as cx
 from certkit.errors import OperationError
 from certkit.renew import due
 from certkit.store import Store
+
+if TYPE_CHECKING:
+    from cryptography import x509
 
 
 def record(store: Store, name: str, now: dt.datetime | None = None) -> dict[str, Any]:
@@ -40,6 +43,7 @@ def record(store: Store, name: str, now: dt.datetime | None = None) -> dict[str,
         "last_check": state.get("last_check"),
         "last_renewal": state.get("last_renewal"),
         "ari": state.get("ari"),
+        "issuer_ca": settings.ca, "issuer_ca_generation": None,  # a private CA's name and its generation
     }
     if version is None:
         return out
@@ -51,6 +55,7 @@ def record(store: Store, name: str, now: dt.datetime | None = None) -> dict[str,
             f"issue it again with `certkit renew --force {name}`",
         ) from exc
     nb, na = cx.not_before(cert), cx.not_after(cert)
+    out["issuer_ca_generation"] = _ca_generation(store, settings.ca, cert)
     out.update(
         serial=cx.serial_hex(cert),
         not_before=clock.iso(nb),
@@ -70,3 +75,12 @@ def record(store: Store, name: str, now: dt.datetime | None = None) -> dict[str,
         },
     )
     return out
+
+
+def _ca_generation(store: Store, ca: str | None, cert: x509.Certificate) -> int | None:
+    """Which generation of the lineage's private CA signed its live certificate (None: no CA, or unknown)."""
+    if ca is None:
+        return None
+    from certkit.ca.manage import generation_of
+
+    return generation_of(store, ca, cert)

@@ -30,7 +30,7 @@ from certkit.settings import LineageSettings
 from certkit.store import Store
 
 if TYPE_CHECKING:
-    pass
+    from cryptography import x509
 
 
 # certkit's own secret inputs: hooks inherit certkit's environment, except these (runner.child_env).
@@ -128,6 +128,8 @@ def hook_env(
         "CERTKIT_NOT_AFTER": clock.iso(cx.not_after(cert)),
         "CERTKIT_PREVIOUS_CERT": "",
         "CERTKIT_PREVIOUS_THUMBPRINT": "",
+        # the private CA that signed it (`issue --ca`): its name and its public root certificate, never its key
+        **issuer_ca_env(store, settings, cert),
         # certbot's deploy-hook variables (certbot/_internal/hooks.py)
         "RENEWED_LINEAGE": str(live.dir),
         "RENEWED_DOMAINS": " ".join(settings.domains),
@@ -139,6 +141,18 @@ def hook_env(
             env["CERTKIT_PREVIOUS_CERT"] = str(prev)
             env["CERTKIT_PREVIOUS_THUMBPRINT"] = cx.thumbprint(prev_cert)
     return env
+
+
+def issuer_ca_env(store: Store, settings: LineageSettings, cert: x509.Certificate) -> dict[str, str]:
+    """``CERTKIT_ISSUER_CA`` (the CA name) and ``CERTKIT_ISSUER_CA_CERT`` (its root that signed ``cert``);
+    both empty for lineages no private CA signs."""
+    if settings.ca is None:
+        return {"CERTKIT_ISSUER_CA": "", "CERTKIT_ISSUER_CA_CERT": ""}
+    from certkit.ca import manage, storage
+
+    generation = manage.generation_of(store, settings.ca, cert)
+    root = storage.cert_path(store, settings.ca, generation) if generation is not None else ""
+    return {"CERTKIT_ISSUER_CA": settings.ca, "CERTKIT_ISSUER_CA_CERT": str(root)}
 
 
 def hook_dir(store: Store) -> Path:
