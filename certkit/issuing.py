@@ -15,7 +15,7 @@ from certkit import clock, export, keys, names, runner
 from certkit import x509 as cx
 from certkit.callbacks import Echo
 from certkit.errors import CertkitError
-from certkit.settings import DeployTarget, LineageSettings, merge_targets
+from certkit.settings import AcmeSettings, DeployTarget, LineageSettings, merge_targets
 from certkit.store import Store
 
 
@@ -85,6 +85,53 @@ class _Certificate:
     cert_pem: bytes
     chain_pem: bytes
     state_updates: dict[str, object] = field(default_factory=dict)
+
+
+def revoke_live(store: Store, name: str, reason: tuple[int, str], *, with_cert_key: bool = False,
+                echo: Echo = print) -> dict[str, object]:
+    """Revoke the live certificate of ``name`` at its CA and mark the lineage revoked (``state.revoked``).
+
+    Args:
+        reason: the RFC 5280 CRLReason code and its name.
+        with_cert_key: sign the request with the certificate's key (RFC 8555 section 7.6) instead of the account's.
+
+    Returns:
+        The ``revoked`` record stored in the lineage's state; `renew` replaces the lineage next time it runs.
+
+    Raises:
+        UsageError: a self-signed lineage, no live version, --with-cert-key without a key file.
+        AcmeError: the CA refused or cannot be reached (the lineage is not marked).
+    """
+    from certkit.errors import UsageError
+
+    with store.lock():
+        settings = store.load_settings(name)
+        version = store.live_version(name)
+        if not settings.is_acme:
+            raise UsageError(f"{name} is self-signed: no CA knows it, so there is nothing to revoke",
+                             f"stop using it: `certkit renew --force {name}` makes a new key and certificate")
+        if version is None:
+            raise UsageError(f"{name} has no live version to revoke", f"see `certkit show {name}`")
+        files = store.read_version(name, version)
+        if with_cert_key and not files.key_pem:
+            raise UsageError(f"{name} has no key file here (it was issued for a CSR)",
+                             "revoke with the account key: drop --with-cert-key")
+        cert = cx.load_chain(files.cert_pem)[0]
+        from certkit.acme import revoke
+
+        acme = settings.acme or _acme_from_source(settings.source)
+        revoke(store, acme, settings.source, cert, reason[0],
+               keys.load_pem(files.key_pem) if with_cert_key else None, echo)
+        record: dict[str, object] = {"time": clock.now_iso(), "reason": reason[1], "reason_code": reason[0],
+                                     "serial": cx.serial_hex(cert), "version": version,
+                                     "signed_with": "certificate key" if with_cert_key else "account key"}
+        store.update_state(name, revoked=record)
+        return record
+
+
+def _acme_from_source(source: str) -> AcmeSettings:
+    """ACME settings for a lineage whose settings.toml lost its [acme] table: the CA from ``source``."""
+    return AcmeSettings(server=source)
 
 
 def _reused_key(store: Store, settings: LineageSettings, previous: int | None) -> keys.PrivateKey | None:

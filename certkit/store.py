@@ -29,18 +29,16 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import json
 import os
 import re
 import secrets
 import shutil
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from certkit import envvars, fsguard
 from certkit.atomicfile import atomic_write, fsync_dir
@@ -48,6 +46,7 @@ from certkit.errors import NotFoundError, OperationError, UsageError
 from certkit.homedir import windows_acl_argv
 from certkit.settings import DeployTarget, LineageSettings, SettingsError
 from certkit.statelock import StateLock
+from certkit.storeaccounts import AccountFiles
 
 VERSION_FILES = ("cert.pem", "chain.pem", "fullchain.pem", "privkey.pem", "combined.pem")
 PRIVATE_FILES = {"privkey.pem", "combined.pem", "cert.pfx", "pfx-password.txt"}
@@ -114,7 +113,7 @@ class VersionFiles:
     chain_pem: bytes
 
 
-class Store:
+class Store(AccountFiles):
     """A certkit state directory."""
 
     def __init__(self, home: Path | str, lock_wait: float | None = None) -> None:
@@ -128,10 +127,6 @@ class Store:
     @property
     def lineages_dir(self) -> Path:
         return self.home / "lineages"
-
-    @property
-    def accounts_dir(self) -> Path:
-        return self.home / "accounts"
 
     def lineage_dir(self, name: str) -> Path:
         return self.lineages_dir / check_lineage_name(name)
@@ -470,28 +465,3 @@ class Store:
     def remove_tree(self, relpath: str) -> None:
         self._require_lock()
         shutil.rmtree(self._safe_path(relpath), ignore_errors=True)
-
-    # ----- ACME accounts ---------------------------------------------------
-    def account_dir(self, directory_url: str, email: str | None) -> Path:
-        """Folder of the account for ``directory_url`` + ``email`` (may not exist)."""
-        host = re.sub(r"[^A-Za-z0-9.-]", "_", urlsplit(directory_url).netloc) or "acme"
-        digest = hashlib.sha256(f"{directory_url}\n{email or ''}".encode()).hexdigest()[:12]
-        return self.accounts_dir / f"{host}-{digest}"
-
-    def load_account(self, directory_url: str, email: str | None) -> dict[str, bytes] | None:
-        """The account's files by name, or None when there is no account yet."""
-        adir = self.account_dir(directory_url, email)
-        if not (adir / "key.json").is_file():
-            return None
-        fsguard.check_trusted(self.accounts_dir, "accounts folder")
-        fsguard.check_trusted(adir, "account folder")
-        return {p.name: p.read_bytes() for p in adir.iterdir() if p.is_file() and not p.name.startswith(".")}
-
-    def save_account(self, directory_url: str, email: str | None, files: Mapping[str, bytes]) -> Path:
-        """Write account files; every file is private (0600)."""
-        self._require_lock()
-        adir = self.account_dir(directory_url, email)
-        self._ensure_dir(adir)
-        for fname, data in files.items():
-            atomic_write(adir / fname, data, 0o600)
-        return adir

@@ -12,6 +12,7 @@ Layout:
     http01.py    the shared standalone http-01 responder and the webroot writer
     dns01.py     dns-01 through the user's hook, optional resolver polling
     ari.py       ACME Renewal Information (RFC 9773)
+    revocation.py revocation (RFC 8555 section 7.6), with the account key or the certificate's key
     order.py     the order: authorizations, challenges, finalize, download, chain choice
     directory.py directory URL shorthands and AcmeResult (light; what the others share)
 """
@@ -66,6 +67,18 @@ def obtain(
                               deadline=deadline)
 
 
+def revoke(store: Store, settings: AcmeSettings, directory_url: str | None, cert: x509.Certificate, reason: int,
+           cert_key: PrivateKey | None = None, echo: Callable[[str], None] = print) -> None:
+    """Revoke ``cert`` at its CA (RFC 8555 section 7.6) with the account key, or with ``cert_key``.
+
+    Raises:
+        AcmeError: the CA refused (already revoked, not authorized) or is unreachable, exit 1.
+    """
+    from certkit.acme.revocation import revoke_certificate
+
+    revoke_certificate(store, settings, directory_url, cert, reason, cert_key, echo)
+
+
 def renewal_info(settings: AcmeSettings, cert_pem: bytes, directory_url: str | None = None) -> dict[str, Any] | None:
     """Ask the CA for the certificate's ARI window (RFC 9773); None when it offers none.
 
@@ -77,5 +90,13 @@ def renewal_info(settings: AcmeSettings, cert_pem: bytes, directory_url: str | N
     return fetch_for(settings, cert_pem, directory_url)
 
 
-__all__ = ["LETSENCRYPT", "LETSENCRYPT_STAGING", "SHORTHANDS", "AcmeResult", "obtain", "renewal_info",
-           "resolve_server"]
+__all__ = [
+    "LETSENCRYPT",
+    "LETSENCRYPT_STAGING",
+    "SHORTHANDS",
+    "AcmeResult",
+    "obtain",
+    "renewal_info",
+    "resolve_server",
+    "revoke",
+]

@@ -126,7 +126,7 @@ def account_for(store: Store, settings: AcmeSettings, directory_url: str,
             jwk = JWK.json_loads(files["key.json"].decode())
             if not fresh and "account.json" in files:
                 info = json.loads(files["account.json"].decode())
-                account = Account(jwk, _alg_for(jwk), str(info["uri"]), directory_url, directory)
+                account = Account(jwk, alg_for(jwk), str(info["uri"]), directory_url, directory)
                 _accounts[cache_key] = account
                 return account
         account = _register(store, settings, directory_url, directory, jwk, echo)
@@ -140,7 +140,8 @@ def forget(store: Store, directory_url: str, email: str | None) -> None:
         _accounts.pop((str(store.home), directory_url, email or ""), None)
 
 
-def _alg_for(jwk: JWK) -> JWASignature:
+def alg_for(jwk: JWK) -> JWASignature:
+    """The JWS algorithm for a key: ES256/ES384/ES512 by curve, RS256 for RSA."""
     if isinstance(jwk, JWKEC):
         size = jwk.key.curve.key_size
         return {256: ES256, 384: ES384, 521: ES512}[size]
@@ -195,7 +196,7 @@ def _register(store: Store, settings: AcmeSettings, directory_url: str, director
     _accept_terms(settings, directory, directory_url)
     if jwk is None:
         jwk = JWKEC(key=ec.generate_private_key(ec.SECP256R1()))
-    alg = _alg_for(jwk)
+    alg = alg_for(jwk)
     eab = _eab(settings, directory, directory_url, jwk)
     registration = messages.NewRegistration.from_data(
         email=settings.email, terms_of_service_agreed=True if settings.agree_tos else None,

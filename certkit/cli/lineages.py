@@ -68,6 +68,8 @@ def summary_line(rec: dict[str, Any]) -> str:
         f"renew after {rec['renew_after'][:10]}",
         f"deploy {targets}",
     ]
+    if rec.get("revoked"):
+        parts.insert(1, "REVOKED")
     if check:
         parts.append(f"last check {'ok' if check.get('ok') else 'FAILED'}")
     if renewal:
@@ -89,6 +91,10 @@ def describe_record(rec: dict[str, Any]) -> str:
             f"  thumbprint:   {rec['thumbprint']}",
             f"  version:      {rec['version']} of {len(rec['versions'])}",
         ]
+        revoked = rec.get("revoked")
+        if revoked:
+            lines.append(f"  revoked:      {revoked.get('time')} ({revoked.get('reason')}) - "
+                         f"`certkit renew {rec['name']}` replaces it")
         for label, key in (("certificate", "cert"), ("private key", "key"), ("chain", "chain"),
                            ("fullchain", "fullchain"), ("key+chain", "combined"), ("pfx", "pfx")):
             if rec["paths"].get(key):

@@ -40,6 +40,7 @@ def record(store: Store, name: str, now: dt.datetime | None = None) -> dict[str,
         "last_check": state.get("last_check"),
         "last_renewal": state.get("last_renewal"),
         "ari": state.get("ari"),
+        "revoked": None,
     }
     if version is None:
         return out
@@ -60,6 +61,7 @@ def record(store: Store, name: str, now: dt.datetime | None = None) -> dict[str,
         sha256=cx.sha256_fingerprint(cert),
         thumbprint=cx.thumbprint(cert),
         issuer=cx.issuer_text(cert),
+        revoked=due.revocation(state, cx.serial_hex(cert)),
         paths={
             "cert": str(paths.cert),
             "key": str(paths.key),

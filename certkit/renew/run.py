@@ -139,6 +139,9 @@ def decide(store: Store, name: str, now: dt.datetime, force: bool = False) -> De
     nb, na = cx.not_before(cert), cx.not_after(cert)
     ari = state.get("ari") if isinstance(state.get("ari"), dict) else None
     when = due.renew_after(nb, na, ari)
+    revoked = due.revocation(state, cx.serial_hex(cert))
+    if revoked is not None:  # a revoked certificate is replaced whatever its dates say
+        return Decision(name, True, f"revoked on {revoked.get('time')} ({revoked.get('reason')})", when)
     is_due, reason = due.explain(nb, na, now, ari)
     if force:
         return Decision(name, True, "forced (--force); " + reason, when)
