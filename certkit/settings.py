@@ -72,6 +72,7 @@ class LineageSettings:
     trust_store_dir: str | None = None
     deploy: list[DeployTarget] = field(default_factory=list)
     verify: list[str] = field(default_factory=list)
+    csr: bool = False  # issued for a CSR made elsewhere (lineages/NAME/csr.pem): no key file here, ever
 
     @property
     def is_acme(self) -> bool:

@@ -290,11 +290,22 @@ class Store(AccountFiles):
         return None
 
     def read_version(self, name: str, version: int) -> VersionFiles:
+        """The version's PEM files; ``key_pem`` is empty for a lineage issued for a CSR (no key file)."""
         paths = self.version_paths(name, version)
         try:
-            return VersionFiles(paths.key.read_bytes(), paths.cert.read_bytes(), paths.chain.read_bytes())
+            cert_pem, chain_pem = paths.cert.read_bytes(), paths.chain.read_bytes()
+            key_pem = paths.key.read_bytes() if paths.key.exists() else b""
         except FileNotFoundError as exc:
             raise NotFoundError(f"lineage {name!r} has no version {version}") from exc
+        return VersionFiles(key_pem, cert_pem, chain_pem)
+
+    def csr_path(self, name: str) -> Path:
+        """Where a lineage issued for a CSR keeps it (`issue --csr`; `renew` sends it again)."""
+        return self.lineage_dir(name) / "csr.pem"
+
+    def save_csr(self, name: str, csr_pem: bytes) -> None:
+        self._require_lock()
+        atomic_write(self.csr_path(name), csr_pem, 0o644)
 
     # ----- lineages: writing ------------------------------------------
     def save_settings(self, settings: LineageSettings) -> None:
@@ -375,6 +386,8 @@ class Store(AccountFiles):
             # Key first, then the chain: Postfix smtpd_tls_chain_files reads one file.
             "combined.pem": key_pem + fullchain,
         }
+        if not key_pem:  # issued for a CSR: the key is on the server that made it
+            del files["privkey.pem"], files["combined.pem"]
         if pfx is not None:
             files["cert.pfx"] = pfx
             if pfx_password is not None:

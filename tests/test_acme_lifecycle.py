@@ -85,3 +85,73 @@ def test_revoke_bad_input(home: Path) -> None:
     result = run(home, "revoke", "self.example.com", "--reason", "boredom")
     assert result.exit_code == 2 and "keyCompromise" in result.stderr
     assert run(home, "revoke", "nosuch.example.com").exit_code == 2
+
+
+# ----- dry runs -------------------------------------------------------------------------------------
+
+
+def snapshot(home: Path) -> dict[str, tuple[int, bytes | str]]:
+    """Every path under the home with its mode and content (or link target): byte for byte."""
+    found: dict[str, tuple[int, bytes | str]] = {}
+    if not home.exists():
+        return found
+    for path in sorted(home.rglob("*")):
+        rel = str(path.relative_to(home))
+        if path.is_symlink():
+            found[rel] = (0, str(path.readlink()))
+        elif path.is_file():
+            found[rel] = (path.stat().st_mode, path.read_bytes())
+        else:
+            found[rel] = (path.stat().st_mode, "dir")
+    return found
+
+
+def test_issue_dry_run_on_an_empty_home_stores_nothing(pebble: PebbleServer, home: Path) -> None:
+    result = run(home, "issue", "--cn", "dry.example.com", *acme_args(pebble), "--dry-run", "--json")
+    assert result.exit_code == 0, result.output
+    rec = json.loads(result.stdout)
+    assert rec["dry_run"] is True and rec["stored"] is False and rec["source"] == pebble.directory_url
+    assert ca_status(pebble, rec["serial"]) == "Valid"  # the CA really issued it
+    assert not home.exists()  # not even the state directory (a throwaway account at the CA only)
+
+
+def test_dry_runs_leave_the_state_dir_byte_for_byte(pebble: PebbleServer, home: Path, tmp_path: Path) -> None:
+    marker = tmp_path / "hook-ran"
+    hook = tmp_path / "hook.sh"
+    hook.write_text(f"#!/bin/sh\necho ran >> {marker}\n")
+    hook.chmod(0o755)
+    issued(home, pebble, "dryrenew.example.com", "--email", "dry@example.com", "--deploy", f"script:{hook}")
+    hooks_dir = home / "hooks" / "deploy"
+    hooks_dir.mkdir(parents=True)
+    (hooks_dir / "global.sh").write_text(hook.read_text())
+    (hooks_dir / "global.sh").chmod(0o700)
+    marker.unlink()
+    before = snapshot(home)
+    result = run(home, "issue", "--cn", "dryrenew.example.com", *acme_args(pebble, "--email", "dry@example.com"),
+                 "--deploy", f"script:{hook}", "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert "Nothing was stored" in result.output
+    result = run(home, "renew", "--force", "--dry-run", "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["dry_run"] is True and report["renewed"] == [] and report["due"] == ["dryrenew.example.com"]
+    assert "test certificate from" in report["lineages"][0]["reason"]
+    assert snapshot(home) == before
+    assert not marker.exists()  # neither the target nor the hooks folder ran
+
+
+def test_dry_run_failure_exit_1_nothing_stored(pebble: PebbleServer, home: Path) -> None:
+    # Pebble's VA cannot fetch a token nobody serves: the port below is not the one Pebble asks.
+    args = acme_args(pebble)
+    args[args.index("--http-port") + 1] = str(pebble.http_port + 1 if pebble.http_port < 65535 else 1024)
+    result = run(home, "issue", "--cn", "dryfail.example.com", *args, "--dry-run")
+    assert result.exit_code == 1
+    assert not (home / "lineages").exists()
+
+
+def test_dry_run_server_mapping() -> None:
+    from certkit.acme import LETSENCRYPT, LETSENCRYPT_STAGING, dry_run_server
+
+    assert dry_run_server(LETSENCRYPT) == LETSENCRYPT_STAGING
+    assert dry_run_server(LETSENCRYPT_STAGING) == LETSENCRYPT_STAGING
+    assert dry_run_server("https://acme.example.net/dir") == "https://acme.example.net/dir"

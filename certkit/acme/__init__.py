@@ -22,7 +22,14 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from certkit.acme.directory import LETSENCRYPT, LETSENCRYPT_STAGING, SHORTHANDS, AcmeResult, resolve_server
+from certkit.acme.directory import (
+    LETSENCRYPT,
+    LETSENCRYPT_STAGING,
+    SHORTHANDS,
+    AcmeResult,
+    dry_run_server,
+    resolve_server,
+)
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -36,26 +43,31 @@ def obtain(
     store: Store,
     settings: AcmeSettings,
     identities: Sequence[Identity],
-    key: PrivateKey,
+    key: PrivateKey | None,
     *,
+    csr_pem: bytes | None = None,
     previous_cert: x509.Certificate | None = None,
     echo: Callable[[str], None] = print,
     deadline: float | None = None,
+    dry_run: bool = False,
 ) -> AcmeResult:
-    """Get a certificate for ``identities`` and ``key`` from the ACME CA in ``settings``.
+    """Get a certificate for ``identities`` and ``key`` (or a ready CSR) from the ACME CA in ``settings``.
 
     Thread-safe: concurrent calls (different lineages) share one account per
     directory + e-mail and one http-01 responder per address + port. Nothing
-    is written to the store except the ACME account.
+    is written to the store except the ACME account (not even that with ``dry_run``).
 
     Args:
         store: the state directory (for the account).
         settings: the lineage's ACME settings.
-        identities: the names, CN first.
-        key: the certificate's private key (the CSR is signed with it).
+        identities: the names, CN first (for a CSR: the CSR's names).
+        key: the certificate's private key (the CSR is signed with it); None with ``csr_pem``.
+        csr_pem: a CSR made elsewhere (`issue --csr`): sent as it is; the key stays where it was made.
         previous_cert: the certificate being replaced (ARI "replaces").
         echo: where notices go (rate-limit waits, ARI trouble).
         deadline: seconds the whole order may take (default 300).
+        dry_run: order from the CA's staging directory where it has one (Let's Encrypt), else the
+            same server, and store no new account (a stored one is used).
 
     Raises:
         UsageError: settings that cannot work (wildcard over http-01...), exit 2.
@@ -63,8 +75,8 @@ def obtain(
     """
     from certkit.acme.order import obtain_certificate
 
-    return obtain_certificate(store, settings, identities, key, previous_cert=previous_cert, echo=echo,
-                              deadline=deadline)
+    return obtain_certificate(store, settings, identities, key, csr_pem=csr_pem, previous_cert=previous_cert,
+                              echo=echo, deadline=deadline, dry_run=dry_run)
 
 
 def revoke(store: Store, settings: AcmeSettings, directory_url: str | None, cert: x509.Certificate, reason: int,
@@ -95,6 +107,7 @@ __all__ = [
     "LETSENCRYPT_STAGING",
     "SHORTHANDS",
     "AcmeResult",
+    "dry_run_server",
     "obtain",
     "renewal_info",
     "resolve_server",

@@ -82,6 +82,8 @@ def describe_record(rec: dict[str, Any]) -> str:
     lines = [f"{rec['name']}  ({'self-signed' if rec['source'] == 'self-signed' else rec['source']})"]
     lines += [f"  names:        {', '.join(rec['domains'])}"]
     lines += [f"  key:          {rec['key_type']}"]
+    if rec.get("csr"):
+        lines += [f"  key file:     none here: issued for a CSR ({rec['csr']}); the key stays where it was made"]
     if rec["not_after"]:
         lines += [
             f"  serial:       {rec['serial']}",

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from certkit import clock
 from certkit import x509 as cx
 from certkit.errors import OperationError
 from certkit.renew import due
 from certkit.store import Store
+
+if TYPE_CHECKING:
+    from cryptography import x509
 
 
 def record(store: Store, name: str, now: dt.datetime | None = None) -> dict[str, Any]:
@@ -41,16 +45,11 @@ def record(store: Store, name: str, now: dt.datetime | None = None) -> dict[str,
         "last_renewal": state.get("last_renewal"),
         "ari": state.get("ari"),
         "revoked": None,
+        "csr": str(store.csr_path(name)) if settings.csr else None,  # issued for a CSR: no key file here
     }
     if version is None:
         return out
-    try:
-        cert = cx.load_chain(paths.cert.read_bytes())[0]
-    except (OSError, ValueError, IndexError) as exc:
-        raise OperationError(
-            f"cannot read the live certificate of {name} ({paths.cert}): {exc}",
-            f"issue it again with `certkit renew --force {name}`",
-        ) from exc
+    cert = _live_cert(name, paths.cert)
     nb, na = cx.not_before(cert), cx.not_after(cert)
     out.update(
         serial=cx.serial_hex(cert),
@@ -64,11 +63,19 @@ def record(store: Store, name: str, now: dt.datetime | None = None) -> dict[str,
         revoked=due.revocation(state, cx.serial_hex(cert)),
         paths={
             "cert": str(paths.cert),
-            "key": str(paths.key),
+            "key": None if settings.csr else str(paths.key),
             "chain": str(paths.chain),
             "fullchain": str(paths.fullchain),
-            "combined": str(paths.combined),
+            "combined": None if settings.csr else str(paths.combined),
             "pfx": str(paths.pfx) if paths.pfx.exists() else None,
         },
     )
     return out
+
+
+def _live_cert(name: str, path: Path) -> x509.Certificate:
+    try:
+        return cx.load_chain(path.read_bytes())[0]
+    except (OSError, ValueError, IndexError) as exc:
+        raise OperationError(f"cannot read the live certificate of {name} ({path}): {exc}",
+                             f"issue it again with `certkit renew --force {name}`") from exc
