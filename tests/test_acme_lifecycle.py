@@ -8,6 +8,7 @@ certkit makes about the CA is checked at the CA.
 from __future__ import annotations
 
 import json
+import subprocess
 import ssl
 import urllib.request
 from pathlib import Path
@@ -149,9 +150,109 @@ def test_dry_run_failure_exit_1_nothing_stored(pebble: PebbleServer, home: Path)
     assert not (home / "lineages").exists()
 
 
-def test_dry_run_server_mapping() -> None:
-    from certkit.acme import LETSENCRYPT, LETSENCRYPT_STAGING, dry_run_server
+# ----- issue --csr ----------------------------------------------------------------------------------
 
-    assert dry_run_server(LETSENCRYPT) == LETSENCRYPT_STAGING
-    assert dry_run_server(LETSENCRYPT_STAGING) == LETSENCRYPT_STAGING
-    assert dry_run_server("https://acme.example.net/dir") == "https://acme.example.net/dir"
+
+def openssl_csr(tmp: Path, subj: str, sans: str | None = None, newkey: str = "rsa:2048",
+                der: bool = False) -> tuple[Path, Path]:
+    """A key and CSR made as another server would: `openssl req -new` (the key stays in ``tmp``)."""
+    key, csr = tmp / "other-server.key", tmp / ("request.der" if der else "request.csr")
+    argv = ["openssl", "req", "-new", "-newkey", newkey, "-nodes", "-keyout", str(key), "-subj", subj,
+            "-out", str(csr), "-outform", "DER" if der else "PEM"]
+    if sans:
+        argv += ["-addext", f"subjectAltName={sans}"]
+    subprocess.run(argv, check=True, capture_output=True)
+    return key, csr
+
+
+def test_issue_csr_keyless_lineage_renews_with_the_same_csr(pebble: PebbleServer, home: Path,
+                                                            tmp_path: Path) -> None:
+    key, csr = openssl_csr(tmp_path, "/CN=exchange.example.com",
+                           "DNS:exchange.example.com,DNS:autodiscover.example.com")
+    result = run(home, "issue", "--csr", str(csr), *acme_args(pebble))
+    assert result.exit_code == 0, result.output
+    assert "none here: it stays on the server that made the CSR" in result.output
+    rec = json.loads(run(home, "show", "exchange.example.com", "--json").stdout)
+    assert rec["domains"] == ["exchange.example.com", "autodiscover.example.com"]
+    assert rec["paths"]["key"] is None and rec["csr"] and rec["key_type"] == "rsa2048"
+    live = Path(rec["paths"]["cert"]).parent
+    assert not (live / "privkey.pem").exists() and not (live / "combined.pem").exists()
+    assert "key file:     none here" in run(home, "show", "exchange.example.com").output
+    # The certificate belongs to the other server's key: openssl says they match.
+    pub_cert = subprocess.run(["openssl", "x509", "-in", str(live / "cert.pem"), "-noout", "-pubkey"],
+                              check=True, capture_output=True, text=True).stdout
+    pub_key = subprocess.run(["openssl", "pkey", "-in", str(key), "-pubout"], check=True, capture_output=True,
+                             text=True).stdout
+    assert pub_cert == pub_key
+    # export: PEM without a key, DER; PFX refused clearly.
+    out = tmp_path / "export"
+    assert run(home, "export", "exchange.example.com", "--format", "pem", "--out", str(out)).exit_code == 0
+    assert sorted(p.name for p in out.iterdir()) == ["cert.pem", "chain.pem", "fullchain.pem"]
+    result = run(home, "export", "exchange.example.com", "--format", "pfx", "--out", str(tmp_path / "x.pfx"))
+    assert result.exit_code == 2 and "no private key here" in result.stderr
+    assert not (tmp_path / "x.pfx").exists()
+    # deploy: a script gets cert and chain, no key; postfix is refused (it needs the key).
+    seen = tmp_path / "seen"
+    hook = tmp_path / "copy.sh"
+    hook.write_text(f'#!/bin/sh\necho "key=$CERTKIT_KEY fullchain=$CERTKIT_FULLCHAIN" > {seen}\n')
+    hook.chmod(0o755)
+    assert run(home, "deploy", "exchange.example.com", "--to", f"script:{hook}").exit_code == 0
+    assert seen.read_text().startswith("key= fullchain=/")
+    result = run(home, "deploy", "exchange.example.com", "--to", "postfix",
+                 "--postfix-config-dir", str(tmp_path / "pf"))
+    assert result.exit_code == 2 and "has no private key here" in result.stderr
+    # renew sends the stored CSR again: same key, new certificate.
+    result = run(home, "renew", "--force", "exchange.example.com", "--json")
+    assert result.exit_code == 0, result.output
+    second = json.loads(run(home, "show", "exchange.example.com", "--json").stdout)
+    assert second["version"] == 2 and second["serial"] != rec["serial"]
+    pub_new = subprocess.run(["openssl", "x509", "-in", second["paths"]["cert"], "-noout", "-pubkey"],
+                             check=True, capture_output=True, text=True).stdout
+    assert pub_new == pub_key
+
+
+def test_issue_csr_der_and_ecdsa(pebble: PebbleServer, home: Path, tmp_path: Path) -> None:
+    # (Pebble counts subjectAltName entries only, so the CN is repeated there, as openssl users do.)
+    _key, csr = openssl_csr(tmp_path, "/CN=appliance.example.com", "DNS:appliance.example.com",
+                            newkey="ec:" + str(ec_params(tmp_path)), der=True)
+    result = run(home, "issue", "--csr", str(csr), "--name", "appliance", *acme_args(pebble), "--json")
+    assert result.exit_code == 0, result.output
+    rec = json.loads(result.stdout)
+    assert rec["name"] == "appliance" and rec["key_type"] == "ec256" and rec["domains"] == ["appliance.example.com"]
+
+
+def ec_params(tmp: Path) -> Path:
+    path = tmp / "p256.pem"
+    subprocess.run(["openssl", "ecparam", "-name", "prime256v1", "-out", str(path)], check=True, capture_output=True)
+    return path
+
+
+@pytest.mark.parametrize(("case", "message"), [
+    ("garbage", "not a certificate request"),
+    ("cert", "not a certificate request"),
+    ("weak", "1024-bit RSA key"),
+    ("tampered", "signature does not verify"),
+    ("self-signed", "--csr needs --acme"),
+    ("with-cn", "cannot be combined with --csr"),
+    ("pfx", "needs the private key"),
+])
+def test_issue_csr_refusals_exit_2(home: Path, tmp_path: Path, case: str, message: str) -> None:
+    _key, csr = openssl_csr(tmp_path, "/CN=refused.example.com", newkey="rsa:1024" if case == "weak" else "rsa:2048")
+    if case == "garbage":
+        csr.write_bytes(b"\x00\x01 not a request at all\n")
+    elif case == "cert":
+        subprocess.run(["openssl", "req", "-x509", "-in", str(csr), "-key", str(_key), "-out", str(csr)],
+                       check=True, capture_output=True)
+    elif case == "tampered":
+        der = subprocess.run(["openssl", "req", "-in", str(csr), "-outform", "DER"], check=True,
+                             capture_output=True).stdout
+        at = der.index(b"refused")
+        csr.write_bytes(der[:at] + b"R" + der[at + 1:])
+    args = ["issue", "--csr", str(csr)]
+    if case != "self-signed":
+        args += ["--acme", "--server", "https://127.0.0.1:9/dir", "--agree-tos"]
+    args += {"with-cn": ["--cn", "other.example.com"], "pfx": ["--pfx"]}.get(case, [])
+    result = run(home, *args)
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr and "Traceback" not in result.output
+    assert not (home / "lineages").exists()
