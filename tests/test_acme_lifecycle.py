@@ -8,8 +8,8 @@ certkit makes about the CA is checked at the CA.
 from __future__ import annotations
 
 import json
-import subprocess
 import ssl
+import subprocess
 import urllib.request
 from pathlib import Path
 from typing import Any
