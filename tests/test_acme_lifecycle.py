@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import ssl
 import subprocess
+import sys
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ import pytest
 from click.testing import CliRunner
 
 from certkit.cli import cli
+from certkit.store import Store
 from tests.servers.pebble import PebbleServer
 from tests.test_acme import acme_args
 
@@ -256,3 +258,124 @@ def test_issue_csr_refusals_exit_2(home: Path, tmp_path: Path, case: str, messag
     assert result.exit_code == 2, result.output
     assert message in result.stderr and "Traceback" not in result.output
     assert not (home / "lineages").exists()
+
+
+# ----- accounts -------------------------------------------------------------------------------------
+
+
+def account_cli(home: Path, pebble: PebbleServer, action: str, *extra: str) -> Any:
+    return run(home, "account", action, "--server", pebble.directory_url, "--ca-bundle", str(pebble.ca_bundle),
+               *extra)
+
+
+def key_known_to_ca(pebble: PebbleServer, key_json: bytes) -> str | None:
+    """The account URL the CA has for this key (newAccount onlyReturnExisting), or None when it has none."""
+    from acme import messages
+    from josepy.jwk import JWK
+
+    from certkit.acme.account import alg_for, get_directory
+    from certkit.acme.net import Network
+
+    jwk = JWK.json_loads(key_json.decode())
+    directory = get_directory(pebble.directory_url, str(pebble.ca_bundle))
+    net = Network(jwk, alg=alg_for(jwk), ca_bundle=str(pebble.ca_bundle), new_nonce_url=directory["newNonce"])
+    try:
+        response = net.post(directory["newAccount"], messages.NewRegistration(only_return_existing=True))
+    except messages.Error as exc:
+        assert exc.code == "accountDoesNotExist", exc
+        return None
+    finally:
+        net.close()
+    return str(response.headers["Location"])
+
+
+def test_account_rollover_and_update(pebble: PebbleServer, home: Path) -> None:
+    issued(home, pebble, "acct1.example.com", "--email", "roll@example.com")
+    listed = json.loads(run(home, "account", "list", "--json").stdout)
+    assert [(a["server"], a["email"], a["status"]) for a in listed] == [
+        (pebble.directory_url, "roll@example.com", "valid")]
+    adir = Store(home).account_dir(pebble.directory_url, "roll@example.com")
+    old_key = (adir / "key.json").read_bytes()
+    uri = key_known_to_ca(pebble, old_key)
+    assert uri == listed[0]["uri"]
+    result = account_cli(home, pebble, "rollover", "--email", "roll@example.com")
+    assert result.exit_code == 0, result.output
+    new_key = (adir / "key.json").read_bytes()
+    assert new_key != old_key and not (adir / "key-new.json").exists()
+    assert (adir / "key.json").stat().st_mode & 0o777 == 0o600
+    assert key_known_to_ca(pebble, new_key) == uri  # the same account, now with the new key
+    assert key_known_to_ca(pebble, old_key) is None  # the CA refuses the old key
+    # Issuing still works, with the new key (in a new process: nothing cached).
+    result = subprocess.run([sys.executable, "-m", "certkit", "--home", str(home), "issue",
+                             "--cn", "acct2.example.com", *acme_args(pebble, "--email", "roll@example.com")],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert len(json.loads(run(home, "account", "list", "--json").stdout)) == 1  # no new account was needed
+    result = account_cli(home, pebble, "update", "--email", "roll@example.com", "--new-email", "ops@example.com")
+    assert result.exit_code == 0, result.output
+    shown = json.loads(account_cli(home, pebble, "show", "--json").stdout)  # the only account: no --email needed
+    assert shown["contact"] == ["mailto:ops@example.com"] and shown["status"] == "valid"
+    assert shown["uri"] == uri and shown["key_changed"]
+
+
+def test_interrupted_rollover_is_finished_or_dropped(pebble: PebbleServer, home: Path) -> None:
+    issued(home, pebble, "acct3.example.com", "--email", "crash@example.com")
+    adir = Store(home).account_dir(pebble.directory_url, "crash@example.com")
+    old_key = (adir / "key.json").read_bytes()
+    # A pending key the CA never saw (killed before the request): dropped, then a normal rollover.
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from josepy.jwk import JWKEC
+
+    (adir / "key-new.json").write_bytes(JWKEC(key=ec.generate_private_key(ec.SECP256R1())).json_dumps().encode())
+    result = account_cli(home, pebble, "rollover", "--email", "crash@example.com")
+    assert result.exit_code == 0 and "rolled over" in result.output, result.output
+    assert key_known_to_ca(pebble, (adir / "key.json").read_bytes()) is not None
+    # A pending key the CA already accepted (killed after the request): kept as the key.
+    current = (adir / "key.json").read_bytes()
+    (adir / "key-new.json").write_bytes(current)
+    (adir / "key.json").write_bytes(old_key)  # the old, refused key, as if the rename never happened
+    result = account_cli(home, pebble, "rollover", "--email", "crash@example.com")
+    assert result.exit_code == 0 and "finished the key change" in result.output, result.output
+    assert (adir / "key.json").read_bytes() == current and not (adir / "key-new.json").exists()
+
+
+def test_account_deactivate(pebble: PebbleServer, home: Path) -> None:
+    issued(home, pebble, "acct4.example.com", "--email", "gone@example.com")
+    adir = Store(home).account_dir(pebble.directory_url, "gone@example.com")
+    result = account_cli(home, pebble, "deactivate", "--email", "gone@example.com", "--yes")
+    assert result.exit_code == 0, result.output
+    listed = json.loads(run(home, "account", "list", "--json").stdout)
+    assert listed[0]["status"] == "deactivated" and listed[0]["deactivated"]
+    # certkit says so instead of using it ...
+    result = run(home, "issue", "--cn", "acct4.example.com", *acme_args(pebble, "--email", "gone@example.com"))
+    assert result.exit_code == 2 and "was deactivated" in result.stderr
+    assert Store(home).versions("acct4.example.com") == [1]
+    # ... and the CA refuses the account too.
+    from acme import messages
+    from josepy.jwk import JWK
+
+    from certkit.acme.account import alg_for, get_directory
+    from certkit.acme.net import Network
+
+    jwk = JWK.json_loads((adir / "key.json").read_text())
+    info = json.loads((adir / "account.json").read_text())
+    directory = get_directory(pebble.directory_url, str(pebble.ca_bundle))
+    net = Network(jwk, alg=alg_for(jwk), account_uri=info["uri"], ca_bundle=str(pebble.ca_bundle),
+                  new_nonce_url=directory["newNonce"])
+    with pytest.raises(messages.Error) as refused:
+        net.post(directory["newOrder"], messages.NewOrder(identifiers=[
+            messages.Identifier(typ=messages.IDENTIFIER_FQDN, value="acct4.example.com")]))
+    net.close()
+    assert refused.value.code == "unauthorized"
+    for action in ("rollover", "update"):
+        extra = ["--new-email", "x@example.com"] if action == "update" else []
+        result = account_cli(home, pebble, action, "--email", "gone@example.com", *extra)
+        assert result.exit_code == 2 and "was deactivated" in result.stderr
+
+
+def test_account_picking_errors(home: Path) -> None:
+    result = run(home, "account", "show")
+    assert result.exit_code == 2 and "no stored ACME account" in result.stderr
+    result = run(home, "account", "list")
+    assert result.exit_code == 0 and "No ACME accounts" in result.output
+    assert not home.exists()  # list and show create nothing

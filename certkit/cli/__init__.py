@@ -17,6 +17,7 @@ from typing import Any, NoReturn
 import click
 
 from certkit import __version__
+from certkit.cli.account import account_command
 from certkit.cli.check import check_command
 from certkit.cli.completion import completion_command
 from certkit.cli.deploy import deploy_command
@@ -122,6 +123,7 @@ def cli(home: str | None) -> None:
 for command in (issue_command, selfssl_command, export_command, list_command, show_command, targets_command,
                 rollback_command, prune_command, delete_command, revoke_command, completion_command):
     cli.add_command(command)
+cli.add_command(account_command)
 cli.add_command(check_command)
 cli.add_command(deploy_command)
 cli.add_command(renew_command)
