@@ -203,6 +203,13 @@ def test_issue_csr_keyless_lineage_renews_with_the_same_csr(pebble: PebbleServer
     result = run(home, "deploy", "exchange.example.com", "--to", "postfix",
                  "--postfix-config-dir", str(tmp_path / "pf"))
     assert result.exit_code == 2 and "has no private key here" in result.stderr
+    result = run(home, "revoke", "exchange.example.com", "--with-cert-key")
+    assert result.exit_code == 2 and "no key file here" in result.stderr
+    # A dry run with the stored CSR stores nothing.
+    before = snapshot(home)
+    result = run(home, "renew", "--force", "--dry-run", "exchange.example.com")
+    assert result.exit_code == 0 and "test certificate from" in result.output, result.output
+    assert snapshot(home) == before
     # renew sends the stored CSR again: same key, new certificate.
     result = run(home, "renew", "--force", "exchange.example.com", "--json")
     assert result.exit_code == 0, result.output
