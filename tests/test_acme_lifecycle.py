@@ -322,6 +322,10 @@ def test_account_rollover_and_update(pebble: PebbleServer, home: Path) -> None:
     assert result.exit_code == 0, result.output
     shown = json.loads(account_cli(home, pebble, "show", "--json").stdout)  # the only account: no --email needed
     assert shown["contact"] == ["mailto:ops@example.com"] and shown["status"] == "valid"
+    result = account_cli(home, pebble, "update", "--email", "noc@example.com")  # certbot's habit
+    assert result.exit_code == 0, result.output
+    shown = json.loads(account_cli(home, pebble, "show", "--email", "roll@example.com", "--json").stdout)
+    assert shown["contact"] == ["mailto:noc@example.com"]
     assert shown["uri"] == uri and shown["key_changed"]
 
 

@@ -85,15 +85,22 @@ def show_account(ctx: click.Context, server: str | None, email: str | None, ca_b
 
 @account_command.command("update")
 @_pick_options
-@click.option("--new-email", "new_emails", multiple=True, required=True, metavar="ADDRESS",
-              help="The contact address the CA should use from now on (repeatable; replaces the old ones).")
+@click.option("--new-email", "new_emails", multiple=True, metavar="ADDRESS",
+              help="The contact address the CA should use from now on (repeatable; replaces the old ones). "
+                   "Without it, --email is the new address (certbot's update_account --email).")
 @click.pass_context
 def update_account(ctx: click.Context, server: str | None, email: str | None, ca_bundle: str | None,
                    new_emails: tuple[str, ...]) -> None:
     """Change the account's contact e-mail at the CA (the account stays picked by its original --email)."""
     from certkit.acme import manage
+    from certkit.errors import UsageError
 
     store = store_from(ctx)
+    if not new_emails:
+        if not email:
+            raise UsageError("account update needs the new address",
+                             "pass --new-email ADDRESS (or --email ADDRESS when the server has one account)")
+        new_emails, email = (email,), None  # certbot habit: the account is the server's only one
     stored = manage.pick(store, server, email)
     remote = manage.update_contact(store, stored, list(new_emails), ca_bundle, _err)
     shown = ", ".join(c.removeprefix("mailto:") for c in remote.get("contact") or []) or "none"

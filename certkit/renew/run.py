@@ -401,7 +401,8 @@ def dry_run_one(session: _Session, decision: Decision, settings: LineageSettings
         return LineageResult(decision.name, "failed", decision.reason, error=str(exc),
                              elapsed=time.monotonic() - started)
     not_after = clock_iso(cx.not_after(cx.load_chain(made.cert_pem)[0]))
-    return LineageResult(decision.name, "due", f"{decision.reason}; test certificate from {made.source} discarded",
+    where = "a self-signed one" if made.source == "self-signed" else f"from {made.source}"
+    return LineageResult(decision.name, "due", f"{decision.reason}; test certificate {where} discarded",
                          not_after=not_after, elapsed=time.monotonic() - started)
 
 
