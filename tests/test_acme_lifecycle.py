@@ -305,8 +305,9 @@ def test_account_rollover_and_update(pebble: PebbleServer, home: Path) -> None:
     old_key = (adir / "key.json").read_bytes()
     uri = key_known_to_ca(pebble, old_key)
     assert uri == listed[0]["uri"]
-    result = account_cli(home, pebble, "rollover", "--email", "roll@example.com")
+    result = account_cli(home, pebble, "rollover", "--email", "roll@example.com", "--json")
     assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["key_thumbprint"] != listed[0]["key_thumbprint"]
     new_key = (adir / "key.json").read_bytes()
     assert new_key != old_key and not (adir / "key-new.json").exists()
     assert (adir / "key.json").stat().st_mode & 0o777 == 0o600

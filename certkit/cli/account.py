@@ -32,6 +32,15 @@ def _err(line: str) -> None:
     click.echo(line, err=True)
 
 
+_json_option = click.option("--json", "as_json", is_flag=True, help="Print the account record afterwards as JSON.")
+
+
+def _print_record(store: Any, directory_url: str, email: str | None) -> None:
+    from certkit.acme import manage
+
+    click.echo(json.dumps(manage.describe(manage.load(store, directory_url, email)), indent=2))
+
+
 @click.group("account")
 def account_command() -> None:
     """List and manage ACME accounts (contact, deactivation, key rollover)."""
@@ -88,9 +97,10 @@ def show_account(ctx: click.Context, server: str | None, email: str | None, ca_b
 @click.option("--new-email", "new_emails", multiple=True, metavar="ADDRESS",
               help="The contact address the CA should use from now on (repeatable; replaces the old ones). "
                    "Without it, --email is the new address (certbot's update_account --email).")
+@_json_option
 @click.pass_context
 def update_account(ctx: click.Context, server: str | None, email: str | None, ca_bundle: str | None,
-                   new_emails: tuple[str, ...]) -> None:
+                   new_emails: tuple[str, ...], as_json: bool) -> None:
     """Change the account's contact e-mail at the CA (the account stays picked by its original --email)."""
     from certkit.acme import manage
     from certkit.errors import UsageError
@@ -103,6 +113,9 @@ def update_account(ctx: click.Context, server: str | None, email: str | None, ca
         new_emails, email = (email,), None  # certbot habit: the account is the server's only one
     stored = manage.pick(store, server, email)
     remote = manage.update_contact(store, stored, list(new_emails), ca_bundle, _err)
+    if as_json:
+        _print_record(store, stored.directory_url, stored.email)
+        return
     shown = ", ".join(c.removeprefix("mailto:") for c in remote.get("contact") or []) or "none"
     click.echo(f"Updated the account {stored.info.get('uri')}: contact {shown}.")
 
@@ -110,9 +123,10 @@ def update_account(ctx: click.Context, server: str | None, email: str | None, ca
 @account_command.command("deactivate")
 @_pick_options
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation (deactivation cannot be undone).")
+@_json_option
 @click.pass_context
 def deactivate_account(ctx: click.Context, server: str | None, email: str | None, ca_bundle: str | None,
-                       yes: bool) -> None:
+                       yes: bool, as_json: bool) -> None:
     """Deactivate the account at the CA for good (RFC 8555 7.3.6); its certificates stay valid."""
     from certkit.acme import manage
 
@@ -122,19 +136,27 @@ def deactivate_account(ctx: click.Context, server: str | None, email: str | None
         click.confirm(f"Deactivate {stored.info.get('uri')} at {stored.directory_url} for good?", abort=True,
                       err=True)
     manage.deactivate(store, stored, ca_bundle, _err)
+    if as_json:
+        _print_record(store, stored.directory_url, stored.email)
+        return
     click.echo(f"Deactivated {stored.info.get('uri')}. certkit will not use it again; lineages on this CA and "
                "e-mail need a new account: move its folder away, or issue with another --email.")
 
 
 @account_command.command("rollover")
 @_pick_options
+@_json_option
 @click.pass_context
-def rollover_account(ctx: click.Context, server: str | None, email: str | None, ca_bundle: str | None) -> None:
+def rollover_account(ctx: click.Context, server: str | None, email: str | None, ca_bundle: str | None,
+                     as_json: bool) -> None:
     """Replace the account key with a new one (RFC 8555 7.3.5); the old key stops working at the CA."""
     from certkit.acme import manage
 
     store = store_from(ctx)
     stored = manage.pick(store, server, email)
     how = manage.rollover(store, stored, ca_bundle, _err)
+    if as_json:
+        _print_record(store, stored.directory_url, stored.email)
+        return
     new = manage.load(store, stored.directory_url, stored.email)
     click.echo(f"Account {stored.info.get('uri')}: {how}; new key thumbprint {manage.thumbprint(new.jwk)}.")
