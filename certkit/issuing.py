@@ -177,9 +177,16 @@ def _key_or_csr(store: Store, settings: LineageSettings, previous: int | None,
                                      f"{exc.strerror or exc}", fix) from exc
         return None, csr_pem
     key_type = keys.check_key_type(settings.key_type, settings.allow_weak)
-    if settings.is_acme and settings.acme and settings.acme.reuse_key and previous:
+    if settings.is_acme and settings.acme and settings.acme.reuse_key and previous \
+            and not _key_compromised(store, settings.name, previous):
         return keys.load_pem(store.read_version(settings.name, previous).key_pem), None
     return keys.generate(key_type), None
+
+
+def _key_compromised(store: Store, name: str, version: int) -> bool:
+    """Whether `certkit revoke --reason keyCompromise` revoked ``version``: its key is never reused (CAs block it)."""
+    revoked = store.load_state(name).get("revoked")
+    return isinstance(revoked, dict) and revoked.get("reason") == "keyCompromise" and revoked.get("version") == version
 
 
 def _certificate(store: Store, settings: LineageSettings, identities: list[names.Identity],

@@ -73,6 +73,17 @@ def test_revoke_then_renew_replaces(pebble: PebbleServer, home: Path, signer: st
     assert json.loads(run(home, "renew", cn, "--json").stdout)["not_due"] == [cn]
 
 
+def test_key_compromise_ends_reuse_key(pebble: PebbleServer, home: Path) -> None:
+    cn = "revoke-reuse.example.com"
+    issued(home, pebble, cn, "--reuse-key")
+    assert run(home, "renew", "--force", cn).exit_code == 0
+    store = Store(home)
+    assert store.read_version(cn, 1).key_pem == store.read_version(cn, 2).key_pem  # --reuse-key at work
+    assert run(home, "revoke", cn, "--reason", "keyCompromise").exit_code == 0
+    assert run(home, "renew", cn).exit_code == 0
+    assert store.read_version(cn, 3).key_pem != store.read_version(cn, 2).key_pem  # a leaked key is not reused
+
+
 def test_revoke_twice_is_refused_by_the_ca(pebble: PebbleServer, home: Path) -> None:
     issued(home, pebble, "revoke-twice.example.com")
     assert run(home, "revoke", "revoke-twice.example.com").exit_code == 0
