@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from certkit import clock, export, keys, names, runner
 from certkit import x509 as cx
 from certkit.callbacks import Echo
-from certkit.errors import CertkitError
-from certkit.settings import PRIVATE_CA_SOURCE, DeployTarget, LineageSettings, merge_targets
+from certkit.errors import CertkitError, OperationError
+from certkit.settings import PRIVATE_CA_SOURCE, AcmeSettings, DeployTarget, LineageSettings, merge_targets
 from certkit.store import Store
 
 
@@ -38,29 +38,31 @@ def issue(
     extra_targets: list[DeployTarget] | None = None,
     extra_verify: list[str] | None = None,
     deploy: bool = True,
+    csr_pem: bytes | None = None,
 ) -> IssueOutcome:
     """Issue a new version of ``settings.name`` and make it live.
 
     The settings are saved with the version, so the next renewal issues the
     same way. Remembered deploy targets and verifications (plus
     ``extra_targets``/``extra_verify`` from the command line) run afterwards,
-    with rollback to the previous version on failure.
+    with rollback to the previous version on failure. ``csr_pem``: a new CSR
+    for a lineage with ``settings.csr`` (kept for renewals; without it the
+    stored one is sent again).
 
     Raises:
         CertkitError: UsageError for bad settings, AcmeError, HookError,
             VerificationError (after rollback).
     """
     identities = [names.parse_name(d) for d in settings.domains]
-    key_type = keys.check_key_type(settings.key_type, settings.allow_weak)
     targets, verify = extra_targets or [], extra_verify or []
     with store.lock():
         previous = store.live_version(settings.name)
-        key = _reused_key(store, settings, previous)
-        if key is None:
-            key = keys.generate(key_type)
-        made = _certificate(store, settings, identities, key, previous, echo)
+        key, csr = _key_or_csr(store, settings, previous, csr_pem)
+        made = _certificate(store, settings, identities, key, csr, previous, echo)
         version, generated = _add_version(store, settings, key, made)
         store.save_settings(settings)
+        if csr_pem is not None:
+            store.save_csr(settings.name, csr_pem)
         # From here until the deploy targets have run, a kill leaves work for the next `renew`.
         store.mark_unfinished(settings.name, "issue", version, previous, clock.now_iso(), targets, verify)
         store.activate(settings.name, version)
@@ -85,40 +87,138 @@ class _Certificate:
     cert_pem: bytes
     chain_pem: bytes
     state_updates: dict[str, object] = field(default_factory=dict)
+    source: str = "self-signed"  # the directory URL that issued it
 
 
-def _reused_key(store: Store, settings: LineageSettings, previous: int | None) -> keys.PrivateKey | None:
-    """The previous version's key when the ACME settings ask to reuse it (``reuse_key``)."""
-    if settings.is_acme and settings.acme and settings.acme.reuse_key and previous:
-        return keys.load_pem(store.read_version(settings.name, previous).key_pem)
-    return None
+def revoke_live(store: Store, name: str, reason: tuple[int, str], *, with_cert_key: bool = False,
+                echo: Echo = print) -> dict[str, object]:
+    """Revoke the live certificate of ``name`` at its CA and mark the lineage revoked (``state.revoked``).
+
+    Args:
+        reason: the RFC 5280 CRLReason code and its name.
+        with_cert_key: sign the request with the certificate's key (RFC 8555 section 7.6) instead of the account's.
+
+    Returns:
+        The ``revoked`` record stored in the lineage's state; `renew` replaces the lineage next time it runs.
+
+    Raises:
+        UsageError: a self-signed lineage, no live version, --with-cert-key without a key file.
+        AcmeError: the CA refused or cannot be reached (the lineage is not marked).
+    """
+    from certkit.errors import UsageError
+
+    with store.lock():
+        settings = store.load_settings(name)
+        version = store.live_version(name)
+        if not settings.is_acme:
+            raise UsageError(f"{name} is self-signed: no CA knows it, so there is nothing to revoke",
+                             f"stop using it: `certkit renew --force {name}` makes a new key and certificate")
+        if version is None:
+            raise UsageError(f"{name} has no live version to revoke", f"see `certkit show {name}`")
+        files = store.read_version(name, version)
+        if with_cert_key and not files.key_pem:
+            raise UsageError(f"{name} has no key file here (it was issued for a CSR)",
+                             "revoke with the account key: drop --with-cert-key")
+        cert = cx.load_chain(files.cert_pem)[0]
+        from certkit.acme import revoke
+
+        acme = settings.acme or _acme_from_source(settings.source)
+        revoke(store, acme, settings.source, cert, reason[0],
+               keys.load_pem(files.key_pem) if with_cert_key else None, echo)
+        record: dict[str, object] = {"time": clock.now_iso(), "reason": reason[1], "reason_code": reason[0],
+                                     "serial": cx.serial_hex(cert), "version": version,
+                                     "signed_with": "certificate key" if with_cert_key else "account key"}
+        store.update_state(name, revoked=record)
+        return record
+
+
+def _acme_from_source(source: str) -> AcmeSettings:
+    """ACME settings for a lineage whose settings.toml lost its [acme] table: the CA from ``source``."""
+    return AcmeSettings(server=source)
+
+
+@dataclass
+class DryRun:
+    """What a dry run got: the certificate the CA issued (discarded) and where it came from."""
+
+    name: str
+    cert_pem: bytes
+    source: str
+    key_type: str
+
+
+def dry_run(store: Store, settings: LineageSettings, *, echo: Echo = print, csr_pem: bytes | None = None) -> DryRun:
+    """Everything `issue` does up to the certificate, then nothing: no lock, no file, no deploy.
+
+    The ACME order runs to the end (finalize and download) against the CA's
+    staging directory where it has one (Let's Encrypt), else the same
+    server; a stored account is used, a missing one is registered at the CA
+    and not saved. The pre- and post-hooks run (they free port 80); deploy
+    targets and hooks do not.
+    """
+    identities = [names.parse_name(d) for d in settings.domains]
+    previous = store.live_version(settings.name) if store.exists(settings.name) else None
+    key, csr = _key_or_csr(store, settings, previous, csr_pem)
+    made = _certificate(store, settings, identities, key, csr, previous, echo, dry_run=True)
+    return DryRun(settings.name, made.cert_pem, made.source, settings.key_type)
+
+
+def _key_or_csr(store: Store, settings: LineageSettings, previous: int | None,
+                csr_pem: bytes | None) -> tuple[keys.PrivateKey | None, bytes | None]:
+    """The key for the new version (reused or new), or the CSR of a lineage whose key lives elsewhere."""
+    if settings.csr:
+        if csr_pem is None:
+            path = store.csr_path(settings.name)
+            try:
+                csr_pem = path.read_bytes()
+            except OSError as exc:
+                fix = f"issue it again with: certkit issue --csr FILE --name {settings.name} --acme ..."
+                raise OperationError(f"{settings.name} was issued for a CSR, but {path} cannot be read: "
+                                     f"{exc.strerror or exc}", fix) from exc
+        return None, csr_pem
+    key_type = keys.check_key_type(settings.key_type, settings.allow_weak)
+    if settings.is_acme and settings.acme and settings.acme.reuse_key and previous \
+            and not _key_compromised(store, settings.name, previous):
+        return keys.load_pem(store.read_version(settings.name, previous).key_pem), None
+    return keys.generate(key_type), None
+
+
+def _key_compromised(store: Store, name: str, version: int) -> bool:
+    """Whether `certkit revoke --reason keyCompromise` revoked ``version``: its key is never reused (CAs block it)."""
+    revoked = store.load_state(name).get("revoked")
+    return isinstance(revoked, dict) and revoked.get("reason") == "keyCompromise" and revoked.get("version") == version
 
 
 def _certificate(store: Store, settings: LineageSettings, identities: list[names.Identity],
-                 key: keys.PrivateKey, previous: int | None, echo: Echo) -> _Certificate:
+                 key: keys.PrivateKey | None, csr_pem: bytes | None, previous: int | None, echo: Echo,
+                 dry_run: bool = False) -> _Certificate:
     """Obtain the certificate from the lineage's CA (ACME or private), or make a self-signed one."""
     if settings.ca is not None:
         from certkit.ca import manage
 
+        assert key is not None  # the CLI refuses --csr with --ca (a CSR lineage is always ACME)
         signed = manage.sign(store, settings.ca, key.public_key(), identities, settings.days)
         for note in signed.notes:
             echo(f"warning: {note}")
         settings.source = f"{PRIVATE_CA_SOURCE}{settings.ca}"
-        return _Certificate(signed.cert_pem, b"")
+        return _Certificate(signed.cert_pem, b"", source=settings.source)
     if not settings.is_acme:
+        assert key is not None  # a CSR lineage is always ACME (the CLI refuses --csr without --acme)
         cert = cx.self_signed(key, identities, settings.days)
-        return _Certificate(cx.to_pem(cert), b"")
-    assert settings.acme is not None
+        return _Certificate(cx.to_pem(cert), b"", source=settings.source)
     from certkit.acme import obtain  # heavy imports only on this path
 
+    acme = settings.acme or _acme_from_source(settings.source)
     prev_cert = None
     if previous:
         prev_cert = cx.load_chain(store.read_version(settings.name, previous).cert_pem)[0]
     with around_order(settings, echo):
-        result = obtain(store, settings.acme, identities, key, previous_cert=prev_cert, echo=echo)
-    settings.source = result.directory_url
+        result = obtain(store, acme, identities, key, csr_pem=csr_pem, previous_cert=prev_cert, echo=echo,
+                        dry_run=dry_run)
+    if not dry_run:
+        settings.source = result.directory_url
     # Always replace: a window stored for the previous certificate says nothing about this one.
-    return _Certificate(result.cert_pem, result.chain_pem, {"ari": result.ari})
+    return _Certificate(result.cert_pem, result.chain_pem, {"ari": result.ari}, source=result.directory_url)
 
 
 @contextlib.contextmanager
@@ -149,11 +249,16 @@ def _run_order_hook(command: str, what: str, env: dict[str, str]) -> None:
                hook=True, check=True)
 
 
-def _add_version(store: Store, settings: LineageSettings, key: keys.PrivateKey,
+def _add_version(store: Store, settings: LineageSettings, key: keys.PrivateKey | None,
                  made: _Certificate) -> tuple[int, bool]:
-    """Store key, certificate, chain (and PFX); the new version and whether a PFX password was generated."""
+    """Store key, certificate, chain (and PFX); the new version and whether a PFX password was generated.
+
+    Without a key (a CSR lineage) the version has no key file and no PFX.
+    """
     pfx = pfx_password = None
     generated = False
+    if key is None:
+        return store.add_version(settings.name, b"", made.cert_pem, made.chain_pem), False
     if settings.pfx.enabled:
         pfx, password, generated = export.lineage_pfx(settings, key, cx.load_chain(made.cert_pem + made.chain_pem))
         pfx_password = password if generated else None

@@ -74,6 +74,7 @@ class LineageSettings:
     ca: str | None = None  # the private CA (certkit ca) that signs this lineage's certificates
     deploy: list[DeployTarget] = field(default_factory=list)
     verify: list[str] = field(default_factory=list)
+    csr: bool = False  # issued for a CSR made elsewhere (lineages/NAME/csr.pem): no key file here, ever
 
     @property
     def is_acme(self) -> bool:

@@ -29,18 +29,16 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import json
 import os
 import re
 import secrets
 import shutil
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from certkit import envvars, fsguard, journal
 from certkit.atomicfile import atomic_write, fsync_dir
@@ -48,6 +46,7 @@ from certkit.errors import NotFoundError, OperationError, UsageError
 from certkit.homedir import windows_acl_argv
 from certkit.settings import DeployTarget, LineageSettings, SettingsError
 from certkit.statelock import StateLock
+from certkit.storeaccounts import AccountFiles
 
 VERSION_FILES = ("cert.pem", "chain.pem", "fullchain.pem", "privkey.pem", "combined.pem")
 PRIVATE_FILES = {"privkey.pem", "combined.pem", "cert.pfx", "pfx-password.txt"}
@@ -114,7 +113,7 @@ class VersionFiles:
     chain_pem: bytes
 
 
-class Store:
+class Store(AccountFiles):
     """A certkit state directory."""
 
     def __init__(self, home: Path | str, lock_wait: float | None = None) -> None:
@@ -128,10 +127,6 @@ class Store:
     @property
     def lineages_dir(self) -> Path:
         return self.home / "lineages"
-
-    @property
-    def accounts_dir(self) -> Path:
-        return self.home / "accounts"
 
     def lineage_dir(self, name: str) -> Path:
         return self.lineages_dir / check_lineage_name(name)
@@ -296,11 +291,22 @@ class Store:
         return None
 
     def read_version(self, name: str, version: int) -> VersionFiles:
+        """The version's PEM files; ``key_pem`` is empty for a lineage issued for a CSR (no key file)."""
         paths = self.version_paths(name, version)
         try:
-            return VersionFiles(paths.key.read_bytes(), paths.cert.read_bytes(), paths.chain.read_bytes())
+            cert_pem, chain_pem = paths.cert.read_bytes(), paths.chain.read_bytes()
+            key_pem = paths.key.read_bytes() if paths.key.exists() else b""
         except FileNotFoundError as exc:
             raise NotFoundError(f"lineage {name!r} has no version {version}") from exc
+        return VersionFiles(key_pem, cert_pem, chain_pem)
+
+    def csr_path(self, name: str) -> Path:
+        """Where a lineage issued for a CSR keeps it (`issue --csr`; `renew` sends it again)."""
+        return self.lineage_dir(name) / "csr.pem"
+
+    def save_csr(self, name: str, csr_pem: bytes) -> None:
+        self._require_lock()
+        atomic_write(self.csr_path(name), csr_pem, 0o644)
 
     # ----- lineages: writing ------------------------------------------
     def save_settings(self, settings: LineageSettings) -> None:
@@ -381,6 +387,8 @@ class Store:
             # Key first, then the chain: Postfix smtpd_tls_chain_files reads one file.
             "combined.pem": key_pem + fullchain,
         }
+        if not key_pem:  # issued for a CSR: the key is on the server that made it
+            del files["privkey.pem"], files["combined.pem"]
         if pfx is not None:
             files["cert.pfx"] = pfx
             if pfx_password is not None:
@@ -471,28 +479,3 @@ class Store:
     def remove_tree(self, relpath: str) -> None:
         self._require_lock()
         shutil.rmtree(self._safe_path(relpath), ignore_errors=True)
-
-    # ----- ACME accounts ---------------------------------------------------
-    def account_dir(self, directory_url: str, email: str | None) -> Path:
-        """Folder of the account for ``directory_url`` + ``email`` (may not exist)."""
-        host = re.sub(r"[^A-Za-z0-9.-]", "_", urlsplit(directory_url).netloc) or "acme"
-        digest = hashlib.sha256(f"{directory_url}\n{email or ''}".encode()).hexdigest()[:12]
-        return self.accounts_dir / f"{host}-{digest}"
-
-    def load_account(self, directory_url: str, email: str | None) -> dict[str, bytes] | None:
-        """The account's files by name, or None when there is no account yet."""
-        adir = self.account_dir(directory_url, email)
-        if not (adir / "key.json").is_file():
-            return None
-        fsguard.check_trusted(self.accounts_dir, "accounts folder")
-        fsguard.check_trusted(adir, "account folder")
-        return {p.name: p.read_bytes() for p in adir.iterdir() if p.is_file() and not p.name.startswith(".")}
-
-    def save_account(self, directory_url: str, email: str | None, files: Mapping[str, bytes]) -> Path:
-        """Write account files; every file is private (0600)."""
-        self._require_lock()
-        adir = self.account_dir(directory_url, email)
-        self._ensure_dir(adir)
-        for fname, data in files.items():
-            atomic_write(adir / fname, data, 0o600)
-        return adir

@@ -7,6 +7,7 @@ import hashlib
 import ipaddress
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -173,9 +174,12 @@ def is_self_signed(cert: x509.Certificate) -> bool:
 
 def key_matches(cert: x509.Certificate, key: PrivateKey) -> bool:
     """True when ``key`` is the private half of the certificate's public key."""
-    fmt = serialization.PublicFormat.SubjectPublicKeyInfo
-    enc = serialization.Encoding.DER
-    return cert.public_key().public_bytes(enc, fmt) == key.public_key().public_bytes(enc, fmt)
+    return spki_der(cert.public_key()) == spki_der(key.public_key())
+
+
+def spki_der(public_key: Any) -> bytes:
+    """A public key as DER SubjectPublicKeyInfo (what certificate and CSR key comparisons compare)."""
+    return bytes(public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo))
 
 
 def subject_text(cert: x509.Certificate) -> str:

@@ -103,19 +103,22 @@ def get_directory(url: str, ca_bundle: str | None, *, refresh: bool = False) -> 
 
 
 def account_for(store: Store, settings: AcmeSettings, directory_url: str,
-                echo: Callable[[str], None] = print, *, fresh: bool = False) -> Account:
+                echo: Callable[[str], None] = print, *, fresh: bool = False, persist: bool = True) -> Account:
     """The account for ``directory_url`` + ``settings.email``: cached, stored, or registered now.
 
     Args:
         fresh: forget the cached/stored account URL and register the stored key
             again (after the CA answered accountDoesNotExist).
+        persist: False for a dry run: a stored account is used, but a new one is
+            registered at the CA only (kept in memory, never written).
 
     Raises:
-        UsageError: terms of service not accepted, EAB needed but missing, EAB key file unreadable.
+        UsageError: terms of service not accepted, EAB needed but missing, EAB key file unreadable,
+            the stored account was deactivated.
         CertkitError: from the network (through the caller's translate()).
     """
     email = settings.email or ""
-    cache_key = (str(store.home), directory_url, email)
+    cache_key = (str(store.home), directory_url, email, "" if persist else "dry-run")
     with _key_lock(("acct", *cache_key)):
         if not fresh and cache_key in _accounts:
             return _accounts[cache_key]
@@ -124,23 +127,36 @@ def account_for(store: Store, settings: AcmeSettings, directory_url: str,
         jwk: JWK | None = None
         if files:
             jwk = JWK.json_loads(files["key.json"].decode())
-            if not fresh and "account.json" in files:
-                info = json.loads(files["account.json"].decode())
-                account = Account(jwk, _alg_for(jwk), str(info["uri"]), directory_url, directory)
+            info = json.loads(files["account.json"].decode()) if "account.json" in files else {}
+            refuse_deactivated(info, directory_url, settings.email, store)
+            if not fresh and info:
+                account = Account(jwk, alg_for(jwk), str(info["uri"]), directory_url, directory)
                 _accounts[cache_key] = account
                 return account
-        account = _register(store, settings, directory_url, directory, jwk, echo)
+        account = _register(store, settings, directory_url, directory, jwk, echo, persist=persist)
         _accounts[cache_key] = account
         return account
+
+
+def refuse_deactivated(info: Mapping[str, Any], directory_url: str, email: str | None, store: Store) -> None:
+    """Exit 2 when the stored account was deactivated (RFC 8555 7.3.6: the CA refuses it for good)."""
+    if info.get("status") == "deactivated":
+        who = f" ({email})" if email else ""
+        raise UsageError(f"the ACME account for {directory_url}{who} was deactivated on "
+                         f"{info.get('deactivated', 'an earlier date')}: the CA refuses it for good",
+                         f"use another --email for a new account, or move {store.account_dir(directory_url, email)}"
+                         " away to register a new one")
 
 
 def forget(store: Store, directory_url: str, email: str | None) -> None:
     """Drop the cached account so the next account_for() reads or registers it again."""
     with _lock:
-        _accounts.pop((str(store.home), directory_url, email or ""), None)
+        for mode in ("", "dry-run"):
+            _accounts.pop((str(store.home), directory_url, email or "", mode), None)
 
 
-def _alg_for(jwk: JWK) -> JWASignature:
+def alg_for(jwk: JWK) -> JWASignature:
+    """The JWS algorithm for a key: ES256/ES384/ES512 by curve, RS256 for RSA."""
     if isinstance(jwk, JWKEC):
         size = jwk.key.curve.key_size
         return {256: ES256, 384: ES384, 521: ES512}[size]
@@ -191,11 +207,11 @@ def _eab(settings: AcmeSettings, directory: messages.Directory, directory_url: s
 
 
 def _register(store: Store, settings: AcmeSettings, directory_url: str, directory: messages.Directory,
-              jwk: JWK | None, echo: Callable[[str], None]) -> Account:
+              jwk: JWK | None, echo: Callable[[str], None], *, persist: bool = True) -> Account:
     _accept_terms(settings, directory, directory_url)
     if jwk is None:
         jwk = JWKEC(key=ec.generate_private_key(ec.SECP256R1()))
-    alg = _alg_for(jwk)
+    alg = alg_for(jwk)
     eab = _eab(settings, directory, directory_url, jwk)
     registration = messages.NewRegistration.from_data(
         email=settings.email, terms_of_service_agreed=True if settings.agree_tos else None,
@@ -219,6 +235,8 @@ def _register(store: Store, settings: AcmeSettings, directory_url: str, director
         "terms_of_service": meta_of(directory).get("termsOfService"),
         "eab_kid": settings.eab_kid,
     }
+    if not persist:  # a dry run stores nothing: the CA has the account, this process alone its key
+        return Account(jwk, alg, uri, directory_url, directory)
     with store.lock():
         # key.json first: a crash before account.json leaves a key that is registered again next time.
         store.save_account(directory_url, settings.email, {

@@ -45,3 +45,13 @@ def resolve_server(server: str | None) -> str:
         return value
     raise UsageError(f"--server {value!r} is neither a URL nor a known CA",
                      "pass the CA's directory URL (https://...) or letsencrypt / letsencrypt-staging")
+
+
+# Where a dry run orders: the CA's staging directory when it has a known one (same names, untrusted roots,
+# generous rate limits), else the same server.
+STAGING = {LETSENCRYPT: LETSENCRYPT_STAGING}
+
+
+def dry_run_server(directory_url: str) -> str:
+    """The directory a dry run talks to instead of ``directory_url``."""
+    return STAGING.get(directory_url, directory_url)

@@ -27,7 +27,7 @@ from josepy.json_util import field as jose_field
 from certkit import x509 as cx
 from certkit.acme import ari, dns01, http01
 from certkit.acme.account import Account, account_for, forget, meta_of, resource
-from certkit.acme.directory import AcmeResult, resolve_server
+from certkit.acme.directory import AcmeResult, dry_run_server, resolve_server
 from certkit.acme.net import Network, links, retry_after_of
 from certkit.acme.problems import acme_error, describe_problem, problem_type, translate
 from certkit.callbacks import Echo
@@ -128,38 +128,45 @@ def obtain_certificate(
     store: Store,
     settings: AcmeSettings,
     identities: Sequence[Identity],
-    key: PrivateKey,
+    key: PrivateKey | None,
     *,
+    csr_pem: bytes | None = None,
     previous_cert: x509.Certificate | None = None,
     echo: Echo = print,
     deadline: float | None = None,
+    dry_run: bool = False,
 ) -> AcmeResult:
     """See :func:`certkit.acme.obtain`."""
     directory_url = resolve_server(settings.server)
+    if dry_run:
+        directory_url = dry_run_server(directory_url)
     if not identities:
         raise UsageError("no names to order a certificate for", "pass --cn NAME")
     check_settings(settings, identities)
     end = time.monotonic() + (deadline or DEFAULT_DEADLINE)
-    csr_pem = cx.make_csr(key, identities)
+    if csr_pem is None:
+        assert key is not None
+        csr_pem = cx.make_csr(key, identities)
+    public_key = x509.load_pem_x509_csr(csr_pem).public_key()
     with translate(directory_url, "create the ACME account"):
-        account = account_for(store, settings, directory_url, echo)
+        account = account_for(store, settings, directory_url, echo, persist=not dry_run)
     for attempt in (1, 2):
         try:
-            return _run_order(store, settings, account, identities, key, csr_pem, previous_cert, echo, end)
+            return _run_order(settings, account, identities, public_key, csr_pem, previous_cert, echo, end)
         except AcmeError as exc:
             cause = exc.__cause__
             if attempt == 1 and isinstance(cause, messages.Error) and problem_type(cause) == "accountDoesNotExist":
                 # The CA lost or deleted the account (a reset test CA, a deactivation): register the key again.
                 forget(store, directory_url, settings.email)
                 with translate(directory_url, "create the ACME account"):
-                    account = account_for(store, settings, directory_url, echo, fresh=True)
+                    account = account_for(store, settings, directory_url, echo, fresh=True, persist=not dry_run)
                 continue
             raise
     raise AssertionError("unreachable")
 
 
-def _run_order(store: Store, settings: AcmeSettings, account: Account, identities: Sequence[Identity],
-               key: PrivateKey, csr_pem: bytes, previous_cert: x509.Certificate | None, echo: Echo,
+def _run_order(settings: AcmeSettings, account: Account, identities: Sequence[Identity],
+               public_key: Any, csr_pem: bytes, previous_cert: x509.Certificate | None, echo: Echo,
                end: float) -> AcmeResult:
     url = account.directory_url
     net = account.network(settings.ca_bundle, echo, end)
@@ -175,7 +182,7 @@ def _run_order(store: Store, settings: AcmeSettings, account: Account, identitie
     finally:
         net.close()
     leaf = cx.load_chain(cert_pem)[0]
-    if not cx.key_matches(leaf, key):
+    if cx.spki_der(leaf.public_key()) != cx.spki_der(public_key):
         raise AcmeError(f"the certificate from {url} does not match the key certkit sent",
                         "the CA misbehaved; nothing was stored - try again")
     ari_window = None

@@ -17,6 +17,7 @@ from typing import Any, NoReturn
 import click
 
 from certkit import __version__
+from certkit.cli.account import account_command
 from certkit.cli.ca import ca_command
 from certkit.cli.check import check_command
 from certkit.cli.completion import completion_command
@@ -25,6 +26,7 @@ from certkit.cli.issue import export_command, issue_command, selfssl_command
 from certkit.cli.lifecycle import delete_command, prune_command, rollback_command
 from certkit.cli.lineages import list_command, show_command, targets_command
 from certkit.cli.renew import renew_command
+from certkit.cli.revoke import revoke_command
 from certkit.cli.smtpd import smtpd_command
 from certkit.cli.timer import timer_command
 from certkit.errors import CertkitError
@@ -139,8 +141,9 @@ def cli(home: str | None, verbose: int) -> None:
 
 
 for command in (issue_command, selfssl_command, export_command, list_command, show_command, targets_command,
-                rollback_command, prune_command, delete_command, completion_command):
+                rollback_command, prune_command, delete_command, revoke_command, completion_command):
     cli.add_command(command)
+cli.add_command(account_command)
 cli.add_command(ca_command)
 cli.add_command(check_command)
 cli.add_command(deploy_command)

@@ -47,7 +47,7 @@ def _acme_options(func: Any) -> Any:
 
 
 @click.command("issue")
-@click.option("--cn", required=True, help="The certificate's main name (CN and first SAN).")
+@click.option("--cn", default=None, help="The certificate's main name (CN and first SAN); required unless --csr.")
 @click.option("--san", multiple=True, help="Another name (DNS, *.wildcard, IP); repeatable.")
 @click.option("--name", "lineage", default=None, help="Lineage name (default: the CN).")
 @click.option("--key", "key_type", default="rsa2048", show_default=True,
@@ -74,10 +74,15 @@ def _acme_options(func: Any) -> Any:
 @click.option("--verify", "verify_urls", multiple=True, metavar="URL", help="Check URL after deploying.")
 @click.option("--expand", is_flag=True,
               help="Let a re-issue change the lineage's names or key type (otherwise exit 2 with the difference).")
+@click.option("--csr", "csr_file", type=click.Path(dir_okay=False), default=None, metavar="FILE",
+              help="Certify a CSR made elsewhere (PEM or DER; Exchange, IIS, openssl req): names and key come from "
+                   "it, the key never leaves that server. Needs --acme.")
+@click.option("--dry-run", is_flag=True,
+              help="Run the whole ACME order (staging CA where there is one) and store nothing; deploy nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the lineage record as JSON.")
 @click.pass_context
 def issue_command(ctx: click.Context, /, **opts: Any) -> None:
-    """Issue a certificate for --cn (self-signed by default, --ca NAME for a private CA, or --acme)."""
+    """Issue a certificate for --cn: self-signed by default, --ca NAME (private CA), --acme, or for a --csr."""
     from certkit.cli import issue_run
 
     issue_run.run_issue(store_from(ctx), opts)

@@ -14,13 +14,14 @@ from typing import Any
 
 import click
 
-from certkit import export, keys, names
+from certkit import clock, export, keys, names
 from certkit import x509 as cx
 from certkit.atomicfile import atomic_write
 from certkit.cli import records
+from certkit.csrfile import CsrInfo, read_csr_file
 from certkit.errors import NotFoundError, UsageError
 from certkit.export import default_friendly_name
-from certkit.issuing import IssueOutcome, issue
+from certkit.issuing import DryRun, IssueOutcome, issue
 from certkit.secretfile import read_secret_file
 from certkit.settings import PRIVATE_CA_SOURCE, AcmeSettings, DeployTarget, LineageSettings, PfxSettings
 from certkit.store import Store, VersionFiles, check_lineage_name, lineage_name_for
@@ -53,11 +54,35 @@ def _acme_settings(opts: dict[str, Any]) -> AcmeSettings:
     return acme
 
 
-def build_settings(opts: dict[str, Any]) -> LineageSettings:
+def _names_and_key(opts: dict[str, Any], csr: CsrInfo | None) -> tuple[list[names.Identity], str]:
+    """The names and key type: from --cn/--san/--key, or from the CSR (which then excludes them)."""
+    if csr is None:
+        if not opts.get("cn"):
+            raise UsageError("issue needs --cn NAME (or --csr FILE)", "e.g. certkit issue --cn mail.example.com")
+        identities = names.parse_names(opts["cn"], opts.get("san") or ())
+        return identities, keys.check_key_type(opts.get("key_type") or keys.DEFAULT_KEY_TYPE,
+                                               opts.get("allow_weak", False))
+    given = [flag for flag, value in (("--cn", opts.get("cn")), ("--san", opts.get("san")),
+                                      ("--key", opts.get("key_type") not in (None, keys.DEFAULT_KEY_TYPE)))
+             if value]
+    if given:
+        raise UsageError(f"{', '.join(given)} cannot be combined with --csr: the names and key come from the CSR",
+                         "drop them, or make a new CSR with the names you want")
+    if not opts.get("use_acme"):
+        raise UsageError("--csr needs --acme: a self-signed certificate is signed with its own key, "
+                         "and that key stays on the server that made the CSR",
+                         "add --acme ..., or make the self-signed certificate on that server")
+    for flag in ("pfx", "trust", "pfx_password_file"):
+        if opts.get(flag):
+            raise UsageError(f"--{flag.replace('_', '-')} needs the private key, which a --csr lineage does not have",
+                             "make the PFX on the server that holds the key")
+    return csr.identities, csr.key_type
+
+
+def build_settings(opts: dict[str, Any], csr: CsrInfo | None = None) -> LineageSettings:
     """Turn `issue` options into lineage settings, refusing contradictions (exit 2)."""
-    identities = names.parse_names(opts["cn"], opts.get("san") or ())
+    identities, key_type = _names_and_key(opts, csr)
     lineage = check_lineage_name(opts.get("lineage") or lineage_name_for(identities[0].value))
-    key_type = keys.check_key_type(opts.get("key_type") or keys.DEFAULT_KEY_TYPE, opts.get("allow_weak", False))
     use_acme = bool(opts.get("use_acme"))
     if use_acme and opts.get("self_signed"):
         raise UsageError("--self-signed and --acme exclude each other", "pick one")
@@ -96,6 +121,7 @@ def build_settings(opts: dict[str, Any]) -> LineageSettings:
         trust=bool(opts.get("trust")),
         trust_store_dir=str(Path(opts["trust_store_dir"]).absolute()) if opts.get("trust_store_dir") else None,
         ca=ca_name,
+        csr=csr is not None,
     )
 
 
@@ -124,7 +150,8 @@ def parse_deploy_targets(specs: tuple[str, ...] | list[str]) -> list[DeployTarge
 
 
 def run_issue(store: Store, opts: dict[str, Any]) -> None:
-    settings = build_settings(opts)
+    csr = read_csr_file(opts["csr_file"], bool(opts.get("allow_weak"))) if opts.get("csr_file") else None
+    settings = build_settings(opts, csr)
     if settings.ca is not None:  # names outside the CA's constraints: exit 2 before any key is made
         from certkit.ca.manage import check_names
 
@@ -141,9 +168,31 @@ def run_issue(store: Store, opts: dict[str, Any]) -> None:
     as_json = bool(opts.get("as_json"))
     # With --json, stdout carries only the record: progress lines (ACME waits, deploy steps) go to stderr.
     echo = (lambda line: click.echo(line, err=True)) if as_json else click.echo
+    if opts.get("dry_run"):
+        from certkit.issuing import dry_run
+
+        made = dry_run(store, settings, echo=echo, csr_pem=csr.pem if csr else None)
+        report_dry_run(made, settings, as_json)
+        return
     outcome = issue(store, settings, echo=echo, extra_targets=targets,
-                    extra_verify=list(opts.get("verify_urls") or ()))
+                    extra_verify=list(opts.get("verify_urls") or ()), csr_pem=csr.pem if csr else None)
     report(store, outcome, as_json)
+
+
+def report_dry_run(made: DryRun, settings: LineageSettings, as_json: bool) -> None:
+    """What the dry run proved, and that nothing was kept."""
+    cert = cx.load_chain(made.cert_pem)[0]
+    rec: dict[str, Any] = {"dry_run": True, "stored": False, "name": made.name, "domains": list(settings.domains),
+           "source": made.source, "key_type": made.key_type, "serial": cx.serial_hex(cert),
+           "not_after": clock.iso(cx.not_after(cert)), "issuer": cx.issuer_text(cert)}
+    if as_json:
+        click.echo(json.dumps(rec, indent=2))
+        return
+    kind = "made a self-signed certificate" if made.source == "self-signed" else f"the CA at {made.source} issued"
+    click.echo(f"Dry run for {made.name}: {kind} for {', '.join(settings.domains)} "
+               f"(serial {rec['serial']}, valid until {rec['not_after'][:10]}).")
+    click.echo("Nothing was stored or deployed: no lineage, no version, no account; the certificate was discarded.")
+    click.echo("Next: the same command without --dry-run issues it for real.")
 
 
 def refuse_silent_change(old: LineageSettings, new: LineageSettings) -> None:
@@ -164,6 +213,9 @@ def refuse_silent_change(old: LineageSettings, new: LineageSettings) -> None:
                        + (f" ({what})" if what else " (another order: the CN changes)"))
     if old.key_type != new.key_type:
         changes.append(f"key {old.key_type} -> {new.key_type}")
+    if old.csr != new.csr:  # servers reading live/privkey.pem would lose it (or gain one nobody asked for)
+        changes.append("key " + ("here -> kept by the server that made the CSR (no key file)" if new.csr
+                                 else "from a CSR -> made here (a key file)"))
     if changes:
         raise UsageError(f"lineage {new.name!r} would change: {'; '.join(changes)}",
                          "add --expand to change it on purpose, or --name NEW for a separate lineage")
@@ -185,11 +237,14 @@ def report(store: Store, outcome: IssueOutcome, as_json: bool) -> None:
     click.echo("")
     paths = rec["paths"]
     click.echo(f"  certificate    {paths['cert']}")
-    click.echo(f"  private key    {paths['key']}")
+    click.echo(f"  private key    {paths['key'] or 'none here: it stays on the server that made the CSR'}")
     if rec["source"] != "self-signed" and not rec["issuer_ca"]:
         click.echo(f"  chain          {paths['chain']}")
     click.echo(f"  fullchain      {paths['fullchain']}")
-    click.echo(f"  key+fullchain  {paths['combined']}   (Postfix smtpd_tls_chain_files)")
+    if paths["combined"]:
+        click.echo(f"  key+fullchain  {paths['combined']}   (Postfix smtpd_tls_chain_files)")
+    else:
+        click.echo(f"  request        {rec['csr']}   (renewals send it again)")
     if paths.get("pfx"):
         click.echo(f"  pfx            {paths['pfx']}")
         if outcome.pfx_password_generated:
@@ -203,6 +258,10 @@ def report(store: Store, outcome: IssueOutcome, as_json: bool) -> None:
         (f"certkit export {name} --format pfx --out {name}.pfx", "IIS / Exchange"),
         check_hint(name, rec["domains"][0], rec["source"]),
     ]
+    if rec["csr"]:  # the certificate goes back to the server holding the key
+        steps[:2] = [(f"certkit export {name} --format pem --out {name}", "cert + chain for the server with the key"),
+                     (f"certkit export {name} --format der --out {name}.cer",
+                      "Exchange: Import-ExchangeCertificate completes the pending request")]
     width = max(len(command) for command, _ in steps)
     click.echo("Next:")
     for command, why in steps:
@@ -383,6 +442,10 @@ def _export_file(name: str, files: VersionFiles, fmt: str, opts: dict[str, Any],
     if fmt == "der":
         atomic_write(out, export.der_bytes(certs[0]), 0o644)
         return [f"Wrote the certificate of {name} (DER, no key) to {out}"]
+    if not files.key_pem:
+        raise UsageError(f"{name} has no private key here (it was issued for a CSR), and a PFX needs one",
+                         f"export the certificate (certkit export {name} --format pem or der) and let the server "
+                         "that made the CSR combine it with its key (Exchange: Import-ExchangeCertificate)")
     encryption = export.resolve_pfx_encryption(opts.get("pfx_encryption") or "auto")
     password, generated = _pfx_password(opts.get("pfx_password_file"))
     key = keys.load_pem(files.key_pem)

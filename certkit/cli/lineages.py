@@ -68,7 +68,7 @@ def list_row(rec: dict[str, Any]) -> tuple[str, ...]:
     renewal = rec.get("last_renewal") or {}
     return (
         rec["name"],
-        rec["not_after"][:10],
+        rec["not_after"][:10] + (" REVOKED" if rec.get("revoked") else ""),
         str(rec["days_left"]),
         rec["renew_after"][:10],
         ",".join(t["target"] for t in rec["deploy"]) or "-",
@@ -93,6 +93,8 @@ def describe_record(rec: dict[str, Any]) -> str:
     lines += [f"  key:          {rec['key_type']}"]
     if rec.get("issuer_ca"):
         lines += [f"  issuer CA:    {rec['issuer_ca']} (generation {rec['issuer_ca_generation'] or '?'})"]
+    if rec.get("csr"):
+        lines += [f"  key file:     none here: issued for a CSR ({rec['csr']}); the key stays where it was made"]
     if rec["not_after"]:
         lines += [
             f"  serial:       {rec['serial']}",
@@ -102,6 +104,10 @@ def describe_record(rec: dict[str, Any]) -> str:
             f"  thumbprint:   {rec['thumbprint']}",
             f"  version:      {rec['version']} of {len(rec['versions'])}",
         ]
+        revoked = rec.get("revoked")
+        if revoked:
+            lines.append(f"  revoked:      {revoked.get('time')} ({revoked.get('reason')}) - "
+                         f"`certkit renew {rec['name']}` replaces it")
         for label, key in (("certificate", "cert"), ("private key", "key"), ("chain", "chain"),
                            ("fullchain", "fullchain"), ("key+chain", "combined"), ("pfx", "pfx")):
             if rec["paths"].get(key):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from certkit import clock
@@ -44,16 +45,12 @@ def record(store: Store, name: str, now: dt.datetime | None = None) -> dict[str,
         "last_renewal": state.get("last_renewal"),
         "ari": state.get("ari"),
         "issuer_ca": settings.ca, "issuer_ca_generation": None,  # a private CA's name and its generation
+        "revoked": None,
+        "csr": str(store.csr_path(name)) if settings.csr else None,  # issued for a CSR: no key file here
     }
     if version is None:
         return out
-    try:
-        cert = cx.load_chain(paths.cert.read_bytes())[0]
-    except (OSError, ValueError, IndexError) as exc:
-        raise OperationError(
-            f"cannot read the live certificate of {name} ({paths.cert}): {exc}",
-            f"issue it again with `certkit renew --force {name}`",
-        ) from exc
+    cert = _live_cert(name, paths.cert)
     nb, na = cx.not_before(cert), cx.not_after(cert)
     out["issuer_ca_generation"] = _ca_generation(store, settings.ca, cert)
     out.update(
@@ -65,12 +62,13 @@ def record(store: Store, name: str, now: dt.datetime | None = None) -> dict[str,
         sha256=cx.sha256_fingerprint(cert),
         thumbprint=cx.thumbprint(cert),
         issuer=cx.issuer_text(cert),
+        revoked=due.revocation(state, cx.serial_hex(cert)),
         paths={
             "cert": str(paths.cert),
-            "key": str(paths.key),
+            "key": None if settings.csr else str(paths.key),
             "chain": str(paths.chain),
             "fullchain": str(paths.fullchain),
-            "combined": str(paths.combined),
+            "combined": None if settings.csr else str(paths.combined),
             "pfx": str(paths.pfx) if paths.pfx.exists() else None,
         },
     )
@@ -84,3 +82,11 @@ def _ca_generation(store: Store, ca: str | None, cert: x509.Certificate) -> int 
     from certkit.ca.manage import generation_of
 
     return generation_of(store, ca, cert)
+
+
+def _live_cert(name: str, path: Path) -> x509.Certificate:
+    try:
+        return cx.load_chain(path.read_bytes())[0]
+    except (OSError, ValueError, IndexError) as exc:
+        raise OperationError(f"cannot read the live certificate of {name} ({path}): {exc}",
+                             f"issue it again with `certkit renew --force {name}`") from exc

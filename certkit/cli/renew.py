@@ -18,7 +18,9 @@ def _err(line: str) -> None:
 @click.command("renew")
 @click.argument("lineages", nargs=-1, shell_complete=complete_lineage)
 @click.option("--force", is_flag=True, help="Renew even when not due.")
-@click.option("--dry-run", is_flag=True, help="Report what is due and why; change nothing.")
+@click.option("--dry-run", is_flag=True,
+              help="Test the renewal of what is due: the whole ACME order (staging CA where there is one), "
+                   "nothing stored or deployed.")
 @click.option("--jitter", is_flag=True,
               help="Wait a random time first when something is due (for timers; spreads load on the CA).")
 @click.option("--jitter-max", type=click.FloatRange(0, 86400), default=None, metavar="SECONDS",

@@ -116,10 +116,10 @@ def hook_env(
         "CERTKIT_VERSION": str(version),
         "CERTKIT_DOMAINS": " ".join(settings.domains),
         "CERTKIT_CERT": str(live.cert),
-        "CERTKIT_KEY": str(live.key),
+        "CERTKIT_KEY": "" if settings.csr else str(live.key),  # a CSR lineage's key is on another server
         "CERTKIT_CHAIN": str(live.chain),
         "CERTKIT_FULLCHAIN": str(live.fullchain),
-        "CERTKIT_COMBINED": str(live.combined),
+        "CERTKIT_COMBINED": "" if settings.csr else str(live.combined),
         "CERTKIT_PFX": str(live.pfx) if live.pfx.is_file() else "",
         "CERTKIT_PFX_PASSWORD_FILE": pfx_password_file if live.pfx.is_file() else "",
         "CERTKIT_THUMBPRINT": cx.thumbprint(cert),

@@ -35,7 +35,7 @@ from certkit.callbacks import Echo, Runner
 from certkit.deploy import hooks
 from certkit.deploy import targets as registry
 from certkit.deploy.base import DeployContext
-from certkit.errors import CertkitError, HookError, NotFoundError, OperationError, VerificationError
+from certkit.errors import CertkitError, HookError, NotFoundError, OperationError, UsageError, VerificationError
 from certkit.settings import DeployTarget, LineageSettings, merge_targets
 from certkit.store import Store
 
@@ -231,6 +231,7 @@ def deploy_request(store: Store, name: str, request: DeployRequest) -> DeployOut
         job = _Deployment(store, settings, version, request)
         try:
             _check_names(request)
+            _check_key_needed(settings, request.targets)
             if store.unfinished(name) is None:  # issue/renew wrote theirs before the version went live
                 store.mark_unfinished(name, "deploy", version, request.previous_version, clock.now_iso(),
                                       request.targets, request.verify)
@@ -261,6 +262,15 @@ def _check_names(request: DeployRequest) -> None:
 
         for url in request.verify:
             parse_url(url)  # before any server is touched
+
+
+def _check_key_needed(settings: LineageSettings, targets: Sequence[DeployTarget]) -> None:
+    """A lineage issued for a CSR has no key here: only script: targets (cert and chain) can use it (exit 2)."""
+    needing = [t.target for t in targets if settings.csr and not t.target.lower().startswith("script:")]
+    if needing:
+        raise UsageError(f"{settings.name} has no private key here (issued for a CSR), and {', '.join(needing)} "
+                         "needs one", "install the certificate on the server that made the CSR: "
+                         f"certkit export {settings.name} --format pem, or a script:PATH target that copies it there")
 
 
 def _verify_all(job: _Deployment) -> None:

@@ -116,6 +116,18 @@ def ari_check_due(ari: dict[str, Any] | None, now: dt.datetime) -> bool:
     return checked is None or now >= checked + ARI_RECHECK
 
 
+def revocation(state: dict[str, Any], serial: str | None) -> dict[str, Any] | None:
+    """The ``revoked`` record of a lineage's state when it is about the certificate with ``serial``.
+
+    `certkit revoke` stores the serial it revoked; once `renew` has replaced
+    the certificate, the record says nothing about the new one.
+    """
+    revoked = state.get("revoked")
+    if isinstance(revoked, dict) and serial is not None and revoked.get("serial") == serial:
+        return revoked
+    return None
+
+
 def _days(delta: dt.timedelta) -> str:
     days = delta.total_seconds() / 86400
     return f"{days:.1f}" if abs(days) < 10 else f"{days:.0f}"

@@ -139,6 +139,9 @@ def decide(store: Store, name: str, now: dt.datetime, force: bool = False) -> De
     nb, na = cx.not_before(cert), cx.not_after(cert)
     ari = state.get("ari") if isinstance(state.get("ari"), dict) else None
     when = due.renew_after(nb, na, ari)
+    revoked = due.revocation(state, cx.serial_hex(cert))
+    if revoked is not None:  # a revoked certificate is replaced whatever its dates say
+        return Decision(name, True, f"revoked on {revoked.get('time')} ({revoked.get('reason')})", when)
     is_due, reason = due.explain(nb, na, now, ari)
     if force:
         return Decision(name, True, "forced (--force); " + reason, when)
@@ -165,7 +168,8 @@ class RenewalRun:
 
     Attributes:
         force: renew even when not due.
-        dry_run: only report what is due and why; nothing is written.
+        dry_run: run each due lineage's order to the end (the CA's staging directory where it
+            has one) and keep nothing: no file is written, no target deployed.
         jitter: sleep a random time up to ``jitter_max`` seconds first, but
             only when some lineage is due or needs an ARI check (no CA is
             contacted otherwise, so there is no load to spread).
@@ -331,9 +335,6 @@ def _report_undue(session: _Session, decisions: dict[str, Decision],
             results[name] = LineageResult(name, "not_due", d.reason,
                                           renew_after=clock_iso(d.renew_after) if d.renew_after else None)
             session.out.summary(results[name])
-        elif session.renewal.dry_run:
-            results[name] = LineageResult(name, "due", d.reason)
-            session.out.summary(results[name])
         else:
             todo.append(name)
     return todo
@@ -342,8 +343,10 @@ def _report_undue(session: _Session, decisions: dict[str, Decision],
 def _renew_due(session: _Session, due_now: list[Decision],
                settings: dict[str, LineageSettings]) -> dict[str, LineageResult]:
     """Renew the due lineages, up to ``concurrency`` at a time; summaries in name order as they complete."""
+    one = dry_run_one if session.renewal.dry_run else renew_one
+
     def work(decision: Decision) -> LineageResult:
-        result = renew_one(session, decision, settings[decision.name])
+        result = one(session, decision, settings[decision.name])
         session.out.summary(result)
         return result
 
@@ -385,6 +388,22 @@ def renew_one(session: _Session, decision: Decision, settings: LineageSettings) 
     if error is not None:
         return LineageResult(name, "failed", decision.reason, attempt.version, error, elapsed=elapsed)
     return _renewed(store, decision, attempt.version, elapsed)
+
+
+def dry_run_one(session: _Session, decision: Decision, settings: LineageSettings) -> LineageResult:
+    """A due lineage's renewal up to the new certificate, which is discarded: nothing written, nothing deployed."""
+    from certkit.issuing import dry_run
+
+    started = time.monotonic()
+    try:
+        made = dry_run(session.store, settings, echo=lambda line: session.out.say(f"{decision.name}: {line}"))
+    except CertkitError as exc:
+        return LineageResult(decision.name, "failed", decision.reason, error=str(exc),
+                             elapsed=time.monotonic() - started)
+    not_after = clock_iso(cx.not_after(cx.load_chain(made.cert_pem)[0]))
+    where = "a self-signed one" if made.source == "self-signed" else f"from {made.source}"
+    return LineageResult(decision.name, "due", f"{decision.reason}; test certificate {where} discarded",
+                         not_after=not_after, elapsed=time.monotonic() - started)
 
 
 def _renew_locked(session: _Session, decision: Decision, settings: LineageSettings, attempt: _Attempt) -> None:

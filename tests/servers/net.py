@@ -16,6 +16,18 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct free ports: each socket stays bound until all are picked, so the kernel
+    cannot hand the same port out twice (one port for Pebble's management API and DNS once broke a run)."""
+    with contextlib.ExitStack() as stack:
+        ports = []
+        for _ in range(count):
+            sock = stack.enter_context(socket.socket())
+            sock.bind(("127.0.0.1", 0))
+            ports.append(int(sock.getsockname()[1]))
+        return ports
+
+
 def wait_port(port: int, timeout: float) -> bool:
     """True once something accepts connections on 127.0.0.1:port, False after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout

@@ -53,7 +53,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers.net import free_port as _free_port
+from tests.servers.net import free_ports
 
 START_TIMEOUT = 20.0
 
@@ -193,8 +193,7 @@ def start_pebble(
             raise PebbleUnavailable(f"{tool} is not installed (Debian package pebble)")
     workdir.mkdir(parents=True, exist_ok=True)
     cert_file, key_file, ca_file = _write_tls_files(workdir)
-    acme_port, mgmt_port, http_port, tls_port = (_free_port() for _ in range(4))
-    dns_port, challtest_port = _free_port(), _free_port()
+    acme_port, mgmt_port, http_port, tls_port, dns_port, challtest_port = free_ports(6)
     config = {
         "pebble": {
             "listenAddress": f"127.0.0.1:{acme_port}",
