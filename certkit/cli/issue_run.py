@@ -427,6 +427,8 @@ def _export_pem(name: str, version: int, files: VersionFiles, out: str | None, r
         "fullchain.pem": (files.cert_pem + files.chain_pem, 0o644),
         "privkey.pem": (files.key_pem, 0o600),
     }
+    if not files.key_pem:  # issued for a CSR: the key is on the server that made it
+        del written["privkey.pem"]
     for fname, (data, mode) in written.items():
         atomic_write(out_dir / fname, data, mode)
     report["files"] = [str(out_dir / fname) for fname in written]
