@@ -15,6 +15,7 @@ from certkit import clock, export, keys, names, runner
 from certkit import x509 as cx
 from certkit.callbacks import Echo
 from certkit.errors import CertkitError
+from certkit.progress import StatusLine
 from certkit.settings import DeployTarget, LineageSettings, merge_targets
 from certkit.store import Store
 
@@ -38,6 +39,7 @@ def issue(
     extra_targets: list[DeployTarget] | None = None,
     extra_verify: list[str] | None = None,
     deploy: bool = True,
+    progress: StatusLine | None = None,
 ) -> IssueOutcome:
     """Issue a new version of ``settings.name`` and make it live.
 
@@ -49,6 +51,9 @@ def issue(
     Raises:
         CertkitError: UsageError for bad settings, AcmeError, HookError,
             VerificationError (after rollback).
+
+    ``progress`` is the status line for long waits (dns-01 propagation); without it they print plain
+    lines through ``echo``.
     """
     identities = [names.parse_name(d) for d in settings.domains]
     key_type = keys.check_key_type(settings.key_type, settings.allow_weak)
@@ -58,7 +63,7 @@ def issue(
         key = _reused_key(store, settings, previous)
         if key is None:
             key = keys.generate(key_type)
-        made = _certificate(store, settings, identities, key, previous, echo)
+        made = _certificate(store, settings, identities, key, previous, echo, progress)
         version, generated = _add_version(store, settings, key, made)
         store.save_settings(settings)
         # From here until the deploy targets have run, a kill leaves work for the next `renew`.
@@ -95,7 +100,8 @@ def _reused_key(store: Store, settings: LineageSettings, previous: int | None) -
 
 
 def _certificate(store: Store, settings: LineageSettings, identities: list[names.Identity],
-                 key: keys.PrivateKey, previous: int | None, echo: Echo) -> _Certificate:
+                 key: keys.PrivateKey, previous: int | None, echo: Echo,
+                 progress: StatusLine | None = None) -> _Certificate:
     """Obtain the certificate from the lineage's CA, or make a self-signed one."""
     if not settings.is_acme:
         cert = cx.self_signed(key, identities, settings.days)
@@ -107,7 +113,8 @@ def _certificate(store: Store, settings: LineageSettings, identities: list[names
     if previous:
         prev_cert = cx.load_chain(store.read_version(settings.name, previous).cert_pem)[0]
     with around_order(settings, echo):
-        result = obtain(store, settings.acme, identities, key, previous_cert=prev_cert, echo=echo)
+        result = obtain(store, settings.acme, identities, key, previous_cert=prev_cert, echo=echo,
+                        progress=progress)
     settings.source = result.directory_url
     # Always replace: a window stored for the previous certificate says nothing about this one.
     return _Certificate(result.cert_pem, result.chain_pem, {"ari": result.ari})

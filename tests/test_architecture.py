@@ -18,7 +18,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "certkit"
 LAYERS: list[tuple[str, set[str]]] = [
     ("core", {"__init__", "errors", "callbacks", "clock", "envvars", "homedir", "hostport", "names", "keys", "x509",
               "fsguard", "atomicfile", "statelock", "secretfile", "polling", "runner", "settings", "export", "store",
-              "trust"}),
+              "trust", "progress"}),
     ("capabilities", {"acme", "check", "smtpd"}),
     ("deploy", {"deploy"}),
     ("issuing", {"issuing"}),

@@ -10,7 +10,8 @@ Layout:
     net.py       JWS POSTs with our own badNonce and Retry-After handling
     account.py   accounts per directory URL + e-mail, shared between threads, EAB, terms of service
     http01.py    the shared standalone http-01 responder and the webroot writer
-    dns01.py     dns-01 through the user's hook, optional resolver polling
+    dns01.py     dns-01 through the user's hook
+    dnswait.py   waiting for the TXT records at a resolver or the zone's own name servers
     ari.py       ACME Renewal Information (RFC 9773)
     order.py     the order: authorizations, challenges, finalize, download, chain choice
     directory.py directory URL shorthands and AcmeResult (light; what the others share)
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
 
     from certkit.keys import PrivateKey
     from certkit.names import Identity
+    from certkit.progress import StatusLine
     from certkit.settings import AcmeSettings
     from certkit.store import Store
 
@@ -40,6 +42,7 @@ def obtain(
     previous_cert: x509.Certificate | None = None,
     echo: Callable[[str], None] = print,
     deadline: float | None = None,
+    progress: StatusLine | None = None,
 ) -> AcmeResult:
     """Get a certificate for ``identities`` and ``key`` from the ACME CA in ``settings``.
 
@@ -54,7 +57,8 @@ def obtain(
         key: the certificate's private key (the CSR is signed with it).
         previous_cert: the certificate being replaced (ARI "replaces").
         echo: where notices go (rate-limit waits, ARI trouble).
-        deadline: seconds the whole order may take (default 300).
+        deadline: seconds the whole order may take (default 300; a dns-01 propagation wait comes on top).
+        progress: the status line of the dns-01 propagation wait (default: plain lines through ``echo``).
 
     Raises:
         UsageError: settings that cannot work (wildcard over http-01...), exit 2.
@@ -63,7 +67,7 @@ def obtain(
     from certkit.acme.order import obtain_certificate
 
     return obtain_certificate(store, settings, identities, key, previous_cert=previous_cert, echo=echo,
-                              deadline=deadline)
+                              deadline=deadline, progress=progress)
 
 
 def renewal_info(settings: AcmeSettings, cert_pem: bytes, directory_url: str | None = None) -> dict[str, Any] | None:

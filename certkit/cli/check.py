@@ -333,30 +333,30 @@ def colour(text: str) -> str:
     return "".join(out)
 
 
-CLEAR_LINE = "\r\033[K"  # carriage return + erase to the end of the line (a terminal only)
-
-
 def _run_many(urls: tuple[str, ...], opts: dict[str, Any], options: Any, out: _Output) -> None:
     """Several targets through the fleet runner, printed in input order (a JSON array with --json)."""
     from certkit.check.fleet import run_many
+    from certkit.progress import StatusLine
 
-    progress = sys.stderr.isatty()
+    # On a terminal only: the running count, rewritten in place and erased before each result and at the end.
+    progress = StatusLine(lambda _line: None, lambda text: click.echo(text, err=True, nl=False)) \
+        if sys.stderr.isatty() else None
     counter = {"n": 0}
 
     def emit_many(report: Any) -> None:
         if progress:  # erase the progress line first, so a result never lands in the middle of it
-            click.echo(CLEAR_LINE, err=True, nl=False)
+            progress.clear()
         out.emit(report, counter["n"])
         counter["n"] += 1
         if progress:
-            click.echo(f"[{counter['n']} checked, {len(out.failures)} failed]", err=True, nl=False)
+            progress.update(f"[{counter['n']} checked, {len(out.failures)} failed]")
 
     try:
         run_many(_iter_targets(urls, opts["targets_file"]), options, opts["concurrency"], emit_many)
     finally:
         # Also when a bad line arrives on stdin mid-run: what was printed stays a valid JSON array.
         if progress:
-            click.echo(CLEAR_LINE, err=True, nl=False)  # leaves nothing behind
+            progress.done()  # leaves nothing behind
         if out.as_json and counter["n"]:
             click.echo("\n]")
     if counter["n"] == 0:

@@ -17,10 +17,12 @@ import click
 from certkit import export, keys, names
 from certkit import x509 as cx
 from certkit.atomicfile import atomic_write
+from certkit.callbacks import Echo
 from certkit.cli import records
 from certkit.errors import NotFoundError, UsageError
 from certkit.export import default_friendly_name
 from certkit.issuing import IssueOutcome, issue
+from certkit.progress import StatusLine
 from certkit.secretfile import read_secret_file
 from certkit.settings import AcmeSettings, DeployTarget, LineageSettings, PfxSettings
 from certkit.store import Store, check_lineage_name, lineage_name_for
@@ -62,7 +64,9 @@ def build_settings(opts: dict[str, Any]) -> LineageSettings:
     if use_acme and opts.get("self_signed"):
         raise UsageError("--self-signed and --acme exclude each other", "pick one")
     if not use_acme:
-        given = [f"--{o.replace('_', '-')}" for o in ACME_ONLY if opts.get(o) not in (None, False, "")]
+        # `is`, not `in`: --dns-wait 0 is given too (0 == False).
+        given = [f"--{o.replace('_', '-')}" for o in ACME_ONLY if opts.get(o) is not None and opts.get(o) is not False
+                 and opts.get(o) != ""]
         if given or any(opts.get(flag) for flag in ACME_FLAGS):
             verb = "needs" if len(given) == 1 else "need"
             raise UsageError(f"{', '.join(given) or 'ACME options'} {verb} --acme",
@@ -120,8 +124,14 @@ def run_issue(store: Store, opts: dict[str, Any]) -> None:
     # With --json, stdout carries only the record: progress lines (ACME waits, deploy steps) go to stderr.
     echo = (lambda line: click.echo(line, err=True)) if as_json else click.echo
     outcome = issue(store, settings, echo=echo, extra_targets=targets,
-                    extra_verify=list(opts.get("verify_urls") or ()))
+                    extra_verify=list(opts.get("verify_urls") or ()), progress=status_line(echo))
     report(store, outcome, as_json)
+
+
+def status_line(echo: Echo) -> StatusLine:
+    """The status line of long waits: in place on stderr when that is a terminal, else plain lines."""
+    raw = (lambda text: click.echo(text, err=True, nl=False)) if sys.stderr.isatty() else None
+    return StatusLine(echo, raw)
 
 
 def refuse_silent_change(old: LineageSettings, new: LineageSettings) -> None:
