@@ -25,9 +25,9 @@ from certkit.errors import CheckFailed, LockError, UsageError
               help="Name the certificate must carry as a SAN (default: the URL host).")
 @click.option("--cafile", type=click.Path(dir_okay=False), default=None,
               help="Trust anchors (PEM) instead of the system store, e.g. a private CA.")
-@click.option("--expect", default=None, metavar="LINEAGE|CERTFILE",
-              help="The certificate that must be served (a lineage's live one or a PEM/DER file); "
-                   "it is also the trust anchor unless --cafile is given.")
+@click.option("--expect", default=None, metavar="LINEAGE|CERTFILE|sha256:HEX",
+              help="The certificate that must be served (a lineage's live one, a PEM/DER file, or its "
+                   "SHA-256 fingerprint); a lineage or file is also the trust anchor unless --cafile is given.")
 @click.option("--client-cert", type=click.Path(dir_okay=False), default=None, metavar="FILE",
               help="Client certificate (PEM) to present when the server asks for one.")
 @click.option("--client-key", type=click.Path(dir_okay=False), default=None, metavar="FILE",
@@ -50,7 +50,9 @@ from certkit.errors import CheckFailed, LockError, UsageError
 @click.option("--max-connections", type=click.IntRange(1, 64), default=2, show_default=True, metavar="N",
               help="Connections open to one target at the same time (servers limit them per address).")
 @click.option("--targets", "targets_file", type=click.Path(dir_okay=False, allow_dash=True), default=None,
-              help="File with one URL a line ('-' for stdin; # comments allowed).")
+              help="File with one target a line ('-' for stdin; # comments allowed): URL [name=HOST] "
+                   "[expect=LINEAGE|CERTFILE|sha256:HEX] [cafile=FILE] [starttls|submission|smtps|submissions], "
+                   "the options replacing --name, --expect, --cafile for that line.")
 @click.option("--concurrency", type=click.IntRange(1, 1000), default=20, show_default=True, metavar="N",
               help="Targets checked at the same time.")
 @click.option("--strict", is_flag=True, help="Also WARN on RSA 2048 keys.")
