@@ -124,6 +124,14 @@ def test_dns_wait_is_remembered_and_renew_uses_it(pebble: PebbleServer, home: Pa
     acme = Store(home).load_settings("remember.example").acme
     assert acme is not None and acme.dns_wait == 1.5
     silent.touch()  # the next run's hook publishes nothing: renew must give up after the remembered 1.5 s
+    # Pebble reuses half of the valid authorizations of an account (PEBBLE_AUTHZREUSE): another
+    # account (another e-mail) gets none, so renew really meets the dns-01 challenge again.
+    store = Store(home)
+    settings = store.load_settings("remember.example")
+    assert settings.acme is not None
+    settings.acme.email = "renewal@remember.example"
+    with store.lock():
+        store.save_settings(settings)
     monkeypatch.setenv("CERTKIT_DNS_WAIT", "600")  # the lineage's own setting wins over the environment
     renewed = CliRunner().invoke(cli, ["--home", str(home), "renew", "--force", "remember.example"])
     assert renewed.exit_code == 1, renewed.output
