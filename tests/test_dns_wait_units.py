@@ -103,3 +103,18 @@ def test_status_line_on_a_terminal_rewrites_in_place() -> None:
     status.update("two")
     status.done("done")
     assert raw == [CLEAR_LINE + "one", CLEAR_LINE + "two", CLEAR_LINE] and lines == ["done"]
+
+
+def test_a_server_that_never_answers_is_named_with_its_timeout() -> None:
+    import socket
+
+    from certkit.acme.dns01 import TxtRecord
+    from certkit.errors import AcmeError
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as mute:  # bound, never read: queries go unanswered
+        mute.bind(("127.0.0.1", 0))
+        port = mute.getsockname()[1]
+        with pytest.raises(AcmeError) as failed:
+            dnswait.wait_visible(f"127.0.0.1:{port}", [TxtRecord("m.example", "_acme-challenge.m.example", "v")],
+                                 0.3)
+    assert f"127.0.0.1:{port} did not answer (timeout after" in failed.value.message

@@ -103,11 +103,11 @@ class Answer:
 
     server: Server
     values: frozenset[str] = frozenset()
-    problem: str = ""  # "" when the server answered with authority (values may be empty: "nothing")
+    problem: str = ""  # what went wrong, as a predicate ("did not answer ..."); "" for an answer with authority
 
     def describe(self, wanted: set[str]) -> str:
         if self.problem:
-            return f"{self.server.label} answered {self.problem}"
+            return f"{self.server.label} {self.problem}"
         if not self.values:
             return f"{self.server.label} answered nothing (no TXT record of that name)"
         missing = wanted - self.values
@@ -135,16 +135,16 @@ def _query(server: Server, name: str, timeout: float) -> Answer:
     try:
         response, _tcp = dns.query.udp_with_fallback(query, server.host, port=server.port, timeout=timeout)
     except dns.exception.Timeout:
-        return Answer(server, problem=f"no answer (timeout after {timeout:g} s)")
+        return Answer(server, problem=f"did not answer (timeout after {timeout:g} s)")
     except (dns.exception.DNSException, OSError) as exc:
-        return Answer(server, problem=f"no answer ({exc})")
+        return Answer(server, problem=f"could not be asked ({exc})")
     rcode = response.rcode()
     if rcode == dns.rcode.NXDOMAIN:
-        return Answer(server, problem="NXDOMAIN (no such name)")
+        return Answer(server, problem="answered NXDOMAIN (no such name)")
     if rcode != dns.rcode.NOERROR:
-        return Answer(server, problem=dns.rcode.to_text(rcode))
+        return Answer(server, problem=f"answered {dns.rcode.to_text(rcode)}")
     if not server.recursive and not response.flags & dns.flags.AA:
-        return Answer(server, problem="without authority (a referral: it does not serve the zone)")
+        return Answer(server, problem="answered without authority (a referral: it does not serve the zone)")
     values = {b"".join(rdata.strings).decode("ascii", "replace")
               for rrset in response.answer if rrset.rdtype == dns.rdatatype.TXT for rdata in rrset}
     return Answer(server, frozenset(values))
