@@ -15,6 +15,7 @@ deadline the error names each record, the values expected, every server asked an
 
 from __future__ import annotations
 
+import errno
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -104,6 +105,7 @@ class Answer:
     server: Server
     values: frozenset[str] = frozenset()
     problem: str = ""  # what went wrong, as a predicate ("did not answer ..."); "" for an answer with authority
+    unreachable: bool = False  # an address this host has no route to (IPv6 on an IPv4-only host): not counted
 
     def describe(self, wanted: set[str]) -> str:
         if self.problem:
@@ -136,7 +138,13 @@ def _query(server: Server, name: str, timeout: float) -> Answer:
         response, _tcp = dns.query.udp_with_fallback(query, server.host, port=server.port, timeout=timeout)
     except dns.exception.Timeout:
         return Answer(server, problem=f"did not answer (timeout after {timeout:g} s)")
-    except (dns.exception.DNSException, OSError) as exc:
+    except OSError as exc:
+        if exc.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT):
+            # This host cannot reach that address family at all; the CA's resolvers can. Say so, do not wait on it.
+            return Answer(server, problem=f"could not be asked from here ({exc.strerror}); not counted",
+                          unreachable=True)
+        return Answer(server, problem=f"could not be asked ({exc.strerror or exc})")
+    except dns.exception.DNSException as exc:
         return Answer(server, problem=f"could not be asked ({exc})")
     rcode = response.rcode()
     if rcode == dns.rcode.NXDOMAIN:
@@ -202,14 +210,14 @@ class _Poll:
     lookup_problem: dict[str, str] = field(default_factory=dict)
     answers: dict[str, list[Answer]] = field(default_factory=dict)
 
-    def servers_for(self, name: str) -> list[Server]:
+    def servers_for(self, name: str, timeout: float) -> list[Server]:
         if name not in self.servers:
             if not self.where.authoritative:
                 assert self.where.address is not None
                 host, port = self.where.address
                 return [Server(f"{host}:{port}" if port != DNS_PORT else host, host, port, True)]
             try:
-                self.servers[name] = zone_servers(self.where, name)[1]
+                self.servers[name] = zone_servers(self.where, name, 2 * timeout)[1]
             except LookupError as exc:
                 self.lookup_problem[name] = str(exc)
                 return []
@@ -220,9 +228,9 @@ class _Poll:
         """Ask every server about every record still missing; the names still missing."""
         still = []
         for name, values in self.wanted.items():
-            servers = self.servers_for(name)
-            self.answers[name] = [_query(s, name, timeout) for s in servers]
-            if not servers or any(a.problem or not values <= a.values for a in self.answers[name]):
+            self.answers[name] = [_query(s, name, timeout) for s in self.servers_for(name, timeout)]
+            counted = [a for a in self.answers[name] if not a.unreachable]
+            if not counted or any(a.problem or not values <= a.values for a in counted):
                 still.append(name)
         return still
 
