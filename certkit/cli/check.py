@@ -134,7 +134,7 @@ def run_check(ctx: click.Context, urls: tuple[str, ...], opts: dict[str, Any]) -
 
     _check_flags(urls, opts)
     many = opts["targets_file"] is not None or len(urls) > 1
-    _check_targets(urls, opts["targets_file"], None)
+    _check_targets(urls, None, None)  # the command line's URLs first; the list once its options can load
     _check_command_values(opts)
     _check_name(opts["name"])
     options, lineage, store = _check_options(ctx, opts)
@@ -172,14 +172,14 @@ def _check_flags(urls: tuple[str, ...], opts: dict[str, Any]) -> None:
 
 
 def _check_targets(urls: tuple[str, ...], targets_file: str | None, lines: Any) -> None:
-    """Every URL and --targets line (with ``lines``: its options too) is checked before anything runs
+    """Every URL and --targets line, with its options, is checked before anything runs
     (stdin's are checked as they arrive)."""
     from certkit.cli.check_targets import jobs
 
     count = 0
     for _job in jobs(urls, targets_file if targets_file != "-" else None, lines):
         count += 1
-    if count == 0 and targets_file != "-":
+    if count == 0 and targets_file not in (None, "-"):
         # An empty list would otherwise "pass" with exit 0 having checked nothing.
         raise UsageError(f"--targets {targets_file} lists no target", "put one URL a line in the file")
 
