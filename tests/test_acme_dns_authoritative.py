@@ -115,7 +115,7 @@ def test_issue_waits_for_the_lagging_name_server(pebble: PebbleServer, auth_zone
     hook, log = write_hook(tmp_path, pebble, auth_zone, (0,))
 
     def secondary_catches_up() -> None:
-        while not log.exists():
+        while not (log.exists() and log.read_text().endswith("\n")):  # the hook's first line, whole
             time.sleep(0.05)
         _action, name, value = json.loads(log.read_text().splitlines()[0])
         time.sleep(1.0)
