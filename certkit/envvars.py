@@ -7,6 +7,7 @@ typo in a unit file or a shell profile never ends in a traceback:
     CERTKIT_HOME            the state directory (read by click, see cli.py)
     CERTKIT_LOCK_WAIT       seconds a second certkit process waits for the lock
     CERTKIT_HOOK_TIMEOUT    seconds a deploy hook may run
+    CERTKIT_DNS_WAIT        seconds dns-01 waits for its TXT records (0: no polling; a lineage's --dns-wait wins)
     CERTKIT_JITTER_MAX      longest `renew --jitter` wait (read by click)
     CERTKIT_PFX_PASSWORD    PFX password (a secret: never passed to child processes)
 """
@@ -22,6 +23,7 @@ LOCK_WAIT = "CERTKIT_LOCK_WAIT"
 HOOK_TIMEOUT = "CERTKIT_HOOK_TIMEOUT"
 # Secrets: never passed to child processes (runner.scrub), masked in the log file (journal).
 SECRET_ENV = ("CERTKIT_PFX_PASSWORD",)
+DNS_WAIT = "CERTKIT_DNS_WAIT"
 
 
 def seconds(name: str, default: float, *, allow_zero: bool = False) -> float:

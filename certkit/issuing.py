@@ -15,6 +15,7 @@ from certkit import clock, export, keys, names, runner
 from certkit import x509 as cx
 from certkit.callbacks import Echo
 from certkit.errors import CertkitError, OperationError
+from certkit.progress import StatusLine
 from certkit.settings import PRIVATE_CA_SOURCE, AcmeSettings, DeployTarget, LineageSettings, merge_targets
 from certkit.store import Store
 
@@ -39,6 +40,7 @@ def issue(
     extra_verify: list[str] | None = None,
     deploy: bool = True,
     csr_pem: bytes | None = None,
+    progress: StatusLine | None = None,
 ) -> IssueOutcome:
     """Issue a new version of ``settings.name`` and make it live.
 
@@ -52,13 +54,16 @@ def issue(
     Raises:
         CertkitError: UsageError for bad settings, AcmeError, HookError,
             VerificationError (after rollback).
+
+    ``progress`` is the status line for long waits (dns-01 propagation); without it they print plain
+    lines through ``echo``.
     """
     identities = [names.parse_name(d) for d in settings.domains]
     targets, verify = extra_targets or [], extra_verify or []
     with store.lock():
         previous = store.live_version(settings.name)
         key, csr = _key_or_csr(store, settings, previous, csr_pem)
-        made = _certificate(store, settings, identities, key, csr, previous, echo)
+        made = _certificate(store, settings, identities, key, csr, previous, echo, progress=progress)
         version, generated = _add_version(store, settings, key, made)
         store.save_settings(settings)
         if csr_pem is not None:
@@ -191,7 +196,7 @@ def _key_compromised(store: Store, name: str, version: int) -> bool:
 
 def _certificate(store: Store, settings: LineageSettings, identities: list[names.Identity],
                  key: keys.PrivateKey | None, csr_pem: bytes | None, previous: int | None, echo: Echo,
-                 dry_run: bool = False) -> _Certificate:
+                 dry_run: bool = False, progress: StatusLine | None = None) -> _Certificate:
     """Obtain the certificate from the lineage's CA (ACME or private), or make a self-signed one."""
     if settings.ca is not None:
         from certkit.ca import manage
@@ -214,7 +219,7 @@ def _certificate(store: Store, settings: LineageSettings, identities: list[names
         prev_cert = cx.load_chain(store.read_version(settings.name, previous).cert_pem)[0]
     with around_order(settings, echo):
         result = obtain(store, acme, identities, key, csr_pem=csr_pem, previous_cert=prev_cert, echo=echo,
-                        dry_run=dry_run)
+                        dry_run=dry_run, progress=progress)
     if not dry_run:
         settings.source = result.directory_url
     # Always replace: a window stored for the previous certificate says nothing about this one.

@@ -30,7 +30,8 @@ class AcmeSettings:
     http_address: str = ""
     webroot: str | None = None
     dns_hook: str | None = None
-    dns_resolver: str | None = None
+    dns_resolver: str | None = None  # HOST[:PORT], or authoritative[@HOST[:PORT]]
+    dns_wait: float | None = None  # seconds to wait for the TXT records (None: env CERTKIT_DNS_WAIT, else 180)
     profile: str | None = None
     ca_bundle: str | None = None
     preferred_chain: str | None = None
@@ -155,6 +156,8 @@ def _convert(hint: Any, value: Any, path: str) -> Any:
         return _build(hint, value, path + ".")
     if hint is Any:
         return value
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)  # `dns_wait = 30` written by hand is a number of seconds too
     # bool is a subclass of int in Python but not in TOML: `days = true` is wrong.
     if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
         raise SettingsError(path, f"must be {_KIND_NAMES.get(hint, hint.__name__)}, found {_kind(value)}")

@@ -18,6 +18,7 @@ pytest_plugins = [
     "tests.servers.postfix",
     "tests.servers.zoo",
     "tests.servers.smtpd",
+    "tests.servers.authdns",
 ]
 
 IN_CI = os.environ.get("CI") == "true"

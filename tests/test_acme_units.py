@@ -334,7 +334,7 @@ def test_webroot_writes_and_cleans(tmp_path: Path) -> None:
 
 
 def test_dns_resolver_spec() -> None:
-    from certkit.acme.dns01 import parse_resolver
+    from certkit.acme.dnswait import parse_resolver
 
     assert parse_resolver("127.0.0.1:5353") == ("127.0.0.1", 5353)
     assert parse_resolver("8.8.8.8") == ("8.8.8.8", 53)

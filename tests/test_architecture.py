@@ -18,7 +18,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "certkit"
 LAYERS: list[tuple[str, set[str]]] = [
     ("core", {"__init__", "errors", "callbacks", "clock", "envvars", "homedir", "hostport", "names", "keys", "x509",
               "fsguard", "atomicfile", "statelock", "journal", "secretfile", "polling", "runner", "settings", "export",
-              "store", "storeaccounts", "csrfile", "trust"}),
+              "store", "storeaccounts", "csrfile", "trust", "progress"}),
     ("capabilities", {"acme", "check", "smtpd", "ca"}),
     ("deploy", {"deploy"}),
     ("issuing", {"issuing"}),

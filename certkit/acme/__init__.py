@@ -10,7 +10,8 @@ Layout:
     net.py       JWS POSTs with our own badNonce and Retry-After handling
     account.py   accounts per directory URL + e-mail, shared between threads, EAB, terms of service
     http01.py    the shared standalone http-01 responder and the webroot writer
-    dns01.py     dns-01 through the user's hook, optional resolver polling
+    dns01.py     dns-01 through the user's hook
+    dnswait.py   waiting for the TXT records at a resolver or the zone's own name servers
     ari.py       ACME Renewal Information (RFC 9773)
     revocation.py revocation (RFC 8555 section 7.6), with the account key or the certificate's key
     order.py     the order: authorizations, challenges, finalize, download, chain choice
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
 
     from certkit.keys import PrivateKey
     from certkit.names import Identity
+    from certkit.progress import StatusLine
     from certkit.settings import AcmeSettings
     from certkit.store import Store
 
@@ -50,6 +52,7 @@ def obtain(
     echo: Callable[[str], None] = print,
     deadline: float | None = None,
     dry_run: bool = False,
+    progress: StatusLine | None = None,
 ) -> AcmeResult:
     """Get a certificate for ``identities`` and ``key`` (or a ready CSR) from the ACME CA in ``settings``.
 
@@ -65,9 +68,10 @@ def obtain(
         csr_pem: a CSR made elsewhere (`issue --csr`): sent as it is; the key stays where it was made.
         previous_cert: the certificate being replaced (ARI "replaces").
         echo: where notices go (rate-limit waits, ARI trouble).
-        deadline: seconds the whole order may take (default 300).
+        deadline: seconds the whole order may take (default 300; a dns-01 propagation wait comes on top).
         dry_run: order from the CA's staging directory where it has one (Let's Encrypt), else the
             same server, and store no new account (a stored one is used).
+        progress: the status line of the dns-01 propagation wait (default: plain lines through ``echo``).
 
     Raises:
         UsageError: settings that cannot work (wildcard over http-01...), exit 2.
@@ -76,7 +80,7 @@ def obtain(
     from certkit.acme.order import obtain_certificate
 
     return obtain_certificate(store, settings, identities, key, csr_pem=csr_pem, previous_cert=previous_cert,
-                              echo=echo, deadline=deadline, dry_run=dry_run)
+                              echo=echo, deadline=deadline, dry_run=dry_run, progress=progress)
 
 
 def revoke(store: Store, settings: AcmeSettings, directory_url: str | None, cert: x509.Certificate, reason: int,

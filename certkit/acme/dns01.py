@@ -1,4 +1,4 @@
-"""dns-01 (RFC 8555 section 8.4) through the user's hook, with optional resolver polling.
+"""dns-01 (RFC 8555 section 8.4) through the user's hook (waiting for the records: dnswait.py).
 
 The hook runs once per TXT record, with the contract's environment:
 ``CERTKIT_DNS_ACTION`` (present/cleanup), ``CERTKIT_DNS_NAME``
@@ -11,16 +11,12 @@ parallel. Cleanup always runs, and its failures are reported, not fatal.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from certkit import hostport, runner
-from certkit.errors import AcmeError, HookError, OperationError, UsageError
-from certkit.polling import Backoff
-
-PROPAGATION_TIMEOUT = 180.0
+from certkit import runner
+from certkit.errors import HookError, OperationError, UsageError
 
 
 @dataclass(frozen=True)
@@ -119,58 +115,3 @@ def cleanup(command: str, records: Sequence[TxtRecord], echo: Callable[[str], No
         problems = [p for group in pool.map(lambda g: [one(r) for r in g], groups) for p in group if p]
     for problem in problems:
         echo(f"warning: the DNS hook could not remove a TXT record ({problem}); remove it by hand")
-
-
-def parse_resolver(spec: str) -> tuple[str, int]:
-    """``HOST[:PORT]`` / ``[v6]:PORT`` -> (host, port), default port 53."""
-    try:
-        host, port = hostport.parse(spec, default_port=53)
-    except hostport.HostPortError as exc:
-        raise UsageError(f"--dns-resolver {spec!r} is not HOST[:PORT] ({exc})",
-                         "e.g. --dns-resolver 8.8.8.8:53") from None
-    import ipaddress
-
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        import socket
-
-        try:
-            host = str(socket.getaddrinfo(host, None)[0][4][0])
-        except OSError as exc:
-            raise UsageError(f"--dns-resolver host {host!r} does not resolve", "use the resolver's IP") from exc
-    return host, port
-
-
-def wait_visible(resolver: str, records: Sequence[TxtRecord], timeout: float = PROPAGATION_TIMEOUT,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
-    """Poll ``resolver`` until every record's value is served; AcmeError at the deadline."""
-    import dns.exception
-    import dns.message
-    import dns.query
-    import dns.rdatatype
-
-    host, port = parse_resolver(resolver)
-    wanted: dict[str, set[str]] = {}
-    for record in records:
-        wanted.setdefault(record.name.rstrip(".") + ".", set()).add(record.value)
-    backoff = Backoff(deadline=time.monotonic() + timeout, cap=5.0, sleep=sleep)
-    while True:
-        missing: list[str] = []
-        for name, values in wanted.items():
-            seen: set[str] = set()
-            try:
-                answer = dns.query.udp(dns.message.make_query(name, dns.rdatatype.TXT), host, port=port, timeout=2)
-                for rrset in answer.answer:
-                    for rdata in rrset:
-                        seen.add(b"".join(rdata.strings).decode("ascii", "replace"))
-            except (dns.exception.DNSException, OSError):
-                pass
-            if not values <= seen:
-                missing.append(name.rstrip("."))
-        if not missing:
-            return
-        if not backoff.wait():
-            raise AcmeError(f"the TXT records {', '.join(missing)} did not appear at {resolver} "
-                            f"within {timeout:.0f} s",
-                            "check that the DNS hook really publishes them (and on which DNS servers)")

@@ -25,16 +25,17 @@ from cryptography import x509
 from josepy.json_util import field as jose_field
 
 from certkit import x509 as cx
-from certkit.acme import ari, dns01, http01
+from certkit.acme import ari, dns01, dnswait, http01
 from certkit.acme.account import Account, account_for, forget, meta_of, resource
 from certkit.acme.directory import AcmeResult, dry_run_server, resolve_server
 from certkit.acme.net import Network, links, retry_after_of
-from certkit.acme.problems import acme_error, describe_problem, problem_type, translate
+from certkit.acme.problems import acme_error, describe_problem, problem_type, translate, validation_hint
 from certkit.callbacks import Echo
 from certkit.errors import AcmeError, UsageError
 from certkit.keys import PrivateKey
 from certkit.names import Identity
 from certkit.polling import Backoff
+from certkit.progress import StatusLine
 from certkit.settings import AcmeSettings
 from certkit.store import Store
 
@@ -71,10 +72,24 @@ def check_settings(settings: AcmeSettings, identities: Sequence[Identity]) -> No
         raise UsageError(f"{given} needs {missing}", "pass both values from the CA's portal (the key in a 0600 file)")
     if settings.ca_bundle:
         _check_ca_bundle(settings.ca_bundle)
-    if settings.dns_resolver:
-        dns01.parse_resolver(settings.dns_resolver)
+    _check_dns_wait(settings)
     if settings.challenge == "http-01" and settings.webroot:
         http01.Webroot(settings.webroot)  # checks the folder exists
+
+
+def _check_dns_wait(settings: AcmeSettings) -> None:
+    """--dns-resolver parses, --dns-wait has somewhere to look (exit 2 otherwise)."""
+    if settings.dns_resolver:
+        if settings.challenge != "dns-01":
+            raise UsageError("--dns-resolver is for --challenge dns-01", "drop it, or use --challenge dns-01")
+        dnswait.parse_where(settings.dns_resolver)
+    if settings.dns_wait is not None:
+        if not settings.dns_resolver:
+            raise UsageError("--dns-wait needs --dns-resolver (where to look for the TXT records)",
+                             "add --dns-resolver authoritative (the zone's own servers) or HOST[:PORT]")
+        dnswait.wait_seconds(settings.dns_wait)
+    elif settings.dns_resolver:
+        dnswait.wait_seconds(None)  # a bad CERTKIT_DNS_WAIT is exit 2 before the CA is asked
 
 
 def _check_ca_bundle(path: str) -> None:
@@ -135,6 +150,7 @@ def obtain_certificate(
     echo: Echo = print,
     deadline: float | None = None,
     dry_run: bool = False,
+    progress: StatusLine | None = None,
 ) -> AcmeResult:
     """See :func:`certkit.acme.obtain`."""
     directory_url = resolve_server(settings.server)
@@ -143,7 +159,9 @@ def obtain_certificate(
     if not identities:
         raise UsageError("no names to order a certificate for", "pass --cn NAME")
     check_settings(settings, identities)
-    end = time.monotonic() + (deadline or DEFAULT_DEADLINE)
+    # The propagation wait comes on top: a 10-minute --dns-wait must not eat the CA's time.
+    wait = dnswait.wait_seconds(settings.dns_wait) if settings.dns_resolver else 0.0
+    end = time.monotonic() + (deadline or DEFAULT_DEADLINE) + wait
     if csr_pem is None:
         assert key is not None
         csr_pem = cx.make_csr(key, identities)
@@ -152,7 +170,8 @@ def obtain_certificate(
         account = account_for(store, settings, directory_url, echo, persist=not dry_run)
     for attempt in (1, 2):
         try:
-            return _run_order(settings, account, identities, public_key, csr_pem, previous_cert, echo, end)
+            return _run_order(settings, account, identities, public_key, csr_pem, previous_cert, echo, end,
+                              progress)
         except AcmeError as exc:
             cause = exc.__cause__
             if attempt == 1 and isinstance(cause, messages.Error) and problem_type(cause) == "accountDoesNotExist":
@@ -167,14 +186,14 @@ def obtain_certificate(
 
 def _run_order(settings: AcmeSettings, account: Account, identities: Sequence[Identity],
                public_key: Any, csr_pem: bytes, previous_cert: x509.Certificate | None, echo: Echo,
-               end: float) -> AcmeResult:
+               end: float, progress: StatusLine | None) -> AcmeResult:
     url = account.directory_url
     net = account.network(settings.ca_bundle, echo, end)
     try:
         with translate(url, "create the order"):
             order_url, order = _new_order(net, account, settings, identities, previous_cert)
         with translate(url, "validate the names"):
-            _authorize(net, account, settings, order, echo, end)
+            _authorize(net, account, settings, order, echo, end, progress)
         with translate(url, "issue the certificate"):
             order = _finalize(net, order_url, order, csr_pem, end)
         with translate(url, "download the certificate"):
@@ -234,7 +253,7 @@ def _new_order(net: Network, account: Account, settings: AcmeSettings, identitie
 
 
 def _authorize(net: Network, account: Account, settings: AcmeSettings, order: messages.Order,
-               echo: Echo, end: float) -> None:
+               echo: Echo, end: float, progress: StatusLine | None) -> None:
     if order.status == messages.STATUS_READY or order.status == messages.STATUS_VALID:
         return  # every authorization is still valid from an earlier order
     wanted = challenges.HTTP01 if settings.challenge == "http-01" else challenges.DNS01
@@ -260,16 +279,16 @@ def _authorize(net: Network, account: Account, settings: AcmeSettings, order: me
             txt.append(dns01.TxtRecord(ident, chall.chall.validation_domain_name(ident), validation))
     if not pending:
         return
-    with _published(settings, pending, txt, account, echo):
+    with _published(settings, pending, txt, account, echo, progress):
         # Every challenge is answered before the first poll: the CA validates all names in parallel.
         for item in pending:
             net.post(item.challenge.uri, item.response)
-        _poll_authorizations(net, pending, end)
+        _poll_authorizations(net, pending, end, settings.challenge)
 
 
 @contextlib.contextmanager
 def _published(settings: AcmeSettings, pending: list[_Pending], txt: list[dns01.TxtRecord],
-               account: Account, echo: Echo) -> Iterator[None]:
+               account: Account, echo: Echo, progress: StatusLine | None) -> Iterator[None]:
     pub = _Publication(settings, echo)
     try:
         if settings.challenge == "http-01":
@@ -291,13 +310,14 @@ def _published(settings: AcmeSettings, pending: list[_Pending], txt: list[dns01.
             pub.txt = list(txt)
             dns01.present(settings.dns_hook, txt)
             if settings.dns_resolver:
-                dns01.wait_visible(settings.dns_resolver, txt)
+                dnswait.wait_visible(settings.dns_resolver, txt, dnswait.wait_seconds(settings.dns_wait),
+                                     progress=progress, echo=echo)
         yield
     finally:
         pub.cleanup()
 
 
-def _poll_authorizations(net: Network, pending: list[_Pending], end: float) -> None:
+def _poll_authorizations(net: Network, pending: list[_Pending], end: float, challenge: str) -> None:
     backoff = Backoff(deadline=end)
     waiting = list(pending)
     failures: list[str] = []
@@ -328,10 +348,10 @@ def _poll_authorizations(net: Network, pending: list[_Pending], end: float) -> N
         if failures and not waiting:
             break
     if failures:
-        hint = acme_error(first_error, "validate", "").hint if first_error is not None else None
+        hint = acme_error(first_error, "validate", "", challenge).hint if first_error is not None else None
         raise AcmeError("the CA could not validate " + ("this name" if len(failures) == 1 else "these names")
-                        + ":\n" + "\n".join(failures) + "\n",  # the hint then gets a line of its own
-                        hint or "check that the names point at this server and the challenge is reachable")
+                        + f" ({challenge}):\n" + "\n".join(failures) + "\n",  # the hint then gets a line of its own
+                        hint or validation_hint(challenge))
 
 
 def _finalize(net: Network, order_url: str, order: messages.Order, csr_pem: bytes, end: float) -> messages.Order:

@@ -45,6 +45,34 @@ HINTS = {
     "unsupportedContact": "check --email: give a plain e-mail address",
 }
 
+# dns-01 validations fail for other reasons than http-01 ones: the TXT record, the hook that publishes
+# it, its TTL and propagation, the CA's resolvers (which see the public zone, not a local view of it).
+DNS01_RECORD = ("the CA's resolvers did not see the expected TXT record at _acme-challenge.NAME: check that the "
+                "--dns-hook really publishes it in the public zone (run it by hand with CERTKIT_DNS_ACTION=present), "
+                "that it adds a value rather than replacing the record (a wildcard and its base name need two), "
+                "and give it time to reach every name server - --dns-resolver authoritative --dns-wait 120 makes "
+                "certkit wait until all of them serve it")
+DNS01_HINTS = {
+    "unauthorized": DNS01_RECORD,
+    "incorrectResponse": DNS01_RECORD,
+    "dns": "the CA's resolvers could not look up the TXT record (NXDOMAIN, SERVFAIL or a timeout): check the "
+           "zone's delegation, its DNSSEC signatures and that every name server answers; a record just added may "
+           "still be cached as missing (negative TTL of the zone's SOA) - wait that long and run the command again",
+    "connection": "the CA's resolvers could not reach the zone's name servers: check that they answer on port 53 "
+                  "(UDP and TCP) from the internet",
+}
+CHALLENGE_HINTS = {"dns-01": DNS01_HINTS}
+VALIDATION_HINTS = {
+    "http-01": "check that the names point at this server and port 80 (or --webroot) is reachable from the CA",
+    "dns-01": DNS01_RECORD,
+}
+
+
+def validation_hint(challenge: str | None) -> str:
+    """What to check when a validation with ``challenge`` failed for a reason the CA did not type."""
+    return VALIDATION_HINTS.get(challenge or "", VALIDATION_HINTS["http-01"])
+
+
 # Problems caused by what the user typed, not by the CA or the network: exit 2 like other bad input.
 USAGE_TYPES = frozenset({"invalidContact", "unsupportedContact", "invalidProfile"})
 
@@ -65,17 +93,20 @@ def describe_problem(error: Any) -> str:
     return "\n".join(parts).rstrip(": ")
 
 
-def acme_error(error: Any, what: str, directory_url: str) -> AcmeError | UsageError:
+def acme_error(error: Any, what: str, directory_url: str, challenge: str | None = None) -> AcmeError | UsageError:
     """The error for a problem document returned while doing ``what``.
 
     AcmeError (exit 1), or UsageError (exit 2) for the problem types that
     blame the user's input (:data:`USAGE_TYPES`, e.g. a malformed --email).
+    ``challenge`` (a validation's type) picks that challenge's hints: a failed
+    dns-01 is about the TXT record, never port 80.
     """
     typ = problem_type(error)
-    hint = HINTS.get(typ) or "the CA's message says why" + (f"; the CA is {directory_url}" if directory_url else "")
+    hints = {**HINTS, **CHALLENGE_HINTS.get(challenge or "", {})}
+    hint = hints.get(typ) or "the CA's message says why" + (f"; the CA is {directory_url}" if directory_url else "")
     sub_types = {problem_type(s) for s in getattr(error, "subproblems", None) or ()}
-    if not HINTS.get(typ) and len(sub_types) == 1:
-        hint = HINTS.get(sub_types.pop()) or hint
+    if not hints.get(typ) and len(sub_types) == 1:
+        hint = hints.get(sub_types.pop()) or hint
     cls = UsageError if typ in USAGE_TYPES else AcmeError
     return cls(f"the ACME server refused to {what}: {describe_problem(error)}", hint)
 

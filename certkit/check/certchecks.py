@@ -28,11 +28,11 @@ def certificate_checks(target: Target, opts: CheckOptions, report: CheckReport, 
         report.add("name-match", FAIL, f"{name} is not among the certificate's SAN names ({served}); the subject "
                    "CN is not used (RFC 6125)", FIX["name-match"])
     expected = opts.expected_der()
-    if expected is not None:
+    if expected is not None or opts.expected_sha256:
         import hashlib
 
-        want = hashlib.sha256(expected).hexdigest()
-        if expected == facts.der:
+        want = hashlib.sha256(expected).hexdigest() if expected is not None else str(opts.expected_sha256)
+        if facts.sha256 == want:
             report.add("expected-cert", PASS, f"served the expected certificate (sha256 {want[:16]}...)")
         else:
             report.add("expected-cert", FAIL, f"served sha256 {facts.sha256[:16]}... ({facts.subject}, until "

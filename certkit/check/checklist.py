@@ -95,7 +95,7 @@ def applicable(target: Target, opts: CheckOptions) -> list[str]:
             ids += ["plaintext-auth-refused"] + (["plaintext-mail-refused"] if target.submission else [])
         ids.append("starttls")
     ids += ["tls-handshake", "chain-trust", "chain-complete", "name-match"]
-    if opts.expected_pem:
+    if opts.expected_pem or opts.expected_sha256:
         ids.append("expected-cert")
     ids += ["key-strength", "signature-hash", "eku-server-auth", "key-usage", "chain-order", "time-left",
             "ehlo-after-tls"]

@@ -31,6 +31,8 @@ class CheckOptions:
         name: expected host name (default: the URL host).
         cafile: trust anchors file instead of the system store.
         expected_pem: the pinned certificate (PEM, leaf first): trust anchor and equality check.
+        expected_sha256: a SHA-256 fingerprint (lower hex) the served certificate must have; unlike
+            ``expected_pem`` it is no trust anchor (trust comes from ``cafile`` or the system store).
         auth_user / password: credentials for the AUTH check (password never shown).
         send_test, mail_from, rcpt_to: send one test message.
         timeout: seconds for each step.
@@ -50,6 +52,7 @@ class CheckOptions:
     name: str | None = None
     cafile: str | None = None
     expected_pem: bytes | None = None
+    expected_sha256: str | None = None
     auth_user: str | None = None
     password: str | None = None
     send_test: bool = False

@@ -64,6 +64,7 @@ class CheckReport:
         certificate: facts about the served leaf certificate (empty if none was seen).
         transcript: the telnet-style session, secrets redacted.
         elapsed_ms: wall time of the whole check.
+        line: the line of the --targets file the target came from (None: the command line).
     """
 
     target: str
@@ -71,6 +72,7 @@ class CheckReport:
     certificate: dict[str, Any] = field(default_factory=dict)
     transcript: list[str] = field(default_factory=list)
     elapsed_ms: int = 0
+    line: int | None = None
 
     @property
     def ok(self) -> bool:
@@ -108,7 +110,7 @@ class CheckReport:
 
     def to_json(self) -> dict[str, Any]:
         """The contract's JSON object for one target."""
-        return {
+        out: dict[str, Any] = {
             "target": self.target,
             "ok": self.ok,
             "checks": [c.to_json() for c in self.checks],
@@ -116,6 +118,9 @@ class CheckReport:
             "transcript": list(self.transcript),
             "elapsed_ms": self.elapsed_ms,
         }
+        if self.line is not None:
+            out["line"] = self.line
+        return out
 
 
 def render_text(report: CheckReport, *, transcript: bool = True) -> str:

@@ -10,14 +10,13 @@ import datetime as dt
 import json
 import os
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import click
 
-from certkit.errors import CheckFailed, LockError, NotFoundError, UsageError
+from certkit.errors import CheckFailed, LockError, UsageError
 
 
 @click.command("check")
@@ -26,9 +25,9 @@ from certkit.errors import CheckFailed, LockError, NotFoundError, UsageError
               help="Name the certificate must carry as a SAN (default: the URL host).")
 @click.option("--cafile", type=click.Path(dir_okay=False), default=None,
               help="Trust anchors (PEM) instead of the system store, e.g. a private CA.")
-@click.option("--expect", default=None, metavar="LINEAGE|CERTFILE",
-              help="The certificate that must be served (a lineage's live one or a PEM/DER file); "
-                   "it is also the trust anchor unless --cafile is given.")
+@click.option("--expect", default=None, metavar="LINEAGE|CERTFILE|sha256:HEX",
+              help="The certificate that must be served (a lineage's live one, a PEM/DER file, or its "
+                   "SHA-256 fingerprint); a lineage or file is also the trust anchor unless --cafile is given.")
 @click.option("--client-cert", type=click.Path(dir_okay=False), default=None, metavar="FILE",
               help="Client certificate (PEM) to present when the server asks for one.")
 @click.option("--client-key", type=click.Path(dir_okay=False), default=None, metavar="FILE",
@@ -51,7 +50,9 @@ from certkit.errors import CheckFailed, LockError, NotFoundError, UsageError
 @click.option("--max-connections", type=click.IntRange(1, 64), default=2, show_default=True, metavar="N",
               help="Connections open to one target at the same time (servers limit them per address).")
 @click.option("--targets", "targets_file", type=click.Path(dir_okay=False, allow_dash=True), default=None,
-              help="File with one URL a line ('-' for stdin; # comments allowed).")
+              help="File with one target a line ('-' for stdin; # comments allowed): URL [name=HOST] "
+                   "[expect=LINEAGE|CERTFILE|sha256:HEX] [cafile=FILE] [starttls|submission|smtps|submissions], "
+                   "the options replacing --name, --expect, --cafile for that line.")
 @click.option("--concurrency", type=click.IntRange(1, 1000), default=20, show_default=True, metavar="N",
               help="Targets checked at the same time.")
 @click.option("--strict", is_flag=True, help="Also WARN on RSA 2048 keys.")
@@ -126,78 +127,23 @@ def _check_client_cert(cert: str | None, key: str | None) -> None:
                          "give the client certificate and its own private key, both PEM") from None
 
 
-def _load_expected(ctx: click.Context, value: str) -> tuple[bytes, str | None, Any]:
-    """(PEM, lineage name or None, store or None) for --expect."""
-    import ssl
-
-    path = Path(value)
-    if path.is_file() or "/" in value or "\\" in value:
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise NotFoundError(f"cannot read --expect {value}: {exc.strerror or exc}",
-                                "give a lineage name or a certificate file") from exc
-        if b"-----BEGIN CERTIFICATE-----" not in data:
-            # DER_cert_to_PEM_cert wraps any bytes: only a DER SEQUENCE can be a certificate.
-            if not data.startswith(b"\x30"):
-                raise UsageError(f"--expect {value} holds no certificate", "give a PEM or DER certificate")
-            data = ssl.DER_cert_to_PEM_cert(data).encode()
-        try:
-            ssl.create_default_context(cadata=data.decode("ascii", "replace"))
-        except (ValueError, ssl.SSLError) as exc:
-            raise UsageError(f"--expect {value} holds no readable certificate", "give a PEM or DER certificate") \
-                from exc
-        return data, None, None
-    from certkit.cli.context import store_from
-
-    store = store_from(ctx)
-    if not store.exists(value):
-        raise NotFoundError(f"--expect {value}: no such lineage in {store.home} and no such file",
-                            "run `certkit list` for lineage names, or give a certificate file")
-    paths = store.live_paths(value)
-    try:
-        return paths.cert.read_bytes(), value, store
-    except OSError as exc:
-        raise NotFoundError(f"lineage {value} has no live certificate", f"run `certkit issue --name {value} ...`") \
-            from exc
-
-
-def _iter_targets(urls: tuple[str, ...], targets_file: str | None) -> Iterator[str]:
-    yield from urls
-    if targets_file is None:
-        return
-    where = "standard input" if targets_file == "-" else targets_file
-    try:
-        stream = sys.stdin if targets_file == "-" else open(targets_file, encoding="utf-8")
-    except OSError as exc:
-        raise UsageError(f"cannot read --targets {targets_file}: {exc.strerror or exc}",
-                         "give a readable file with one URL a line") from exc
-    try:
-        for line in stream:
-            line = line.strip()
-            if line and not line.startswith("#"):
-                yield line
-    except UnicodeDecodeError as exc:
-        raise UsageError(f"--targets {where} is not UTF-8 text ({exc.reason})",
-                         "save the list as UTF-8 (IDN host names are fine), one URL a line") from None
-    finally:
-        if stream is not sys.stdin:
-            stream.close()
-
-
 def run_check(ctx: click.Context, urls: tuple[str, ...], opts: dict[str, Any]) -> None:
     """Validate options, run the checks, print, record, exit."""
     from certkit.check import parse_target
+    from certkit.cli.check_targets import LineOptions
 
     _check_flags(urls, opts)
     many = opts["targets_file"] is not None or len(urls) > 1
-    _check_targets(urls, opts["targets_file"])
+    _check_targets(urls, None, None)  # the command line's URLs first; the list once its options can load
     _check_command_values(opts)
     _check_name(opts["name"])
     options, lineage, store = _check_options(ctx, opts)
-    out = _Output(opts["as_json"], many, opts["transcript"] if opts["transcript"] is not None else not many, lineage)
+    out = _Output(opts["as_json"], many, opts["transcript"] if opts["transcript"] is not None else not many, lineage,
+                  source="stdin" if opts["targets_file"] == "-" else opts["targets_file"])
     if many:
-        _run_many(urls, opts, options, out)
+        lines = LineOptions(ctx, options)
+        _check_targets(urls, opts["targets_file"], lines)  # each line's expect=/cafile= loads, before any connection
+        _run_many(urls, opts, lines, out)
     else:
         live = bool(out.show_transcript) and not out.as_json and sys.stdout.isatty()
         report = _audit_one(parse_target(urls[0]), options, live)
@@ -225,15 +171,15 @@ def _check_flags(urls: tuple[str, ...], opts: dict[str, Any]) -> None:
         raise UsageError(f"--cafile {opts['cafile']}: no such file", "give a PEM file of trusted CA certificates")
 
 
-def _check_targets(urls: tuple[str, ...], targets_file: str | None) -> None:
-    """Every URL is checked before anything runs (stdin's are checked as they arrive)."""
-    from certkit.check import parse_target
+def _check_targets(urls: tuple[str, ...], targets_file: str | None, lines: Any) -> None:
+    """Every URL and --targets line, with its options, is checked before anything runs
+    (stdin's are checked as they arrive)."""
+    from certkit.cli.check_targets import jobs
 
     count = 0
-    for url in (_iter_targets(urls, targets_file) if targets_file != "-" else urls):
-        parse_target(url)
+    for _job in jobs(urls, targets_file if targets_file != "-" else None, lines):
         count += 1
-    if count == 0 and targets_file != "-":
+    if count == 0 and targets_file not in (None, "-"):
         # An empty list would otherwise "pass" with exit 0 having checked nothing.
         raise UsageError(f"--targets {targets_file} lists no target", "put one URL a line in the file")
 
@@ -269,11 +215,14 @@ def _check_options(ctx: click.Context, opts: dict[str, Any]) -> tuple[Any, str |
 
     _check_client_cert(opts["client_cert"], opts["client_key"])
     password = _read_password(opts["password_file"], opts["auth_user"])
-    expected_pem, lineage, store = (None, None, None)
+    expected_pem, pin, lineage, store = (None, None, None, None)
     if opts["expect"]:
-        expected_pem, lineage, store = _load_expected(ctx, opts["expect"])
+        from certkit.cli.check_targets import expectation
+
+        expected_pem, pin, lineage, store = expectation(ctx, opts["expect"])
     options = CheckOptions(
-        name=opts["name"], cafile=opts["cafile"], expected_pem=expected_pem, auth_user=opts["auth_user"],
+        name=opts["name"], cafile=opts["cafile"], expected_pem=expected_pem, expected_sha256=pin,
+        auth_user=opts["auth_user"],
         password=password, send_test=opts["send_test"], mail_from=opts["mail_from"], rcpt_to=opts["rcpt_to"],
         timeout=opts["timeout"], strict=opts["strict"], quick=opts["quick"], helo=opts["helo"] or "",
         insecure_auth=opts["insecure_auth"], client_cert=opts["client_cert"], client_key=opts["client_key"],
@@ -294,6 +243,7 @@ class _Output:
     many: bool
     show_transcript: bool
     lineage: str | None
+    source: str | None = None  # the --targets file: a line's summary starts with FILE:LINE
     failures: list[tuple[str, list[str]]] = field(default_factory=list)
     last: dict[str, Any] = field(default_factory=dict)
 
@@ -307,7 +257,8 @@ class _Output:
         elif many and not self.show_transcript:
             lines = render_text(report, transcript=False).splitlines()
             problems = ["  " + ln for ln in lines[:-1] if ln.startswith(("FAIL", "WARN", "UNKNOWN", " "))]
-            click.echo(colour("\n".join([lines[-1], *problems])))
+            where = f"{self.source}:{report.line}: " if report.line is not None else ""
+            click.echo(colour("\n".join([where + lines[-1], *problems])))
         else:
             click.echo(colour(render_text(report, transcript=bool(self.show_transcript)) + ("\n" if many else "")))
         if not report.ok:
@@ -333,30 +284,31 @@ def colour(text: str) -> str:
     return "".join(out)
 
 
-CLEAR_LINE = "\r\033[K"  # carriage return + erase to the end of the line (a terminal only)
-
-
-def _run_many(urls: tuple[str, ...], opts: dict[str, Any], options: Any, out: _Output) -> None:
+def _run_many(urls: tuple[str, ...], opts: dict[str, Any], lines: Any, out: _Output) -> None:
     """Several targets through the fleet runner, printed in input order (a JSON array with --json)."""
     from certkit.check.fleet import run_many
+    from certkit.cli.check_targets import jobs
+    from certkit.progress import StatusLine
 
-    progress = sys.stderr.isatty()
+    # On a terminal only: the running count, rewritten in place and erased before each result and at the end.
+    progress = StatusLine(lambda _line: None, lambda text: click.echo(text, err=True, nl=False)) \
+        if sys.stderr.isatty() else None
     counter = {"n": 0}
 
     def emit_many(report: Any) -> None:
         if progress:  # erase the progress line first, so a result never lands in the middle of it
-            click.echo(CLEAR_LINE, err=True, nl=False)
+            progress.clear()
         out.emit(report, counter["n"])
         counter["n"] += 1
         if progress:
-            click.echo(f"[{counter['n']} checked, {len(out.failures)} failed]", err=True, nl=False)
+            progress.update(f"[{counter['n']} checked, {len(out.failures)} failed]")
 
     try:
-        run_many(_iter_targets(urls, opts["targets_file"]), options, opts["concurrency"], emit_many)
+        run_many(jobs(urls, opts["targets_file"], lines), lines.base, opts["concurrency"], emit_many)
     finally:
         # Also when a bad line arrives on stdin mid-run: what was printed stays a valid JSON array.
         if progress:
-            click.echo(CLEAR_LINE, err=True, nl=False)  # leaves nothing behind
+            progress.done()  # leaves nothing behind
         if out.as_json and counter["n"]:
             click.echo("\n]")
     if counter["n"] == 0:

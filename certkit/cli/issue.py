@@ -12,6 +12,14 @@ from certkit.cli.context import store_from
 KEY_CHOICES = ["rsa2048", "rsa3072", "rsa4096", "ec256", "ec384"]
 
 
+def _dns_wait_value(_ctx: click.Context, _param: click.Parameter, value: float | None) -> float | None:
+    import math
+
+    if value is not None and not (math.isfinite(value) and 0 <= value <= 3600):
+        raise click.BadParameter(f"{value:g} is not a number of seconds from 0 to 3600 (0: do not wait)")
+    return value
+
+
 def _acme_options(func: Any) -> Any:
     options = [
         click.option("--acme", "use_acme", is_flag=True, help="Get the certificate from an ACME CA."),
@@ -30,7 +38,13 @@ def _acme_options(func: Any) -> Any:
         click.option("--webroot", type=click.Path(file_okay=False), default=None,
                      help="Write http-01 tokens under DIR/.well-known/acme-challenge/."),
         click.option("--dns-hook", default=None, help="Command run to add/remove dns-01 TXT records."),
-        click.option("--dns-resolver", default=None, help="HOST[:PORT] polled until TXT records are visible."),
+        click.option("--dns-resolver", default=None, metavar="HOST[:PORT]|authoritative",
+                     help="Wait until the dns-01 TXT records are visible at this resolver, or with 'authoritative' "
+                          "at every name server of the zone, asked directly (authoritative@HOST[:PORT]: find "
+                          "them through that resolver instead of the system's)."),
+        click.option("--dns-wait", type=float, default=None, metavar="SECONDS", callback=_dns_wait_value,
+                     help="Longest wait for the TXT records, remembered for renewals (default: env "
+                          "CERTKIT_DNS_WAIT, else 180; 0: do not wait)."),
         click.option("--profile", default=None, help="ACME certificate profile name."),
         click.option("--ca-bundle", type=click.Path(dir_okay=False), default=None,
                      help="Trust anchors for the ACME server's HTTPS."),

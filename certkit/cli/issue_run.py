@@ -17,11 +17,13 @@ import click
 from certkit import clock, export, keys, names
 from certkit import x509 as cx
 from certkit.atomicfile import atomic_write
+from certkit.callbacks import Echo
 from certkit.cli import records
 from certkit.csrfile import CsrInfo, read_csr_file
 from certkit.errors import NotFoundError, UsageError
 from certkit.export import default_friendly_name
 from certkit.issuing import DryRun, IssueOutcome, issue
+from certkit.progress import StatusLine
 from certkit.secretfile import read_secret_file
 from certkit.settings import PRIVATE_CA_SOURCE, AcmeSettings, DeployTarget, LineageSettings, PfxSettings
 from certkit.store import Store, VersionFiles, check_lineage_name, lineage_name_for
@@ -88,7 +90,9 @@ def build_settings(opts: dict[str, Any], csr: CsrInfo | None = None) -> LineageS
         raise UsageError("--self-signed and --acme exclude each other", "pick one")
     ca_name = _private_ca(opts, use_acme)
     if not use_acme:
-        given = [f"--{o.replace('_', '-')}" for o in ACME_ONLY if opts.get(o) not in (None, False, "")]
+        # `is`, not `in`: --dns-wait 0 is given too (0 == False).
+        given = [f"--{o.replace('_', '-')}" for o in ACME_ONLY if opts.get(o) is not None and opts.get(o) is not False
+                 and opts.get(o) != ""]
         if given or any(opts.get(flag) for flag in ACME_FLAGS):
             verb = "needs" if len(given) == 1 else "need"
             raise UsageError(f"{', '.join(given) or 'ACME options'} {verb} --acme",
@@ -175,8 +179,15 @@ def run_issue(store: Store, opts: dict[str, Any]) -> None:
         report_dry_run(made, settings, as_json)
         return
     outcome = issue(store, settings, echo=echo, extra_targets=targets,
-                    extra_verify=list(opts.get("verify_urls") or ()), csr_pem=csr.pem if csr else None)
+                    extra_verify=list(opts.get("verify_urls") or ()), csr_pem=csr.pem if csr else None,
+                    progress=status_line(echo))
     report(store, outcome, as_json)
+
+
+def status_line(echo: Echo) -> StatusLine:
+    """The status line of long waits: in place on stderr when that is a terminal, else plain lines."""
+    raw = (lambda text: click.echo(text, err=True, nl=False)) if sys.stderr.isatty() else None
+    return StatusLine(echo, raw)
 
 
 def report_dry_run(made: DryRun, settings: LineageSettings, as_json: bool) -> None:
