@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from typing import Any
 
 import click
@@ -13,6 +14,35 @@ from certkit.errors import OperationError
 
 def _err(line: str) -> None:
     click.echo(line, err=True)
+
+
+class _Printer:
+    """Progress to stderr, a summary line per lineage to stdout, and - on a terminal, for several
+    lineages - a status line (`[renew: 3 of 50 done, 1 failed]`) erased before every other line."""
+
+    def __init__(self, total: int, quiet: bool, as_json: bool) -> None:
+        from certkit.progress import StatusLine
+
+        self.total, self.quiet = total, quiet
+        self.done = self.failed = 0
+        on_terminal = sys.stderr.isatty() and total > 1 and not quiet and not as_json
+        raw = (lambda text: click.echo(text, err=True, nl=False)) if on_terminal else None
+        # Off a terminal the status line says nothing: the summary lines already are the progress.
+        self.status = StatusLine(lambda _line: None, raw)
+
+    def progress(self, text: str) -> None:
+        if not self.quiet:
+            self.status.clear()
+            _err(text)
+
+    def line(self, text: str) -> None:
+        self.done += 1
+        self.failed += text.startswith("FAILED")
+        if not (self.quiet and text.startswith("not due")):
+            self.status.clear()
+            click.echo(text)
+        if self.done < self.total:
+            self.status.update(f"[renew: {self.done} of {self.total} done, {self.failed} failed]")
 
 
 @click.command("renew")
@@ -49,17 +79,15 @@ def renew_command(ctx: click.Context, lineages: tuple[str, ...], force: bool, dr
         kwargs["jitter_max"] = jitter_max
     if concurrency is not None:
         kwargs["concurrency"] = concurrency
-    # Progress from the pipeline goes to stderr, the summary lines to stdout (or JSON only).
-    def line(text: str) -> None:
-        if not (quiet and text.startswith("not due")):
-            click.echo(text)
-
     # --quiet is for cron, which mails any output: progress (the --jitter wait, which an ACME
     # lineage's ARI check triggers every run, deploy steps) is dropped; the summary line of a
     # renewal or failure, which carries the reason, and the final error stay.
-    report = renew.run(store, lineages, force=force, dry_run=dry_run, jitter=jitter,
-                       echo=(lambda _text: None) if quiet else _err,
-                       report_line=None if as_json else line, **kwargs)
+    printer = _Printer(len(lineages or store.names()), quiet, as_json)
+    try:
+        report = renew.run(store, lineages, force=force, dry_run=dry_run, jitter=jitter,
+                           echo=printer.progress, report_line=None if as_json else printer.line, **kwargs)
+    finally:
+        printer.status.done()
     if as_json:
         click.echo(json.dumps(report.to_json(), indent=2))
     elif quiet:
