@@ -176,31 +176,17 @@ def test_status_line_on_a_terminal_is_rewritten_then_erased(pebble: PebbleServer
 def test_on_a_terminal_the_wait_is_one_line_erased_before_the_error(pebble: PebbleServer, home: Path,
                                                                      tmp_path: Path) -> None:
     import os
-    import pty
-    import select
-    import subprocess
+
+    from tests.servers.processes import run_with_stderr_on_a_terminal
 
     hook, _log, silent = write_hook(tmp_path, pebble)
     silent.touch()
-    main, child = pty.openpty()
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "CERTKIT_HOME": str(home)}
-    proc = subprocess.Popen([sys.executable, "-m", "certkit", "issue", "--cn", "pty.example",
-                             *acme_args(pebble, "--dns-hook", hook, "--dns-resolver", f"127.0.0.1:{pebble.dns_port}",
-                                        "--dns-wait", "1")],
-                            stdout=subprocess.PIPE, stderr=child, env=env, close_fds=True)
-    os.close(child)
-    out, _ = proc.communicate(timeout=60)
-    err = b""
-    while select.select([main], [], [], 0.5)[0]:
-        try:
-            chunk = os.read(main, 4096)
-        except OSError:
-            break
-        if not chunk:
-            break
-        err += chunk
-    os.close(main)
-    assert proc.returncode == 1
+    code, out, err = run_with_stderr_on_a_terminal(
+        [sys.executable, "-m", "certkit", "issue", "--cn", "pty.example",
+         *acme_args(pebble, "--dns-hook", hook, "--dns-resolver", f"127.0.0.1:{pebble.dns_port}", "--dns-wait", "1")],
+        env, timeout=60)
+    assert code == 1
     assert err.count(b"\r\x1b[Kdns-01: waiting for 1 of 1") >= 2  # rewritten in place, not one line per poll
     assert b"\r\x1b[Kerror: the dns-01 TXT record(s) did not appear" in err  # erased before the error
     assert b"dns-01: waiting" not in out  # nothing of it on stdout

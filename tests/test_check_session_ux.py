@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.servers.processes import run_with_stderr_on_a_terminal
 from tests.servers.zoo import ZooPki, server_context
 
 GUARD = 30.0  # failure guard only: how long a read may wait before the test gives up
@@ -131,22 +132,8 @@ def test_fleet_progress_line_is_erased_and_a_totals_line_ends_the_run() -> None:
     urls = [f"smtp://127.0.0.1:{s.getsockname()[1]}" for s in closed]
     for s in closed:
         s.close()  # nothing listens: each target fails fast at connect
-    main, child = pty.openpty()
-    proc = subprocess.Popen(certkit_check(*urls, "--quick", "--timeout", "2"), stdout=subprocess.PIPE,
-                            stderr=child, close_fds=True)
-    os.close(child)
-    out, _ = proc.communicate(timeout=GUARD)
-    err = b""
-    while select.select([main], [], [], 0.5)[0]:
-        try:
-            chunk = os.read(main, 4096)
-        except OSError:
-            break
-        if not chunk:
-            break
-        err += chunk
-    os.close(main)
-    assert proc.returncode == 1
+    code, out, err = run_with_stderr_on_a_terminal(certkit_check(*urls, "--quick", "--timeout", "2"), timeout=GUARD)
+    assert code == 1
     # Each progress line is erased before the next output; the error line starts on a clean line.
     assert b"[2 checked, 2 failed]\r\x1b[Kerror: 2 target(s) FAILED" in err
     assert out.decode().rstrip().endswith("2 target(s) checked, 2 FAILED")

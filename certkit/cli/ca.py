@@ -133,16 +133,9 @@ _TRUST_DIR = click.option("--trust-store-dir", type=click.Path(file_okay=False),
 @click.pass_context
 def trust_command(ctx: click.Context, name: str, trust_store_dir: str | None, as_json: bool) -> None:
     """Add the CA (every generation still in use) to this machine's trust store."""
-    from certkit.ca import manage
-
-    folder = str(Path(trust_store_dir).absolute()) if trust_store_dir else None
-    notes = manage.set_trust(store_from(ctx), name, True, folder)
-    if as_json:
-        _print_record(ctx, name, notes=notes)
-        return
-    for note in notes:
-        click.echo(note)
-    click.echo(f"Leaves signed by {name} are now trusted here, and renewals need no new trust step.")
+    _set_trust(ctx, name, trust_store_dir, as_json, trusted=True)
+    if not as_json:
+        click.echo(f"Leaves signed by {name} are now trusted here, and renewals need no new trust step.")
 
 
 @ca_command.command("untrust")
@@ -152,10 +145,14 @@ def trust_command(ctx: click.Context, name: str, trust_store_dir: str | None, as
 @click.pass_context
 def untrust_command(ctx: click.Context, name: str, trust_store_dir: str | None, as_json: bool) -> None:
     """Take every generation of the CA out of this machine's trust store."""
+    _set_trust(ctx, name, trust_store_dir, as_json, trusted=False)
+
+
+def _set_trust(ctx: click.Context, name: str, trust_store_dir: str | None, as_json: bool, *, trusted: bool) -> None:
     from certkit.ca import manage
 
     folder = str(Path(trust_store_dir).absolute()) if trust_store_dir else None
-    notes = manage.set_trust(store_from(ctx), name, False, folder)
+    notes = manage.set_trust(store_from(ctx), name, trusted, folder)
     if as_json:
         _print_record(ctx, name, notes=notes)
         return

@@ -32,8 +32,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.servers.processes import stop_all
+
 ZONE = "example.test"
 START_TIMEOUT = 10.0
+
 
 
 class AuthDnsUnavailable(RuntimeError):
@@ -121,16 +124,7 @@ class AuthZone:
             self._edit(index, "zone-unset", name.rstrip(".") + ".", "TXT")
 
     def stop(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in self.procs:
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        self.procs.clear()
+        stop_all(self.procs)
 
 
 def _wait_ready(zone: AuthZone, index: int, deadline: float) -> None:

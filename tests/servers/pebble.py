@@ -54,6 +54,7 @@ from pathlib import Path
 import pytest
 
 from tests.servers.net import free_ports
+from tests.servers.processes import stop_all
 
 START_TIMEOUT = 20.0
 
@@ -159,16 +160,7 @@ class PebbleServer:
 
     def stop(self) -> None:
         """Stop both processes (idempotent)."""
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in self.procs:
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        self.procs.clear()
+        stop_all(self.procs)
 
 
 def start_pebble(
