@@ -23,6 +23,7 @@ from certkit.cli.deploy import deploy_command
 from certkit.cli.issue import export_command, issue_command, selfssl_command
 from certkit.cli.lifecycle import delete_command, prune_command, rollback_command
 from certkit.cli.lineages import list_command, show_command, targets_command
+from certkit.cli.metrics import metrics_command
 from certkit.cli.renew import renew_command
 from certkit.cli.smtpd import smtpd_command
 from certkit.cli.timer import timer_command
@@ -119,7 +120,7 @@ def cli(home: str | None) -> None:
 
 
 for command in (issue_command, selfssl_command, export_command, list_command, show_command, targets_command,
-                rollback_command, prune_command, delete_command, completion_command):
+                rollback_command, prune_command, delete_command, completion_command, metrics_command):
     cli.add_command(command)
 cli.add_command(check_command)
 cli.add_command(deploy_command)
