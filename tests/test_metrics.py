@@ -11,7 +11,6 @@ import json
 import os
 import shutil
 import subprocess
-import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -222,47 +221,6 @@ def _env() -> dict[str, str]:
 @pytest.mark.unit
 def test_alert_rules_are_valid_and_fire_on_certkit_series(tmp_path: Path) -> None:
     assert promtool("check", "rules", str(ALERTS)).returncode == 0
-    tests = tmp_path / "alerts-test.yml"
-    tests.write_text(textwrap.dedent(f"""\
-        rule_files: [{ALERTS}]
-        evaluation_interval: 1m
-        tests:
-          - interval: 1m
-            input_series:
-              # expires 10 days after the start of the test (t=0 is the Unix epoch in promtool)
-              - series: 'certkit_certificate_not_after_timestamp_seconds{{lineage="mail.example"}}'
-                values: '864000x120'
-              - series: 'certkit_renewal_last_success{{lineage="mail.example"}}'
-                values: '0x120'
-              - series: 'certkit_check_success{{endpoint="submission://mx1.example"}}'
-                values: '1x10 0x60'
-              - series: 'certkit_check_success{{endpoint="submission://mx2.example"}}'
-                values: '1x120'
-            alert_rule_test:
-              - eval_time: 90m
-                alertname: CertkitCertificateExpiringSoon
-                exp_alerts:
-                  - exp_labels: {{severity: warning, lineage: mail.example}}
-                    exp_annotations:
-                      summary: "Certificate mail.example on  expires in 9d 22h 30m 0s"
-                      description: "Run `certkit renew mail.example` on the host and read its error; `certkit show mail.example` shows the last renewal."
-              - eval_time: 90m
-                alertname: CertkitRenewalFailing
-                exp_alerts:
-                  - exp_labels: {{severity: warning, lineage: mail.example}}
-                    exp_annotations:
-                      summary: "Renewal of mail.example on  failed (last attempt)"
-                      description: "certkit_renewal_consecutive_failures tells how many attempts in a row; `certkit show mail.example --json` has the error."
-              - eval_time: 40m
-                alertname: CertkitCheckFailing
-                exp_alerts:
-                  - exp_labels: {{severity: critical, endpoint: "submission://mx1.example"}}
-                    exp_annotations:
-                      summary: "certkit check of submission://mx1.example FAILed"
-                      description: "Failed checks are in certkit_check_failure{{endpoint=\\"submission://mx1.example\\"}}; run `certkit check submission://mx1.example` for the session and the fix."
-              - eval_time: 20m
-                alertname: CertkitCheckFailing
-                exp_alerts: []
-        """))
+    tests = REPO / "tests" / "prometheus" / "certkit-alerts.test.yml"
     result = promtool("test", "rules", str(tests))
     assert result.returncode == 0, result.stdout + result.stderr
