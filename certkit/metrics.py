@@ -12,17 +12,15 @@ The series names are a public interface (docs/fleet.md, alert rules).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from certkit import endpoints
-from certkit import x509 as cx
 from certkit.atomicfile import atomic_write
 from certkit.clock import parse_time
 from certkit.errors import CertkitError, UsageError
 from certkit.promtext import Family, render
-from certkit.renew import due
 from certkit.store import Store
 
 TEXTFILE_NAME = "certkit.prom"
@@ -35,6 +33,9 @@ def _stamp(value: Any) -> float | None:
 
 def lineage_families(store: Store) -> list[Family]:
     """The ``certkit_certificate_*`` and ``certkit_renewal_*`` families of every lineage in ``store``."""
+    from certkit import x509 as cx  # not on `check --format prometheus`'s path, which needs no certificate parsing
+    from certkit.renew import due
+
     live = Family("certkit_certificate_live", "gauge", "1 when the lineage has a readable live certificate, else 0.")
     info = Family("certkit_certificate_info", "gauge", "The live certificate's source, key type and serial (always 1).")
     nb = Family("certkit_certificate_not_before_timestamp_seconds", "gauge", "Start of the live certificate validity.")
@@ -79,31 +80,38 @@ def _renewal_families(store: Store) -> list[Family]:
     return [last, ok, good, fails]
 
 
-def endpoint_families(results: Mapping[str, Mapping[str, Any]]) -> list[Family]:
-    """The ``certkit_check_*`` families of endpoint summaries (endpoint -> CheckReport.summary())."""
-    last = Family("certkit_check_last_timestamp_seconds", "gauge", "When the endpoint was last checked.")
-    ok = Family("certkit_check_success", "gauge", "1 when no check FAILed at the endpoint's last check, else 0.")
-    took = Family("certkit_check_duration_seconds", "gauge", "Wall time of the endpoint's last check.")
-    failed = Family("certkit_check_failed_checks", "gauge", "Number of checks that FAILed at the last check.")
-    warned = Family("certkit_check_warning_checks", "gauge", "Number of checks that WARNed at the last check.")
+def endpoint_families(results: Mapping[str, Mapping[str, Any]]) -> Iterator[Family]:
+    """The ``certkit_check_*`` families of endpoint summaries (endpoint -> CheckReport.summary()).
+
+    A generator: each family is built when it is asked for, so a caller that writes them out one by one
+    (:func:`certkit.promtext.write`) holds one family of 10,000 endpoints at a time, not seven.
+    """
+    def each(name: str, help_text: str, value: Callable[[Mapping[str, Any]], float | None]) -> Family:
+        family = Family(name, "gauge", help_text)
+        for url, summary in results.items():
+            got = value(summary)
+            if got is not None:
+                family.add(got, endpoint=url)
+        return family
+
+    yield each("certkit_check_last_timestamp_seconds", "When the endpoint was last checked.",
+               lambda s: _stamp(s.get("time")))
+    yield each("certkit_check_success", "1 when no check FAILed at the endpoint's last check, else 0.",
+               lambda s: 1 if s.get("ok") else 0)
+    yield each("certkit_check_duration_seconds", "Wall time of the endpoint's last check.",
+               lambda s: float(s.get("elapsed_ms") or 0) / 1000)
+    yield each("certkit_check_failed_checks", "Number of checks that FAILed at the last check.",
+               lambda s: len(s.get("failed") or []))
+    yield each("certkit_check_warning_checks", "Number of checks that WARNed at the last check.",
+               lambda s: int(s.get("warn") or 0))
     failure = Family("certkit_check_failure", "gauge", "1 for each check id that FAILed at the endpoint's last check.")
-    na = Family("certkit_check_certificate_not_after_timestamp_seconds", "gauge",
-                "End of validity of the certificate the endpoint served at its last check.")
     for url, summary in results.items():
-        when = _stamp(summary.get("time"))
-        if when is not None:
-            last.add(when, endpoint=url)
-        ok.add(1 if summary.get("ok") else 0, endpoint=url)
-        took.add(float(summary.get("elapsed_ms") or 0) / 1000, endpoint=url)
-        ids = [str(i) for i in summary.get("failed") or []]
-        failed.add(len(ids), endpoint=url)
-        warned.add(int(summary.get("warn") or 0), endpoint=url)
-        for check_id in ids:
-            failure.add(1, endpoint=url, check=check_id)
-        served = _stamp(summary.get("not_after"))
-        if served is not None:
-            na.add(served, endpoint=url)
-    return [last, ok, took, failed, warned, failure, na]
+        for check_id in summary.get("failed") or []:
+            failure.add(1, endpoint=url, check=str(check_id))
+    yield failure
+    yield each("certkit_check_certificate_not_after_timestamp_seconds",
+               "End of validity of the certificate the endpoint served at its last check.",
+               lambda s: _stamp(s.get("not_after")))
 
 
 def state_text(store: Store) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 _NAME_RE = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
@@ -74,13 +74,22 @@ def sample_line(name: str, labels: tuple[tuple[str, str], ...], value: float) ->
     return f"{name} {format_value(value)}"
 
 
+def family_text(family: Family) -> str:
+    """One family's HELP, TYPE and sample lines ("" when it has no samples)."""
+    if not family.samples:
+        return ""
+    head = [f"# HELP {family.name} {_escape_help(family.help)}", f"# TYPE {family.name} {family.kind}"]
+    return "\n".join([*head, *(sample_line(family.name, labels, value) for labels, value in family.samples)]) + "\n"
+
+
 def render(families: Iterable[Family]) -> str:
     """The exposition text of ``families`` (families without samples are left out)."""
-    lines: list[str] = []
+    return "".join(family_text(f) for f in families)
+
+
+def write(families: Iterable[Family], out: Callable[[str], object]) -> None:
+    """Hand ``out`` the text one family at a time: with a generator of families, only one is in memory."""
     for family in families:
-        if not family.samples:
-            continue
-        lines.append(f"# HELP {family.name} {_escape_help(family.help)}")
-        lines.append(f"# TYPE {family.name} {family.kind}")
-        lines.extend(sample_line(family.name, labels, value) for labels, value in family.samples)
-    return "\n".join(lines) + "\n" if lines else ""
+        text = family_text(family)
+        if text:
+            out(text)

@@ -203,7 +203,7 @@ def run_check(ctx: click.Context, urls: tuple[str, ...], opts: dict[str, Any]) -
     _check_name(opts["name"])
     options, lineage, store = _check_options(ctx, opts)
     out = _Output(fmt == "json", many, opts["transcript"] if opts["transcript"] is not None else not many, lineage,
-                  fmt=fmt)
+                  fmt=fmt, keep=fmt == "prometheus" or _record_wanted(ctx, opts["record"]))
     if many:
         _run_many(urls, opts, options, out)
     else:
@@ -214,12 +214,13 @@ def run_check(ctx: click.Context, urls: tuple[str, ...], opts: dict[str, Any]) -
         out.emit(report, 0)
     if fmt == "prometheus":
         from certkit.metrics import endpoint_families
-        from certkit.promtext import render
+        from certkit.promtext import write
 
-        click.echo(render(endpoint_families(out.summaries)), nl=False)
+        write(endpoint_families(out.summaries), lambda text: click.echo(text, nl=False))
     if lineage and store is not None:
         _record(store, lineage, out.last)
-    _record_endpoints(ctx, opts["record"], out.summaries)
+    if _record_wanted(ctx, opts["record"]):
+        _record_endpoints(ctx, out.summaries)
     _raise_failures(out)
 
 
@@ -231,11 +232,16 @@ def _output_format(opts: dict[str, Any]) -> str:
     return "json" if opts["as_json"] else (fmt or "text")
 
 
-def _record_endpoints(ctx: click.Context, wanted: bool | None, summaries: dict[str, dict[str, Any]]) -> None:
-    """Keep the endpoints' results for `certkit metrics` (--record; by default when the home exists)."""
+def _record_wanted(ctx: click.Context, wanted: bool | None) -> bool:
+    """--record / --no-record; by default, record when the state directory exists."""
     from certkit.cli.context import home_from
 
-    if wanted is False or not summaries or (wanted is None and not home_from(ctx).is_dir()):
+    return wanted if wanted is not None else home_from(ctx).is_dir()
+
+
+def _record_endpoints(ctx: click.Context, summaries: dict[str, dict[str, Any]]) -> None:
+    """Keep the endpoints' results for `certkit metrics`."""
+    if not summaries:
         return
     from certkit import endpoints
     from certkit.cli.context import store_from
@@ -340,6 +346,7 @@ class _Output:
     failures: list[tuple[str, list[str]]] = field(default_factory=list)
     last: dict[str, Any] = field(default_factory=dict)
     fmt: str = "text"
+    keep: bool = False  # keep each target's summary (for --format prometheus or the state directory)
     summaries: dict[str, dict[str, Any]] = field(default_factory=dict)  # endpoint -> CheckReport.summary()
 
     def emit(self, report: Any, index: int) -> None:
@@ -347,7 +354,8 @@ class _Output:
 
         many = self.many
         when = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-        self.summaries[report.target] = report.summary(when)
+        if self.keep:  # a few hundred bytes per endpoint, only when they are wanted
+            self.summaries[report.target] = report.summary(when)
         if self.fmt == "prometheus":
             pass  # printed once all targets are done: a family's samples must stand together
         elif self.as_json:
