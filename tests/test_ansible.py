@@ -289,3 +289,51 @@ def test_playbook_over_ssh_issues_deploys_renews_and_checks_three_hosts(
     assert checked["host1"]["changed"] >= 1 and checked["host1"]["failed"] == 0, output[-6000:]
     assert '+        "smtp.host1.mail.test"' in output  # --diff: the name the certificate would gain
     assert show(fleet[0])["versions"] == [1, 2]  # check mode issued nothing
+
+
+@pytest.mark.postfix
+def test_role_submission_sets_up_postfix_587_over_ssh(postfix: Any, collections_path: Path, tmp_path: Path) -> None:
+    why = sshd_server.available()
+    if why:
+        skip_or_fail(why)
+    server = sshd_server.start_sshd(tmp_path / "sshd", tmp_path / "id_ed25519")
+    try:
+        home, units = tmp_path / "home", tmp_path / "units"
+        units.mkdir()
+        known = tmp_path / "known_hosts"
+        known.write_text(server.known_hosts_line() + "\n")
+        inv = tmp_path / "inventory.ini"
+        inv.write_text("\n".join([
+            "[mail]",
+            f"mx ansible_host=127.0.0.1 ansible_port={server.port}",
+            "[mail:vars]",
+            "ansible_connection=ssh", f"ansible_user={server.user}",
+            f"ansible_ssh_private_key_file={server.client_key}",
+            f"ansible_python_interpreter={sys.executable}",
+            f"ansible_ssh_common_args='-o UserKnownHostsFile={known} -o StrictHostKeyChecking=yes -o ControlMaster=no'",
+            f"certkit_submission_executable={certkit_wrapper(tmp_path)}", f"certkit_submission_home={home}",
+            "certkit_submission_cn=mail.certkit.test", "certkit_submission_san=127.0.0.1",
+            "certkit_submission_key=ec256", f"certkit_submission_postfix_config_dir={postfix.config_dir}",
+            f"certkit_submission_listen={postfix.submission_listen}", "certkit_submission_check_host=127.0.0.1",
+            f"certkit_submission_check_port={postfix.submission_port}", "certkit_submission_timer_kind=systemd",
+            f"certkit_submission_timer_unit_dir={units}", "",
+        ]))
+        argv = [tool("ansible-playbook"), "-i", str(inv), str(REPO / "tests" / "ansible" / "submission-role.yml")]
+        env = ansible_env(collections_path, tmp_path)
+        first = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=600)
+        recap = {m[0]: (int(m[2]), int(m[4])) for m in re.findall(
+            r"^(\w+)\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", first.stdout, re.M)}
+        assert first.returncode == 0 and recap["mx"][1] == 0, first.stdout[-6000:] + first.stderr[-2000:]
+        assert recap["mx"][0] == 3  # certificate, Postfix submission, timer (the check changes nothing)
+        from tests.servers.smtpd import certkit_argv, child_env
+
+        record = json.loads(subprocess.run(certkit_argv(home, "show", "mail.certkit.test", "--json"),
+                                           capture_output=True, text=True, check=True, env=child_env()).stdout)
+        assert served_sha256(postfix.submission_port) == record["sha256"]  # Postfix on the submission port serves it
+        assert (units / "certkit-renew.timer").is_file() and (units / "certkit-renew.service").is_file()
+        assert str(home) in (units / "certkit-renew.service").read_text()  # the --home in use is baked in
+        again = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=600)
+        assert again.returncode == 0 and re.search(r"^mx\s*:\s*ok=5\s+changed=0\s", again.stdout, re.M), \
+            again.stdout[-6000:]
+    finally:
+        server.stop()
