@@ -337,3 +337,31 @@ def test_role_submission_sets_up_postfix_587_over_ssh(postfix: Any, collections_
             again.stdout[-6000:]
     finally:
         server.stop()
+
+
+@pytest.mark.pebble
+def test_issue_module_with_acme_settings_is_idempotent(pebble: Any, collections_path: Path, tmp_path: Path) -> None:
+    """certkit_issue's acme options reach `certkit issue --acme` (real http-01 against Pebble); a second
+    call with the same settings changes nothing, a new name changes the lineage (--expand)."""
+    home = tmp_path / "home"
+    acme = {"server": pebble.directory_url, "agree_tos": True, "ca_bundle": str(pebble.ca_bundle),
+            "http_port": pebble.http_port, "http_address": "127.0.0.1", "challenge": "http-01"}
+
+    def issue(**extra: Any) -> dict[str, Any]:
+        args = {"cn": "acme.mail.test", "key": "ec256", "home": str(home), "acme": acme,
+                "executable": str(certkit_wrapper(tmp_path)), **extra}
+        proc = subprocess.run([tool("ansible"), "localhost", "-c", "local", "-e",
+                               f"ansible_python_interpreter={sys.executable}", "-m", "certkit.mail.certkit_issue",
+                               "-a", json.dumps(args)], capture_output=True, text=True,
+                              env=ansible_env(collections_path, tmp_path), timeout=300)
+        assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+        return dict(json.loads(proc.stdout.split("=>", 1)[1]))
+
+    first = issue()
+    assert first["changed"] is True and first["lineage"]["source"] == pebble.directory_url
+    assert first["lineage"]["version"] == 1 and first["lineage"]["domains"] == ["acme.mail.test"]
+    second = issue()
+    assert second["changed"] is False and second["lineage"]["serial"] == first["lineage"]["serial"]
+    third = issue(san=["smtp.acme.mail.test"])
+    assert third["changed"] is True and third["lineage"]["version"] == 2
+    assert third["lineage"]["domains"] == ["acme.mail.test", "smtp.acme.mail.test"]

@@ -52,6 +52,14 @@ def env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(ROOT), "NO_COLOR": "1"}
 
 
+LAST_CPU = [0.0]
+
+
+def settle(seconds: float) -> None:
+    """Let the previous phase's client sockets leave TIME_WAIT (60 s on Linux) before timing the next."""
+    time.sleep(seconds)
+
+
 def rss_kib(pid: int) -> int:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -86,7 +94,10 @@ class Sampler:
 
 def run_sampled(argv: list[str], per_line: Callable[[int, float, int], None] | None = None,
                 stdout_path: Path | None = None) -> tuple[float, int, int]:
-    """(wall seconds, peak RSS KiB, exit code); ``per_line(n, seconds, rss)`` after each output line."""
+    """(wall seconds, peak RSS KiB, exit code); ``per_line(n, seconds, rss)`` after each output line.
+
+    The child's CPU seconds (user + system) are left in ``LAST_CPU[0]``.
+    """
     start = time.perf_counter()
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env(),
                             preexec_fn=raise_nofile)
@@ -100,8 +111,10 @@ def run_sampled(argv: list[str], per_line: Callable[[int, float, int], None] | N
             sink.write(line)
         if per_line:
             per_line(lines, time.perf_counter() - start, sampler.last)
-    code = proc.wait()
+    _pid, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = code = os.waitstatus_to_exitcode(status)
     wall = time.perf_counter() - start
+    LAST_CPU[0] = usage.ru_utime + usage.ru_stime
     if sink:
         sink.close()
     return wall, sampler.stop(), code
@@ -142,6 +155,7 @@ def bench_check(args: argparse.Namespace, tmp: Path) -> dict[str, object]:
         base = ["check", "--expect", "fleet.example.test", "--name", "fleet.example.test",
                 "--concurrency", str(args.concurrency), "--timeout", "30"]
         run_sampled(certkit(home, *base, "--quick", "--no-record", "--targets", str(sample)))  # warm-up
+        settle(args.settle)
         marks: list[tuple[int, float, int]] = []
 
         def mark(n: int, seconds: float, rss: int) -> None:
@@ -151,15 +165,20 @@ def bench_check(args: argparse.Namespace, tmp: Path) -> dict[str, object]:
         out = tmp / "text.out"
         wall, peak, code = run_sampled(certkit(home, *base, "--quick", "--no-record", "--targets", str(targets)),
                                        mark, out)
+        cpu = LAST_CPU[0]
         failed = sum(1 for line in out.read_text().splitlines() if ": FAILED" in line)
+        settle(args.settle)
         prom_out = tmp / "prom.out"
         p_wall, p_peak, _ = run_sampled(certkit(home, *base, "--quick", "--record", "--format", "prometheus",
                                                 "--targets", str(targets)), None, prom_out)
+        p_cpu = LAST_CPU[0]
         series = sum(1 for line in prom_out.read_text().splitlines() if line.startswith("certkit_check_success{"))
         m_start = time.perf_counter()
         metrics = subprocess.run(certkit(home, "metrics", "--textfile", str(tmp)), capture_output=True, env=env())
         m_wall = time.perf_counter() - m_start
+        settle(args.settle)
         a_wall, a_peak, _ = run_sampled(certkit(home, *base, "--no-record", "--targets", str(sample)))
+        a_cpu = LAST_CPU[0]
     finally:
         for proc in procs:
             proc.terminate()
@@ -167,13 +186,15 @@ def bench_check(args: argparse.Namespace, tmp: Path) -> dict[str, object]:
     per_1000 = [round(b[1] - a[1], 2) for a, b in zip([(0, 0.0, 0), *marks], marks, strict=False)]
     return {
         "endpoints": args.endpoints, "concurrency": args.concurrency, "exit": code, "failed_targets": failed,
-        "quick_wall_s": round(wall, 2), "quick_per_1000_s": per_1000,
+        "quick_wall_s": round(wall, 2), "quick_cpu_s": round(cpu, 1), "quick_per_1000_s": per_1000,
         "quick_rss_kib_at_each_1000": [m[2] for m in marks], "quick_peak_rss_kib": peak,
-        "prometheus_record_wall_s": round(p_wall, 2), "prometheus_record_peak_rss_kib": p_peak,
+        "prometheus_record_wall_s": round(p_wall, 2), "prometheus_record_cpu_s": round(p_cpu, 1),
+        "prometheus_record_peak_rss_kib": p_peak,
         "prometheus_success_series": series,
         "metrics_textfile_wall_s": round(m_wall, 2), "metrics_exit": metrics.returncode,
         "textfile_bytes": (tmp / "certkit.prom").stat().st_size if (tmp / "certkit.prom").exists() else 0,
-        "audit_sample": args.audit_sample, "audit_wall_s": round(a_wall, 2), "audit_peak_rss_kib": a_peak,
+        "audit_sample": args.audit_sample, "audit_wall_s": round(a_wall, 2), "audit_cpu_s": round(a_cpu, 1),
+        "audit_peak_rss_kib": a_peak,
     }
 
 
@@ -202,6 +223,7 @@ def timed_renew(home: Path, names: list[str], concurrency: int) -> dict[str, obj
     subprocess.run(certkit(home, "metrics"), check=True, capture_output=True, env=env())
     m_wall = time.perf_counter() - m_start
     return {"lineages": len(names), "concurrency": concurrency, "renew_wall_s": round(wall, 2),
+            "renew_cpu_s": round(LAST_CPU[0], 1),
             "per_cert_s": round(wall / len(names), 4), "certs_per_s": round(len(names) / wall, 1),
             "peak_rss_kib": peak, "metrics_wall_s": round(m_wall, 2)}
 
@@ -240,6 +262,7 @@ def main() -> None:
     check.add_argument("--concurrency", type=int, default=50)
     check.add_argument("--servers", type=int, default=2)
     check.add_argument("--audit-sample", type=int, default=1000)
+    check.add_argument("--settle", type=float, default=65.0, help="seconds between phases (TIME_WAIT)")
     renew = sub.add_parser("renew")
     renew.add_argument("--lineages", type=int, default=1000)
     renew.add_argument("--concurrency", type=int, default=8)
