@@ -18,11 +18,12 @@ PACKAGE = Path(__file__).resolve().parent.parent / "certkit"
 LAYERS: list[tuple[str, set[str]]] = [
     ("core", {"__init__", "errors", "callbacks", "clock", "envvars", "homedir", "hostport", "names", "keys", "x509",
               "fsguard", "atomicfile", "statelock", "journal", "secretfile", "polling", "runner", "settings", "export",
-              "store", "storeaccounts", "csrfile", "trust", "progress"}),
+              "store", "storeaccounts", "csrfile", "trust", "progress", "promtext", "endpoints"}),
     ("capabilities", {"acme", "check", "smtpd", "ca"}),
     ("deploy", {"deploy"}),
     ("issuing", {"issuing"}),
     ("renew", {"renew"}),
+    ("metrics", {"metrics"}),
     ("interface", {"cli", "__main__"}),
 ]
 # Capabilities stand side by side: each is usable without the others.

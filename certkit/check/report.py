@@ -108,6 +108,17 @@ class CheckReport:
                 # Callers pass the reason alone; never "not run: not run: ..." (issue 11.11).
                 self.add(check_id, SKIP, f"not run: {why.removeprefix('not run: ')}")
 
+    def summary(self, when: str) -> dict[str, Any]:
+        """The few facts kept per endpoint after a check (``certkit metrics`` reads them), ``when`` its time."""
+        return {
+            "time": when,
+            "ok": self.ok,
+            "failed": self.failed,
+            "warn": sum(1 for c in self.checks if c.status == WARN),
+            "elapsed_ms": self.elapsed_ms,
+            "not_after": self.certificate.get("not_after"),
+        }
+
     def to_json(self) -> dict[str, Any]:
         """The contract's JSON object for one target."""
         out: dict[str, Any] = {

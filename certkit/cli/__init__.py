@@ -25,6 +25,7 @@ from certkit.cli.deploy import deploy_command
 from certkit.cli.issue import export_command, issue_command, selfssl_command
 from certkit.cli.lifecycle import delete_command, prune_command, rollback_command
 from certkit.cli.lineages import list_command, show_command, targets_command
+from certkit.cli.metrics import metrics_command
 from certkit.cli.renew import renew_command
 from certkit.cli.revoke import revoke_command
 from certkit.cli.smtpd import smtpd_command
@@ -141,7 +142,8 @@ def cli(home: str | None, verbose: int) -> None:
 
 
 for command in (issue_command, selfssl_command, export_command, list_command, show_command, targets_command,
-                rollback_command, prune_command, delete_command, revoke_command, completion_command):
+                rollback_command, prune_command, delete_command, revoke_command, completion_command,
+                metrics_command):
     cli.add_command(command)
 cli.add_command(account_command)
 cli.add_command(ca_command)

@@ -41,7 +41,13 @@ from certkit.errors import CheckFailed, LockError, UsageError
 @click.option("--send-test", is_flag=True, help="Send one small test message (needs --from and --to).")
 @click.option("--from", "mail_from", default=None, metavar="ADDR", help="Envelope and header sender of --send-test.")
 @click.option("--to", "rcpt_to", default=None, metavar="ADDR", help="Recipient of --send-test.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON (an array for several targets).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (an array for several targets); as --format json.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "prometheus"]), default=None,
+              help="Output: text (default), json (as --json) or prometheus (the certkit_check_* series of "
+                   "every target, for a fleet check).")
+@click.option("--record/--no-record", default=None,
+              help="Keep each endpoint's result in the state directory for `certkit metrics` "
+                   "[default: when the state directory exists].")
 @click.option("--timeout", type=click.FloatRange(0.05, 600), default=10.0, show_default=True, metavar="SECONDS",
               help="Seconds allowed for each step (connect, banner, each reply, handshake).")
 @click.option("--deadline", type=click.FloatRange(0.05, 3600), default=None, metavar="SECONDS",
@@ -133,26 +139,69 @@ def run_check(ctx: click.Context, urls: tuple[str, ...], opts: dict[str, Any]) -
     from certkit.cli.check_targets import LineOptions
 
     _check_flags(urls, opts)
+    fmt = _output_format(opts)
     many = opts["targets_file"] is not None or len(urls) > 1
     _check_targets(urls, None, None)  # the command line's URLs first; the list once its options can load
     _check_command_values(opts)
     _check_name(opts["name"])
     options, lineage, store = _check_options(ctx, opts)
-    out = _Output(opts["as_json"], many, opts["transcript"] if opts["transcript"] is not None else not many, lineage,
-                  source="stdin" if opts["targets_file"] == "-" else opts["targets_file"])
+    out = _Output(fmt == "json", many, opts["transcript"] if opts["transcript"] is not None else not many, lineage,
+                  source="stdin" if opts["targets_file"] == "-" else opts["targets_file"],
+                  fmt=fmt, keep=fmt == "prometheus" or _record_wanted(ctx, opts["record"]))
     if many:
         lines = LineOptions(ctx, options)
         _check_targets(urls, opts["targets_file"], lines)  # each line's expect=/cafile= loads, before any connection
         _run_many(urls, opts, lines, out)
     else:
-        live = bool(out.show_transcript) and not out.as_json and sys.stdout.isatty()
+        live = bool(out.show_transcript) and fmt == "text" and sys.stdout.isatty()
         report = _audit_one(parse_target(urls[0]), options, live)
         if live:
             out.show_transcript = False  # already on the screen
         out.emit(report, 0)
+    if fmt == "prometheus":
+        from certkit.metrics import endpoint_families
+        from certkit.promtext import write
+
+        write(endpoint_families(out.summaries), lambda text: click.echo(text, nl=False))
     if lineage and store is not None:
         _record(store, lineage, out.last)
+    if _record_wanted(ctx, opts["record"]):
+        _record_endpoints(ctx, out.summaries)
     _raise_failures(out)
+
+
+def _output_format(opts: dict[str, Any]) -> str:
+    """--format, with --json as its json spelling (both given: they must agree)."""
+    fmt = opts["fmt"]
+    if opts["as_json"] and fmt not in (None, "json"):
+        raise UsageError(f"--json and --format {fmt} contradict each other", "give one of them")
+    return "json" if opts["as_json"] else (fmt or "text")
+
+
+def _record_wanted(ctx: click.Context, wanted: bool | None) -> bool:
+    """--record / --no-record; by default, record when the state directory exists."""
+    from certkit.cli.context import home_from
+
+    return wanted if wanted is not None else home_from(ctx).is_dir()
+
+
+def _record_endpoints(ctx: click.Context, summaries: dict[str, dict[str, Any]]) -> None:
+    """Keep the endpoints' results for `certkit metrics`."""
+    if not summaries:
+        return
+    from certkit import endpoints
+    from certkit.cli.context import store_from
+    from certkit.clock import utc_now
+
+    store = store_from(ctx)
+    store.lock_wait = min(store.lock_wait, 5.0)
+    try:
+        with store.lock():
+            endpoints.record(store, summaries, utc_now())
+    except LockError:
+        click.echo(f"note: another certkit process holds {store.home}; the results were not recorded", err=True)
+    except OSError as exc:
+        click.echo(f"note: could not record the results in {store.home}: {exc}", err=True)
 
 
 def _check_flags(urls: tuple[str, ...], opts: dict[str, Any]) -> None:
@@ -246,12 +295,20 @@ class _Output:
     source: str | None = None  # the --targets file: a line's summary starts with FILE:LINE
     failures: list[tuple[str, list[str]]] = field(default_factory=list)
     last: dict[str, Any] = field(default_factory=dict)
+    fmt: str = "text"
+    keep: bool = False  # keep each target's summary (for --format prometheus or the state directory)
+    summaries: dict[str, dict[str, Any]] = field(default_factory=dict)  # endpoint -> CheckReport.summary()
 
     def emit(self, report: Any, index: int) -> None:
         from certkit.check import render_text
 
         many = self.many
-        if self.as_json:
+        when = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        if self.keep:  # a few hundred bytes per endpoint, only when they are wanted
+            self.summaries[report.target] = report.summary(when)
+        if self.fmt == "prometheus":
+            pass  # printed once all targets are done: a family's samples must stand together
+        elif self.as_json:
             text = json.dumps(report.to_json(), indent=None if many else 2)
             click.echo((("[\n" if index == 0 else ",\n") + text) if many else text, nl=not many)
         elif many and not self.show_transcript:
@@ -265,8 +322,7 @@ class _Output:
             self.failures.append((report.target, report.failed))
         # The lineage keeps the first failing result, else the last one.
         if self.lineage and (not self.last or self.last["ok"]):
-            self.last.update(time=dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                             target=report.target, ok=report.ok, failed=report.failed)
+            self.last.update(time=when, target=report.target, ok=report.ok, failed=report.failed)
 
 
 STATUS_COLOURS = {"PASS": "green", "WARN": "yellow", "FAIL": "red", "SKIP": "bright_black", "UNKNOWN": "magenta"}
@@ -313,7 +369,7 @@ def _run_many(urls: tuple[str, ...], opts: dict[str, Any], lines: Any, out: _Out
             click.echo("\n]")
     if counter["n"] == 0:
         raise UsageError("no target on standard input", "pipe one URL a line into `certkit check --targets -`")
-    if not out.as_json:
+    if out.fmt == "text":
         click.echo(f"{counter['n']} target(s) checked, {len(out.failures)} FAILED")
 
 
@@ -325,10 +381,12 @@ def _raise_failures(out: _Output) -> None:
         target, ids = out.failures[0]
         raise CheckFailed(f"{target}: {len(ids)} check(s) FAILED ({', '.join(ids)})",
                           'see the "fix" of each FAIL check in the JSON output' if out.as_json
+                          else "see the certkit_check_failure series above" if out.fmt == "prometheus"
                           else "see the fix under each FAIL line")
     raise CheckFailed(f"{len(out.failures)} target(s) FAILED ({', '.join(t for t, _ in out.failures[:5])}"
                       f"{', ...' if len(out.failures) > 5 else ''})",
                       'see the checks with "status": "FAIL" in the JSON output' if out.as_json
+                      else "see the certkit_check_failure series above" if out.fmt == "prometheus"
                       else "see the FAIL lines above")
 
 

@@ -440,7 +440,8 @@ def _renew_locked(session: _Session, decision: Decision, settings: LineageSettin
 def _record_renewal(session: _Session, name: str, attempt: _Attempt) -> str | None:
     """Write ``last_renewal`` and clear the marker unless a deploy is still owed; the error, if any."""
     store, error, version = session.store, attempt.error, attempt.version
-    record = {"time": clock_iso(session.renewal.clock()), "ok": error is None, "error": error, "version": version}
+    when = clock_iso(session.renewal.clock())
+    record = {"time": when, "ok": error is None, "error": error, "version": version}
     # Done, or failed with the previous version restored: nothing left to finish. A failure that
     # left a new version live (its rollback failed too) keeps the marker, so the next run deploys again.
     from_version = attempt.from_version
@@ -449,10 +450,20 @@ def _record_renewal(session: _Session, name: str, attempt: _Attempt) -> str | No
         with store.lock():
             if not unfinished:
                 store.clear_unfinished(name)
-            store.update_state(name, last_renewal=record)
+            store.update_state(name, last_renewal=_with_history(store.load_state(name).get("last_renewal"), record))
     except (CertkitError, OSError) as exc:
         error = error or f"cannot record the renewal: {exc}"
     return error
+
+
+def _with_history(previous: Any, record: dict[str, Any]) -> dict[str, Any]:
+    """``record`` plus ``last_success`` (time of the last successful renewal) and ``consecutive_failures``."""
+    before = previous if isinstance(previous, dict) else {}
+    if record["ok"]:
+        return {**record, "last_success": record["time"], "consecutive_failures": 0}
+    earlier = int(before.get("consecutive_failures") or (0 if before.get("ok", True) else 1))
+    last_success = before.get("last_success") or (before.get("time") if before.get("ok") else None)
+    return {**record, "last_success": last_success, "consecutive_failures": earlier + 1}
 
 
 def _renewed(store: Store, decision: Decision, version: int | None, elapsed: float) -> LineageResult:
