@@ -38,6 +38,7 @@ def issue(
     extra_targets: list[DeployTarget] | None = None,
     extra_verify: list[str] | None = None,
     deploy: bool = True,
+    skip_dane_wait: bool = False,
 ) -> IssueOutcome:
     """Issue a new version of ``settings.name`` and make it live.
 
@@ -48,7 +49,12 @@ def issue(
 
     Raises:
         CertkitError: UsageError for bad settings, AcmeError, HookError,
-            VerificationError (after rollback).
+            VerificationError (after rollback), HeldBack (a DANE lineage whose
+            next key's TLSA record is not visible long enough; nothing changed).
+
+    A DANE lineage (``settings.dane``) is re-issued with its staged next key,
+    and afterwards gets a new staged key and its records published
+    (certkit.dane.rollover); ``skip_dane_wait`` skips the visibility wait.
     """
     identities = [names.parse_name(d) for d in settings.domains]
     key_type = keys.check_key_type(settings.key_type, settings.allow_weak)
@@ -57,7 +63,7 @@ def issue(
         previous = store.live_version(settings.name)
         key = _reused_key(store, settings, previous)
         if key is None:
-            key = keys.generate(key_type)
+            key = _dane_key(store, settings, previous, echo, skip_dane_wait) or keys.generate(key_type)
         made = _certificate(store, settings, identities, key, previous, echo)
         version, generated = _add_version(store, settings, key, made)
         store.save_settings(settings)
@@ -75,7 +81,35 @@ def issue(
                 store.clear_unfinished(settings.name)
             raise
         store.clear_unfinished(settings.name)
+        if settings.dane is not None:
+            _dane_after_switch(store, settings, echo)
         return outcome
+
+
+def _dane_key(store: Store, settings: LineageSettings, previous: int | None, echo: Echo,
+              skip_wait: bool) -> keys.PrivateKey | None:
+    """A DANE lineage's staged next key once its TLSA record may go live (HeldBack otherwise); None: not DANE,
+    or a first version (nothing published yet to break)."""
+    if settings.dane is None or previous is None:
+        return None
+    if store.load_settings(settings.name).dane is None:
+        # DANE is being switched on: nothing is published yet, so the live key stays for this version and
+        # the records of it and of the next key go out afterwards (no key change, nothing to break).
+        return keys.load_pem(store.read_version(settings.name, previous).key_pem)
+    from certkit.dane import rollover
+
+    return rollover.key_for_renewal(store, settings, echo, rollover.Waits(skip=skip_wait))
+
+
+def _dane_after_switch(store: Store, settings: LineageSettings, echo: Echo) -> None:
+    """Stage the next key and publish/clean TLSA records; a failure here is a warning (the version is live)."""
+    from certkit.dane import rollover
+
+    try:
+        rollover.after_switch(store, settings, echo, rollover.Waits())
+    except CertkitError as exc:
+        echo(f"warning: DANE records not updated: {exc}; the next `certkit renew` tries again "
+             f"(`certkit dane {settings.name}` lists them)")
 
 
 @dataclass

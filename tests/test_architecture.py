@@ -1,7 +1,7 @@
 """The package layers of docs/architecture.md, enforced on the code (function-local imports included).
 
 A module may import its own package and any lower layer, never a higher
-one; capabilities (acme, check, smtpd) do not import each other; there is
+one; capabilities (acme, check, smtpd, dane) do not import each other; there is
 no import cycle anywhere.
 """
 
@@ -18,15 +18,15 @@ PACKAGE = Path(__file__).resolve().parent.parent / "certkit"
 LAYERS: list[tuple[str, set[str]]] = [
     ("core", {"__init__", "errors", "callbacks", "clock", "envvars", "homedir", "hostport", "names", "keys", "x509",
               "fsguard", "atomicfile", "statelock", "secretfile", "polling", "runner", "settings", "export", "store",
-              "trust"}),
-    ("capabilities", {"acme", "check", "smtpd"}),
+              "trust", "tlsa", "dnshook"}),
+    ("capabilities", {"acme", "check", "smtpd", "dane"}),
     ("deploy", {"deploy"}),
     ("issuing", {"issuing"}),
     ("renew", {"renew"}),
     ("interface", {"cli", "__main__"}),
 ]
 # Capabilities stand side by side: each is usable without the others.
-CAPABILITY_GROUPS = {"acme": "acme", "check": "check", "smtpd": "smtpd"}
+CAPABILITY_GROUPS = {"acme": "acme", "check": "check", "smtpd": "smtpd", "dane": "dane"}
 
 
 def module_name(path: Path) -> str:

@@ -28,7 +28,8 @@ def _acme_options(func: Any) -> Any:
         click.option("--http-address", default=None, help="Address the http-01 server listens on."),
         click.option("--webroot", type=click.Path(file_okay=False), default=None,
                      help="Write http-01 tokens under DIR/.well-known/acme-challenge/."),
-        click.option("--dns-hook", default=None, help="Command run to add/remove dns-01 TXT records."),
+        click.option("--dns-hook", default=None,
+                     help="Command run to add/remove dns-01 TXT records (and TLSA records with --dane)."),
         click.option("--dns-resolver", default=None, help="HOST[:PORT] polled until TXT records are visible."),
         click.option("--profile", default=None, help="ACME certificate profile name."),
         click.option("--ca-bundle", type=click.Path(dir_okay=False), default=None,
@@ -56,6 +57,15 @@ def _acme_options(func: Any) -> Any:
               help="Validity of a self-signed certificate (default 365).")
 @click.option("--self-signed", "self_signed", is_flag=True, help="Self-signed (the default).")
 @_acme_options
+@click.option("--dane", is_flag=True,
+              help="DANE: keep a staged next key and publish TLSA records (3 1 1) through --dns-hook; "
+                   "renewals wait until the next key's record is visible (docs/dane-mta-sts.md).")
+@click.option("--dane-port", type=click.IntRange(1, 65535), default=None, help="TLSA port (default 25).")
+@click.option("--dane-host", default=None, metavar="HOST", help="TLSA host, the MX name (default: --cn).")
+@click.option("--dane-ca", is_flag=True, help="Also publish 2 1 1 for the issuing CA.")
+@click.option("--dane-nameserver", multiple=True, metavar="HOST:PORT",
+              help="Authoritative server asked whether a TLSA record is visible (default: the zone's NS); "
+                   "repeatable.")
 @click.option("--pfx", is_flag=True, help="Also write a PFX (PKCS#12) for Windows.")
 @click.option("--pfx-password-file", type=click.Path(dir_okay=False), default=None)
 @click.option("--pfx-encryption", type=click.Choice(["auto", "legacy", "modern"]), default="auto")

@@ -22,7 +22,7 @@ from certkit.errors import NotFoundError, UsageError
 from certkit.export import default_friendly_name
 from certkit.issuing import IssueOutcome, issue
 from certkit.secretfile import read_secret_file
-from certkit.settings import AcmeSettings, DeployTarget, LineageSettings, PfxSettings
+from certkit.settings import AcmeSettings, DaneSettings, DeployTarget, LineageSettings, PfxSettings
 from certkit.store import Store, check_lineage_name, lineage_name_for
 
 DAYS_WARN = 398  # CA/B Forum maximum since 2020; clients (Apple) reject longer public certificates
@@ -62,7 +62,9 @@ def build_settings(opts: dict[str, Any]) -> LineageSettings:
     if use_acme and opts.get("self_signed"):
         raise UsageError("--self-signed and --acme exclude each other", "pick one")
     if not use_acme:
-        given = [f"--{o.replace('_', '-')}" for o in ACME_ONLY if opts.get(o) not in (None, False, "")]
+        # --dns-hook also publishes TLSA records, so --dane takes it without --acme (self-signed DANE-EE).
+        acme_only = [o for o in ACME_ONLY if not (o == "dns_hook" and opts.get("dane"))]
+        given = [f"--{o.replace('_', '-')}" for o in acme_only if opts.get(o) not in (None, False, "")]
         if given or any(opts.get(flag) for flag in ACME_FLAGS):
             verb = "needs" if len(given) == 1 else "need"
             raise UsageError(f"{', '.join(given) or 'ACME options'} {verb} --acme",
@@ -94,7 +96,34 @@ def build_settings(opts: dict[str, Any]) -> LineageSettings:
         pfx=pfx,
         trust=bool(opts.get("trust")),
         trust_store_dir=str(Path(opts["trust_store_dir"]).absolute()) if opts.get("trust_store_dir") else None,
+        dane=_dane_settings(opts, identities[0].value),
     )
+
+
+def _dane_settings(opts: dict[str, Any], first_name: str) -> DaneSettings | None:
+    """--dane and its companions; the companions without --dane are a usage error."""
+    given = [f"--{o.replace('_', '-')}" for o in ("dane_port", "dane_host", "dane_ca", "dane_nameserver")
+             if opts.get(o) not in (None, False, ())]
+    if not opts.get("dane"):
+        if given:
+            raise UsageError(f"{', '.join(given)} need --dane", "add --dane")
+        return None
+    host = opts.get("dane_host")
+    if host is not None:
+        host = names.parse_name(host).value
+    elif first_name.startswith("*."):
+        raise UsageError("--dane with a wildcard --cn needs --dane-host MX", "name the MX host the TLSA is for")
+    servers = list(opts.get("dane_nameserver") or ())
+    for spec in servers:
+        from certkit.hostport import dns_server
+
+        dns_server(spec, "--dane-nameserver")
+    if opts.get("dns_hook"):
+        from certkit.dnshook import check_runnable
+
+        check_runnable(opts["dns_hook"])
+    return DaneSettings(port=opts.get("dane_port") or 25, host=host, dns_hook=opts.get("dns_hook"),
+                        nameservers=servers, ca=bool(opts.get("dane_ca")))
 
 
 def parse_deploy_targets(specs: tuple[str, ...] | list[str]) -> list[DeployTarget]:
@@ -112,6 +141,8 @@ def run_issue(store: Store, opts: dict[str, Any]) -> None:
         if not opts.get("expand"):
             refuse_silent_change(old, settings)
         settings.deploy, settings.verify = old.deploy, old.verify  # re-run what was remembered
+        if settings.dane is None:
+            settings.dane = old.dane  # DANE stays on: dropping it would leave stale TLSA records behind
     if len(settings.domains[0]) > names.MAX_CN:
         warn(f"{settings.domains[0]} is longer than 64 characters, the CN limit: the certificate has no CN "
              "and carries the name as a SAN only (what clients match); IIS will show an empty name")

@@ -1,0 +1,243 @@
+"""A DNSSEC lab on loopback: Knot DNS serving a signed zone (``dane.test``) and an unsigned one
+(``plain.test``), and unbound validating with the signed zone's trust anchor.
+
+``start_dns_lab(workdir)`` works outside pytest too::
+
+    lab = start_dns_lab(Path("/tmp/lab"))
+    lab.add("_25._tcp.mx.dane.test", "TLSA", "3 1 1 ...")   # a dynamic update; Knot re-signs
+    ... kdig @127.0.0.1 -p {lab.resolver_port} +dnssec _25._tcp.mx.dane.test TLSA ...
+    lab.stop()
+
+Knot signs ``dane.test`` itself (automatic DNSSEC, ECDSA P-256, TTL 1 s
+everywhere so caches expire at once) and takes RFC 2136 updates from
+127.0.0.1; :attr:`DnsLab.hook` is a ``--dns-hook`` script that publishes
+through those updates (knsupdate), TXT and TLSA alike. unbound runs with
+``do-not-query-localhost: no``, stub zones pointing at Knot, the ``test.``
+default local zone lifted, and the zone's KSK as its trust anchor - no
+``domain-insecure``: ``plain.test`` is insecure only because nothing
+anchors it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.servers.net import free_port, wait_port
+
+SIGNED, UNSIGNED = "dane.test", "plain.test"
+TOOLS = ("knotd", "knsupdate", "kdig", "unbound")
+
+ZONE = """$TTL 1
+@ SOA ns1.{zone}. admin.{zone}. 1 60 60 3600 1
+@ NS ns1.{zone}.
+ns1 A 127.0.0.1
+mx A 127.0.0.1
+mta-sts A 127.0.0.1
+@ MX 10 mx.{zone}.
+"""
+
+KNOT_CONF = """server:
+    rundir: "{dir}/run"
+    listen: 127.0.0.1@{port}
+    user: {user}
+database:
+    storage: "{dir}/db"
+log:
+  - target: {dir}/knot.log
+    any: info
+acl:
+  - id: local-update
+    address: 127.0.0.1
+    action: update
+policy:
+  - id: lab
+    algorithm: ecdsap256sha256
+    ksk-lifetime: 0
+    zsk-lifetime: 0
+    dnskey-ttl: 1
+    zone-max-ttl: 1
+template:
+  - id: default
+    storage: "{dir}/zones"
+    file: "%s.zone"
+    zonefile-sync: -1
+    journal-content: changes
+    acl: local-update
+zone:
+  - domain: {signed}
+    dnssec-signing: on
+    dnssec-policy: lab
+  - domain: {unsigned}
+"""
+
+UNBOUND_CONF = """server:
+    interface: 127.0.0.1
+    port: {port}
+    do-daemonize: no
+    username: ""
+    chroot: ""
+    directory: "{dir}"
+    pidfile: "{dir}/unbound.pid"
+    use-syslog: no
+    logfile: "{dir}/unbound.log"
+    do-not-query-localhost: no
+    trust-anchor-file: "{anchor}"
+    cache-max-ttl: 1
+    cache-max-negative-ttl: 1
+    access-control: 127.0.0.0/8 allow
+    local-zone: "test." nodefault
+    qname-minimisation: no
+    module-config: "validator iterator"
+stub-zone:
+    name: "{signed}"
+    stub-addr: 127.0.0.1@{knot}
+stub-zone:
+    name: "{unsigned}"
+    stub-addr: 127.0.0.1@{knot}
+remote-control:
+    control-enable: no
+"""
+
+HOOK = """#!/bin/sh
+# --dns-hook for the lab: RFC 2136 updates to Knot (TXT and TLSA), every call logged.
+set -eu
+echo "$CERTKIT_DNS_ACTION ${{CERTKIT_DNS_TYPE:-TXT}} $CERTKIT_DNS_NAME $CERTKIT_DNS_VALUE" >> "{log}"
+name="${{CERTKIT_DNS_NAME%.}}"
+zone=$(echo "$name" | awk -F. '{{print $(NF-1)"."$NF}}')
+type="${{CERTKIT_DNS_TYPE:-TXT}}"
+value="$CERTKIT_DNS_VALUE"
+[ "$type" = TXT ] && value="\\"$value\\""
+if [ "$CERTKIT_DNS_ACTION" = present ]; then op="add $name. 1"; else op="delete $name."; fi
+printf 'server 127.0.0.1 {port}\\nzone %s.\\nupdate %s %s %s\\nsend\\n' "$zone" "$op" "$type" "$value" | knsupdate
+"""
+
+
+@dataclass
+class DnsLab:
+    """The running lab: Knot (authoritative) and unbound (validating), their ports and files."""
+
+    workdir: Path
+    knot_port: int
+    resolver_port: int
+    anchor: Path
+    hook: Path
+    hook_log: Path
+    procs: list[subprocess.Popen[bytes]]
+
+    @property
+    def nameserver(self) -> str:
+        return f"127.0.0.1:{self.knot_port}"
+
+    @property
+    def resolver(self) -> str:
+        return f"127.0.0.1:{self.resolver_port}"
+
+    def update(self, zone: str, *commands: str) -> None:
+        """Send one RFC 2136 update (``update add ...`` lines) to Knot."""
+        script = f"server 127.0.0.1 {self.knot_port}\nzone {zone}.\n" + "".join(f"{c}\n" for c in commands) + "send\n"
+        subprocess.run(["knsupdate"], input=script.encode(), check=True, timeout=10, capture_output=True)
+
+    def add(self, name: str, rtype: str, value: str) -> None:
+        self.update(_zone_of(name), f"update add {name}. 1 {rtype} {value}")
+
+    def delete(self, name: str, rtype: str, value: str | None = None) -> None:
+        self.update(_zone_of(name), f"update delete {name}. {rtype} {value or ''}".rstrip())
+
+    def authoritative(self, name: str, rtype: str = "TLSA") -> list[str]:
+        """What Knot itself serves (kdig +short), upper/lower case as Knot prints it."""
+        out = subprocess.run(["kdig", "@127.0.0.1", "-p", str(self.knot_port), "+short", "+norecurse", name, rtype],
+                             capture_output=True, text=True, timeout=10, check=True).stdout
+        return [line.strip() for line in out.splitlines() if line.strip()]
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def _zone_of(name: str) -> str:
+    return ".".join(name.rstrip(".").split(".")[-2:])
+
+
+def start_dns_lab(workdir: Path) -> DnsLab:
+    """Start Knot and unbound on free loopback ports, with ``dane.test`` signed and anchored."""
+    for sub in ("run", "db", "zones"):
+        (workdir / sub).mkdir(parents=True, exist_ok=True)
+    for zone in (SIGNED, UNSIGNED):
+        (workdir / "zones" / f"{zone}.zone").write_text(ZONE.format(zone=zone))
+    knot_port, resolver_port = free_port(), free_port()
+    import pwd
+
+    user = pwd.getpwuid(os.getuid()).pw_name
+    (workdir / "knot.conf").write_text(KNOT_CONF.format(dir=workdir, port=knot_port, user=user, signed=SIGNED,
+                                                         unsigned=UNSIGNED))
+    knot = subprocess.Popen(["knotd", "-c", str(workdir / "knot.conf")], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+    procs = [knot]
+    lab = DnsLab(workdir, knot_port, resolver_port, workdir / "anchor.keys", workdir / "hook.sh",
+                 workdir / "hook.log", procs)
+    try:
+        if not wait_port(knot_port, 15):
+            raise RuntimeError(f"knotd did not start: {(workdir / 'knot.log').read_text(errors='replace')[-2000:]}")
+        lab.anchor.write_text(_wait_ksk(knot_port))
+        (workdir / "unbound.conf").write_text(UNBOUND_CONF.format(dir=workdir, port=resolver_port, anchor=lab.anchor,
+                                                                  signed=SIGNED, unsigned=UNSIGNED, knot=knot_port))
+        procs.append(subprocess.Popen(["unbound", "-c", str(workdir / "unbound.conf")], stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL))
+        if not wait_port(resolver_port, 15):
+            raise RuntimeError("unbound did not start: "
+                               f"{(workdir / 'unbound.log').read_text(errors='replace')[-2000:]}")
+        lab.hook.write_text(HOOK.format(log=lab.hook_log, port=knot_port))
+        lab.hook.chmod(0o755)
+    except BaseException:
+        lab.stop()
+        raise
+    return lab
+
+
+def _wait_ksk(port: int) -> str:
+    """The signed zone's KSK (DNSKEY flags 257) in zone-file form, once Knot serves it."""
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        out = subprocess.run(["kdig", "@127.0.0.1", "-p", str(port), "+norecurse", SIGNED, "DNSKEY"],
+                             capture_output=True, text=True, timeout=10).stdout
+        keys = [ln for ln in out.splitlines() if "\tDNSKEY\t257 " in ln and not ln.startswith(";")]
+        if keys:
+            return "\n".join(keys) + "\n"
+        time.sleep(0.1)
+    raise RuntimeError("knotd served no DNSKEY for the signed zone")
+
+
+@pytest.fixture(scope="module")
+def dns_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DnsLab]:
+    """Knot + unbound for one test module (skips, or fails under CI, without the tools)."""
+    from tests.conftest import skip_or_fail
+
+    missing = [tool for tool in TOOLS if shutil.which(tool) is None and not Path("/usr/sbin", tool).exists()]
+    if missing:
+        skip_or_fail(f"{', '.join(missing)} not installed (Debian knot, knot-dnsutils, unbound)")
+    workdir = tmp_path_factory.mktemp("dnslab")
+    try:
+        lab = start_dns_lab(workdir)
+    except (RuntimeError, OSError) as exc:
+        skip_or_fail(f"the DNS lab did not start: {exc}")
+        raise
+    try:
+        yield lab
+    finally:
+        lab.stop()
