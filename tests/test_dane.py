@@ -120,7 +120,8 @@ def test_rollover_keeps_dane_check_passing(dns_lab: DnsLab, home: Path) -> None:
     assert found["status"] == "FAIL" and code == 1
 
 
-def test_renewal_waits_until_the_next_tlsa_is_visible(dns_lab: DnsLab, home: Path) -> None:
+def test_renewal_waits_until_the_next_tlsa_is_visible(dns_lab: DnsLab, home: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     port, host = free_port(), "held.dane.test"
     owner = f"_{port}._tcp.{host}"
     issue_dane(home, dns_lab, host, port)  # no --dns-hook: records are published by hand
@@ -137,9 +138,21 @@ def test_renewal_waits_until_the_next_tlsa_is_visible(dns_lab: DnsLab, home: Pat
     assert res.exit_code == 1
     assert json.loads(res.stdout)["held_back"][0]["name"] == host
 
+    # Visible now, with a TTL of 30 s: a minute must pass first, longer than this run may wait.
+    monkeypatch.setenv("CERTKIT_DANE_WAIT_MAX", "5")
+    dns_lab.update("dane.test", f"update add {owner}. 30 TLSA {records['next']}")
+    res = run(home, "renew", "--force", host)
+    assert res.exit_code == 1, res.output
+    assert "has been visible since" in res.output and "TTL 30 s" in res.output
+    assert tlsa_texts(home, host) == records
+
+    # Gone again and back with a TTL of 1 s: the wait starts over, 2 s, which this run may wait.
+    dns_lab.delete(owner, "TLSA", records["next"])
+    assert "HELD BACK" in run(home, "renew", "--force", host).output
     dns_lab.add(owner, "TLSA", records["next"])
     res = run(home, "renew", "--force", host)
     assert res.exit_code == 0, res.output
+    assert "waiting" in res.output
     assert tlsa_texts(home, host)["current"] == records["next"]
 
 

@@ -110,12 +110,14 @@ def _visible_since(store: Store, settings: LineageSettings, owner: str, text: st
     missing = view.missing(text)
     seen = _state(store, settings.name).get("visible") or {}
     if missing:
+        # Gone somewhere: the TTL x 2 starts again once it is back everywhere.
+        seen = {k: v for k, v in seen.items() if k != text}
+        _save(store, settings.name, visible=seen)
         if settings.dane.dns_hook:
             echo(f"the TLSA record {owner} TLSA {text} is missing at {', '.join(missing)}: publishing it again")
             publish(store, settings, [records.DaneRecord("next", tlsa.Tlsa.parse(text))], echo, waits)
             missing = visibility.look(owner, settings.dane.nameservers).missing(text)
         if missing:
-            _save(store, settings.name, visible={k: v for k, v in seen.items() if k != text})
             raise HeldBack(f"held back: the TLSA record of {settings.name}'s next key is not visible at "
                            f"{', '.join(missing)} ({owner} TLSA {text}); the live key stays",
                            f"publish it (see `certkit dane {settings.name}`), then run `certkit renew "
@@ -123,9 +125,14 @@ def _visible_since(store: Store, settings: LineageSettings, owner: str, text: st
         seen = _state(store, settings.name).get("visible") or {}
     since = parse_time(seen.get(text))
     if since is None:
-        since = waits.clock()
+        since = _first_seen(waits)
         _save(store, settings.name, visible={**seen, text: iso(since)})
     return since
+
+
+def _first_seen(waits: Waits) -> dt.datetime:
+    """Now, rounded up to the next second (state.json keeps whole seconds: never count a wait as longer)."""
+    return waits.clock().replace(microsecond=0) + dt.timedelta(seconds=1)
 
 
 def publish(store: Store, settings: LineageSettings, wanted: list[records.DaneRecord], echo: Echo,
@@ -157,7 +164,7 @@ def publish(store: Store, settings: LineageSettings, wanted: list[records.DaneRe
                  "the next renewal waits for them")
             return
     seen = _state(store, settings.name).get("visible") or {}
-    now = iso(waits.clock())
+    now = iso(_first_seen(waits))
     _save(store, settings.name, visible={**seen, **{t: seen.get(t, now) for t in texts}})
 
 
