@@ -212,6 +212,8 @@ def report(store: Store, outcome: IssueOutcome, as_json: bool) -> None:
         (f"certkit export {name} --format pfx --out {name}.pfx", "IIS / Exchange"),
         check_hint(name, rec["domains"][0], rec["source"]),
     ]
+    if store.load_settings(name).dane is not None:
+        steps.append((f"certkit dane {name}", "the TLSA records (DNSSEC-signed zone; docs/dane-mta-sts.md)"))
     width = max(len(command) for command, _ in steps)
     click.echo("Next:")
     for command, why in steps:

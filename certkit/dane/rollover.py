@@ -81,7 +81,7 @@ def key_for_renewal(store: Store, settings: LineageSettings, echo: Echo, waits: 
     if key is None:
         key = records.stage_next_key(store, settings)
         publish(store, settings, [records.DaneRecord("next", tlsa.Tlsa.parse(next_text(key)))], echo, waits)
-        raise HeldBack(f"held back: {name} had no staged next key; one is staged now and its TLSA record "
+        raise HeldBack(f"{name} had no staged next key; one is staged now and its TLSA record "
                        f"{owner} TLSA {next_text(key)} must be visible for TTL x 2 before it goes live",
                        f"run `certkit renew {name}` again after that (see `certkit dane {name}`)")
     text = next_text(key)
@@ -91,13 +91,13 @@ def key_for_renewal(store: Store, settings: LineageSettings, echo: Echo, waits: 
     if left > 0:
         ready = iso(since + dt.timedelta(seconds=2 * ttl))
         if left > waits.max_inline:
-            raise HeldBack(f"held back: the TLSA record of {name}'s next key ({owner} TLSA {text}) has been "
+            raise HeldBack(f"the TLSA record of {name}'s next key ({owner} TLSA {text}) has been "
                            f"visible since {iso(since)}; with TTL {ttl} s it may go live at {ready}",
                            f"run `certkit renew {name}` after {ready} (the renewal timer will)")
         echo(f"waiting {left:.0f} s until the next key's TLSA record has been visible for TTL x 2 ({ready})")
         waits.sleep(left)
         if visibility.look(owner, dane.nameservers).missing(text):
-            raise HeldBack(f"held back: the TLSA record {owner} TLSA {text} disappeared during the wait",
+            raise HeldBack(f"the TLSA record {owner} TLSA {text} disappeared during the wait",
                            "check the zone, then run `certkit renew` again")
     return key
 
@@ -118,7 +118,7 @@ def _visible_since(store: Store, settings: LineageSettings, owner: str, text: st
             publish(store, settings, [records.DaneRecord("next", tlsa.Tlsa.parse(text))], echo, waits)
             missing = visibility.look(owner, settings.dane.nameservers).missing(text)
         if missing:
-            raise HeldBack(f"held back: the TLSA record of {settings.name}'s next key is not visible at "
+            raise HeldBack(f"the TLSA record of {settings.name}'s next key is not visible at "
                            f"{', '.join(missing)} ({owner} TLSA {text}); the live key stays",
                            f"publish it (see `certkit dane {settings.name}`), then run `certkit renew "
                            f"{settings.name}` again")
