@@ -25,13 +25,13 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-from tests.servers.net import free_port, wait_port
+from tests.servers.net import free_port
 
 SIGNED, UNSIGNED = "dane.test", "plain.test"
 TOOLS = ("knotd", "knsupdate", "kdig", "unbound")
@@ -132,6 +132,7 @@ class DnsLab:
     hook: Path
     hook_log: Path
     procs: list[subprocess.Popen[bytes]]
+    wrap: list[str] = field(default_factory=list)  # e.g. ["ip", "netns", "exec", NAME]: where the lab runs
 
     @property
     def nameserver(self) -> str:
@@ -144,7 +145,7 @@ class DnsLab:
     def update(self, zone: str, *commands: str) -> None:
         """Send one RFC 2136 update (``update add ...`` lines) to Knot."""
         script = f"server 127.0.0.1 {self.knot_port}\nzone {zone}.\n" + "".join(f"{c}\n" for c in commands) + "send\n"
-        subprocess.run(["knsupdate"], input=script.encode(), check=True, timeout=10, capture_output=True)
+        subprocess.run([*self.wrap, "knsupdate"], input=script.encode(), check=True, timeout=10, capture_output=True)
 
     def add(self, name: str, rtype: str, value: str) -> None:
         self.update(_zone_of(name), f"update add {name}. 1 {rtype} {value}")
@@ -154,7 +155,8 @@ class DnsLab:
 
     def authoritative(self, name: str, rtype: str = "TLSA") -> list[str]:
         """What Knot itself serves (kdig +short), upper/lower case as Knot prints it."""
-        out = subprocess.run(["kdig", "@127.0.0.1", "-p", str(self.knot_port), "+short", "+norecurse", name, rtype],
+        out = subprocess.run([*self.wrap, "kdig", "@127.0.0.1", "-p", str(self.knot_port), "+short", "+norecurse",
+                              name, rtype],
                              capture_output=True, text=True, timeout=10, check=True).stdout
         return [line.strip() for line in out.splitlines() if line.strip()]
 
@@ -174,32 +176,36 @@ def _zone_of(name: str) -> str:
     return ".".join(name.rstrip(".").split(".")[-2:])
 
 
-def start_dns_lab(workdir: Path) -> DnsLab:
-    """Start Knot and unbound on free loopback ports, with ``dane.test`` signed and anchored."""
+def start_dns_lab(workdir: Path, wrap: Sequence[str] = (), resolver_port: int | None = None) -> DnsLab:
+    """Start Knot and unbound on free loopback ports, with ``dane.test`` signed and anchored.
+
+    ``wrap`` prefixes every command (``ip netns exec NAME`` runs the lab in a network namespace, where
+    unbound can take ``resolver_port=53`` for programs that read resolv.conf).
+    """
     for sub in ("run", "db", "zones"):
         (workdir / sub).mkdir(parents=True, exist_ok=True)
     for zone in (SIGNED, UNSIGNED):
         (workdir / "zones" / f"{zone}.zone").write_text(ZONE.format(zone=zone))
-    knot_port, resolver_port = free_port(), free_port()
+    knot_port, resolver_port = free_port(), resolver_port or free_port()
     import pwd
 
     user = pwd.getpwuid(os.getuid()).pw_name
     (workdir / "knot.conf").write_text(KNOT_CONF.format(dir=workdir, port=knot_port, user=user, signed=SIGNED,
                                                          unsigned=UNSIGNED))
-    knot = subprocess.Popen(["knotd", "-c", str(workdir / "knot.conf")], stdout=subprocess.DEVNULL,
+    knot = subprocess.Popen([*wrap, "knotd", "-c", str(workdir / "knot.conf")], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
     procs = [knot]
     lab = DnsLab(workdir, knot_port, resolver_port, workdir / "anchor.keys", workdir / "hook.sh",
-                 workdir / "hook.log", procs)
+                 workdir / "hook.log", procs, list(wrap))
     try:
-        if not wait_port(knot_port, 15):
+        if not _answers(knot_port, list(wrap)):
             raise RuntimeError(f"knotd did not start: {(workdir / 'knot.log').read_text(errors='replace')[-2000:]}")
-        lab.anchor.write_text(_wait_ksk(knot_port))
+        lab.anchor.write_text(_wait_ksk(knot_port, list(wrap)))
         (workdir / "unbound.conf").write_text(UNBOUND_CONF.format(dir=workdir, port=resolver_port, anchor=lab.anchor,
                                                                   signed=SIGNED, unsigned=UNSIGNED, knot=knot_port))
-        procs.append(subprocess.Popen(["unbound", "-c", str(workdir / "unbound.conf")], stdout=subprocess.DEVNULL,
-                                      stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL))
-        if not wait_port(resolver_port, 15):
+        procs.append(subprocess.Popen([*wrap, "unbound", "-c", str(workdir / "unbound.conf")],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL))
+        if not _answers(resolver_port, list(wrap)):
             raise RuntimeError("unbound did not start: "
                                f"{(workdir / 'unbound.log').read_text(errors='replace')[-2000:]}")
         lab.hook.write_text(HOOK.format(log=lab.hook_log, port=knot_port))
@@ -210,11 +216,23 @@ def start_dns_lab(workdir: Path) -> DnsLab:
     return lab
 
 
-def _wait_ksk(port: int) -> str:
+def _answers(port: int, wrap: list[str], timeout: float = 15) -> bool:
+    """Whether a DNS server on 127.0.0.1:port answers (asked with kdig, so it works inside ``wrap`` too)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        res = subprocess.run([*wrap, "kdig", "@127.0.0.1", "-p", str(port), "+time=1", "+retry=0", SIGNED, "SOA"],
+                             capture_output=True, text=True, timeout=10)
+        if "status: NOERROR" in res.stdout:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def _wait_ksk(port: int, wrap: list[str]) -> str:
     """The signed zone's KSK (DNSKEY flags 257) in zone-file form, once Knot serves it."""
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
-        out = subprocess.run(["kdig", "@127.0.0.1", "-p", str(port), "+norecurse", SIGNED, "DNSKEY"],
+        out = subprocess.run([*wrap, "kdig", "@127.0.0.1", "-p", str(port), "+norecurse", SIGNED, "DNSKEY"],
                              capture_output=True, text=True, timeout=10).stdout
         keys = [ln for ln in out.splitlines() if "\tDNSKEY\t257 " in ln and not ln.startswith(";")]
         if keys:
