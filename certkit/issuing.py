@@ -97,8 +97,15 @@ def _dane_key(store: Store, settings: LineageSettings, previous: int | None, ech
         # the records of it and of the next key go out afterwards (no key change, nothing to break).
         return keys.load_pem(store.read_version(settings.name, previous).key_pem)
     from certkit.dane import rollover
+    from certkit.errors import HeldBack
 
-    return rollover.key_for_renewal(store, settings, echo, rollover.Waits(skip=skip_wait))
+    try:
+        return rollover.key_for_renewal(store, settings, echo, rollover.Waits(skip=skip_wait))
+    except HeldBack:
+        # What this issue asked for (an --expand to new names or key type) is what the renewal that
+        # goes through later must issue: remember it now.
+        store.save_settings(settings)
+        raise
 
 
 def _dane_after_switch(store: Store, settings: LineageSettings, echo: Echo) -> None:

@@ -22,6 +22,7 @@ from click.testing import CliRunner, Result
 from certkit.cli import cli
 from tests.servers.dns import DnsLab
 from tests.servers.net import free_port
+from tests.servers.pebble import PebbleServer
 from tests.servers.plain_aiosmtpd import plain_aiosmtpd, server_tls
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -187,3 +188,44 @@ def test_wrong_hash_fails_and_unsigned_answer_warns(dns_lab: DnsLab, home: Path)
         code, found = dane_check(home, dns_lab, "mx.plain.test", port, "mx.plain.test",
                                  "--dnssec-anchor", str(dns_lab.anchor))
         assert found["status"] == "WARN" and "no RRSIG" in found["detail"], found
+
+
+@pytest.mark.pebble
+def test_acme_lineage_rolls_over_with_its_staged_key(dns_lab: DnsLab, home: Path, pebble: PebbleServer,
+                                                     tmp_path: Path) -> None:
+    port, host = free_port(), "acme.dane.test"
+    owner = f"_{port}._tcp.{host}"
+    issue_dane(home, dns_lab, host, port, "--dns-hook", str(dns_lab.hook), "--dane-ca", "--acme", "--server",
+               pebble.directory_url, "--ca-bundle", str(pebble.ca_bundle), "--http-port", str(pebble.http_port),
+               "--http-address", "127.0.0.1", "--challenge", "http-01", "--agree-tos")
+    before = tlsa_texts(home, host)
+    assert set(before) == {"current", "next", "ca"} and before["ca"].startswith("2 1 1 ")
+    assert resolved(dns_lab, owner) == (True, set(before.values()))
+    res = run(home, "renew", "--force", host)
+    assert res.exit_code == 0, res.output
+    after = tlsa_texts(home, host)
+    # The CA's certificate issued the new version with the staged key; its 2 1 1 record stays.
+    assert after["current"] == before["next"] and after["ca"] == before["ca"]
+    assert resolved(dns_lab, owner) == (True, {after["current"], after["next"], after["ca"]})
+    root = tmp_path / "pebble-root.pem"
+    root.write_bytes(pebble.roots_pem(0))
+    with serving(home, host, port):
+        code, found = dane_check(home, dns_lab, host, port, host, "--cafile", str(root))
+    assert (code, found["status"]) == (0, "PASS"), found
+    assert "DANE-EE" in found["detail"] and "3 record(s)" in found["detail"]
+
+
+def test_key_type_change_stages_a_key_of_the_new_type_first(dns_lab: DnsLab, home: Path) -> None:
+    port, host = free_port(), "expand.dane.test"
+    owner = f"_{port}._tcp.{host}"
+    issue_dane(home, dns_lab, host, port)
+    for text in tlsa_texts(home, host).values():
+        dns_lab.add(owner, "TLSA", text)
+    res = run(home, "issue", "--cn", host, "--key", "ec384", "--expand")
+    assert res.exit_code == 1 and "key type changed to ec384" in res.output, res.output
+    staged = tlsa_texts(home, host)["next"]
+    dns_lab.add(owner, "TLSA", staged)
+    res = run(home, "renew", "--force", host)  # the remembered settings now say ec384
+    assert res.exit_code == 0, res.output
+    assert tlsa_texts(home, host)["current"] == staged
+    assert json.loads(run(home, "show", host, "--json").output)["key_type"] == "ec384"

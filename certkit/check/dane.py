@@ -214,7 +214,7 @@ def check(host: str, port: int, chain_der: Sequence[bytes], opts: DaneOptions) -
     if not hits:
         return CheckResult(CHECK_ID, FAIL, f"{owner}: no TLSA record ({listed}) matches the served chain "
                            f"(DNSSEC: {found.how})", FIX)
-    first = hits[0]
+    first = min(hits, key=lambda m: m.record.usage != tlsa.DANE_EE)  # name the leaf's own record when it matches
     what = "the leaf" if first.position == 0 else f"chain certificate {first.position}"
     return CheckResult(CHECK_ID, PASS, f"{owner}: {tlsa.USAGE_NAMES[first.record.usage]} "
                        f"{first.record.text()[:24]}... matches {what}; {len(found.records)} record(s), "

@@ -72,6 +72,10 @@ def key_for_renewal(store: Store, settings: LineageSettings, echo: Echo, waits: 
     dane, name = settings.dane, settings.name
     assert dane is not None
     key = records.staged_key(store, name)
+    if key is not None and keys.key_type_of(key) != settings.key_type:
+        key, why = None, f"its key type changed to {settings.key_type} (`issue --expand`)"
+    else:
+        why = "it had no staged next key"
     if waits.skip:
         echo("WARNING: --skip-dane-wait: the next key goes live WITHOUT checking that its TLSA record is "
              "visible; DANE clients (Postfix smtp_tls_security_level=dane) may refuse this server's mail "
@@ -81,7 +85,7 @@ def key_for_renewal(store: Store, settings: LineageSettings, echo: Echo, waits: 
     if key is None:
         key = records.stage_next_key(store, settings)
         publish(store, settings, [records.DaneRecord("next", tlsa.Tlsa.parse(next_text(key)))], echo, waits)
-        raise HeldBack(f"{name} had no staged next key; one is staged now and its TLSA record "
+        raise HeldBack(f"{name}: {why}; a next key is staged now and its TLSA record "
                        f"{owner} TLSA {next_text(key)} must be visible for TTL x 2 before it goes live",
                        f"run `certkit renew {name}` again after that (see `certkit dane {name}`)")
     text = next_text(key)
