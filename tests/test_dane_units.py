@@ -87,6 +87,8 @@ def test_dane_settings_round_trip() -> None:
     (["check", "smtp://127.0.0.1:25", "--dnssec-anchor", "/etc/hostname"], "--dnssec-anchor is for --dane"),
     (["check", "smtp://127.0.0.1:25", "--dane", "--dnssec-anchor", "/etc/hostname"], "holds no DS or DNSKEY"),
     (["check", "smtp://127.0.0.1:25", "--dane", "--resolver", "x:99999"], "--resolver"),
+    (["check", "smtp://127.0.0.1:25", "--policy-url", "https://x.test/"], "--policy-url is for --mta-sts"),
+    (["check", "--mta-sts", "example.test", "--dane"], "--mta-sts is checked on its own"),
     (["mta-sts", "example.test", "--mx", "192.0.2.1"], "not a host name"),
     (["mta-sts", "example.test", "--mx", "mx.example.test", "--rua", "nobody"], "--rua"),
 ])

@@ -14,6 +14,8 @@ from certkit.errors import CheckFailed, UsageError
 
 def dane_options(opts: dict[str, Any]) -> Any:
     """The DaneOptions for --dane (None without it); --resolver/--dnssec-anchor alone are a usage error."""
+    if opts.get("policy_url") and not opts.get("mta_sts"):
+        raise UsageError("--policy-url is for --mta-sts", "add --mta-sts DOMAIN")
     if not opts.get("dane"):
         if opts.get("dnssec_anchor"):
             raise UsageError("--dnssec-anchor is for --dane", "add --dane")
