@@ -116,7 +116,8 @@ def cli(home: str | None) -> None:
     """certkit: certificates for SMTP submission (587 + AUTH + STARTTLS).
 
     Issue (self-signed or ACME), export (PEM, PFX, DER), deploy (Postfix,
-    IIS/Exchange, aiosmtpd, scripts), check a server, renew on a timer.
+    IIS/Exchange, aiosmtpd, scripts), check a server, renew on a timer,
+    publish DANE (TLSA) and MTA-STS records.
     """
 
 
