@@ -115,6 +115,16 @@ def test_rollover_keeps_dane_check_passing(dns_lab: DnsLab, home: Path) -> None:
         code, found = dane_check(home, dns_lab, host, port, name, "--dnssec-anchor", str(dns_lab.anchor))
     assert (code, found["status"]) == (0, "PASS"), found
     assert "validated against" in found["detail"]
+    # ... also from the parent zone's key, through dane.test's DS record in test.
+    with serving(home, name, port):
+        code, found = dane_check(home, dns_lab, host, port, name, "--dnssec-anchor", str(dns_lab.parent_anchor))
+        assert (code, found["status"]) == (0, "PASS"), found
+        # An anchor that is not the zone's key: nothing validates (bogus), FAIL.
+        wrong = dns_lab.workdir / "wrong-anchor.keys"
+        wrong.write_text(dns_lab.anchor.read_text().replace("dane.test.", "test.", 1))
+        code, found = dane_check(home, dns_lab, host, port, name, "--dnssec-anchor", str(wrong))
+    assert (code, found["status"]) == (1, "FAIL"), found
+    assert "DNSSEC validation failed" in found["detail"] and "trust anchor" in found["detail"]
     # The old key no longer matches anything published: a server still on version 1 fails DANE.
     with serving(home, name, port, version=1):
         code, found = dane_check(home, dns_lab, host, port, "roll.dane.test")

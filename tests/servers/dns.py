@@ -33,7 +33,7 @@ import pytest
 
 from tests.servers.net import free_port
 
-SIGNED, UNSIGNED = "dane.test", "plain.test"
+SIGNED, UNSIGNED, PARENT = "dane.test", "plain.test", "test"
 TOOLS = ("knotd", "knsupdate", "kdig", "unbound")
 
 ZONE = """$TTL 1
@@ -77,6 +77,16 @@ zone:
     dnssec-signing: on
     dnssec-policy: lab
   - domain: {unsigned}
+  - domain: {parent}
+    dnssec-signing: on
+    dnssec-policy: lab
+"""
+
+PARENT_ZONE = """$TTL 1
+@ SOA ns1.{signed}. admin.{signed}. 1 60 60 3600 1
+@ NS ns1.{signed}.
+{signed_label} NS ns1.{signed}.
+{unsigned_label} NS ns1.{unsigned}.
 """
 
 UNBOUND_CONF = """server:
@@ -103,6 +113,9 @@ stub-zone:
 stub-zone:
     name: "{unsigned}"
     stub-addr: 127.0.0.1@{knot}
+stub-zone:
+    name: "{parent}"
+    stub-addr: 127.0.0.1@{knot}
 remote-control:
     control-enable: no
 """
@@ -128,7 +141,8 @@ class DnsLab:
     workdir: Path
     knot_port: int
     resolver_port: int
-    anchor: Path
+    anchor: Path  # dane.test's KSK (unbound's trust anchor)
+    parent_anchor: Path  # test.'s KSK: dane.test is secured from it through a DS record
     hook: Path
     hook_log: Path
     procs: list[subprocess.Popen[bytes]]
@@ -186,23 +200,30 @@ def start_dns_lab(workdir: Path, wrap: Sequence[str] = (), resolver_port: int | 
         (workdir / sub).mkdir(parents=True, exist_ok=True)
     for zone in (SIGNED, UNSIGNED):
         (workdir / "zones" / f"{zone}.zone").write_text(ZONE.format(zone=zone))
+    (workdir / "zones" / f"{PARENT}.zone").write_text(PARENT_ZONE.format(
+        signed=SIGNED, unsigned=UNSIGNED, signed_label=SIGNED.split(".")[0], unsigned_label=UNSIGNED.split(".")[0]))
     knot_port, resolver_port = free_port(), resolver_port or free_port()
     import pwd
 
     user = pwd.getpwuid(os.getuid()).pw_name
     (workdir / "knot.conf").write_text(KNOT_CONF.format(dir=workdir, port=knot_port, user=user, signed=SIGNED,
-                                                         unsigned=UNSIGNED))
+                                                         unsigned=UNSIGNED, parent=PARENT))
     knot = subprocess.Popen([*wrap, "knotd", "-c", str(workdir / "knot.conf")], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
     procs = [knot]
-    lab = DnsLab(workdir, knot_port, resolver_port, workdir / "anchor.keys", workdir / "hook.sh",
+    lab = DnsLab(workdir, knot_port, resolver_port, workdir / "anchor.keys", workdir / "parent-anchor.keys",
+                 workdir / "hook.sh",
                  workdir / "hook.log", procs, list(wrap))
     try:
         if not _answers(knot_port, list(wrap)):
             raise RuntimeError(f"knotd did not start: {(workdir / 'knot.log').read_text(errors='replace')[-2000:]}")
-        lab.anchor.write_text(_wait_ksk(knot_port, list(wrap)))
+        ksk = _wait_ksk(knot_port, list(wrap), SIGNED)
+        lab.anchor.write_text(ksk)
+        lab.parent_anchor.write_text(_wait_ksk(knot_port, list(wrap), PARENT))
+        lab.update(PARENT, f"update add {SIGNED}. 1 DS {_ds_of(ksk)}")  # the signed zone, secured from its parent
         (workdir / "unbound.conf").write_text(UNBOUND_CONF.format(dir=workdir, port=resolver_port, anchor=lab.anchor,
-                                                                  signed=SIGNED, unsigned=UNSIGNED, knot=knot_port))
+                                                                  signed=SIGNED, unsigned=UNSIGNED, parent=PARENT,
+                                                                  knot=knot_port))
         procs.append(subprocess.Popen([*wrap, "unbound", "-c", str(workdir / "unbound.conf")],
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL))
         if not _answers(resolver_port, list(wrap)):
@@ -228,11 +249,21 @@ def _answers(port: int, wrap: list[str], timeout: float = 15) -> bool:
     return False
 
 
-def _wait_ksk(port: int, wrap: list[str]) -> str:
-    """The signed zone's KSK (DNSKEY flags 257) in zone-file form, once Knot serves it."""
+def _ds_of(ksk_line: str) -> str:
+    """The DS record data (SHA-256) for a DNSKEY line in zone-file form."""
+    import dns.dnssec
+    import dns.rrset
+
+    parts = ksk_line.split()
+    rrset = dns.rrset.from_text(parts[0], 1, "IN", "DNSKEY", " ".join(parts[4:]))
+    return str(dns.dnssec.make_ds(rrset.name, rrset[0], "SHA256"))
+
+
+def _wait_ksk(port: int, wrap: list[str], zone: str) -> str:
+    """A signed zone's KSK (DNSKEY flags 257) in zone-file form, once Knot serves it."""
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
-        out = subprocess.run([*wrap, "kdig", "@127.0.0.1", "-p", str(port), "+norecurse", SIGNED, "DNSKEY"],
+        out = subprocess.run([*wrap, "kdig", "@127.0.0.1", "-p", str(port), "+norecurse", zone, "DNSKEY"],
                              capture_output=True, text=True, timeout=10).stdout
         keys = [ln for ln in out.splitlines() if "\tDNSKEY\t257 " in ln and not ln.startswith(";")]
         if keys:
