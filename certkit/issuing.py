@@ -73,16 +73,17 @@ def issue(
         if made.state_updates:
             store.update_state(settings.name, **made.state_updates)
         outcome = IssueOutcome(settings.name, version, previous, generated, _install_trust(settings, made))
+        deployed = False
         try:
             if deploy:
-                run_deploy(store, settings, previous, targets, verify, echo)
+                deployed = run_deploy(store, settings, previous, targets, verify, echo)
         except Exception:
             if store.live_version(settings.name) == previous:  # rolled back: nothing is left to finish
                 store.clear_unfinished(settings.name)
             raise
         store.clear_unfinished(settings.name)
         if settings.dane is not None:
-            _dane_after_switch(store, settings, echo)
+            _dane_after_switch(store, settings, echo, previous, deployed)
         return outcome
 
 
@@ -108,12 +109,17 @@ def _dane_key(store: Store, settings: LineageSettings, previous: int | None, ech
         raise
 
 
-def _dane_after_switch(store: Store, settings: LineageSettings, echo: Echo) -> None:
-    """Stage the next key and publish/clean TLSA records; a failure here is a warning (the version is live)."""
+def _dane_after_switch(store: Store, settings: LineageSettings, echo: Echo, previous: int | None,
+                       deployed: bool) -> None:
+    """Stage the next key and publish/clean TLSA records; a failure here is a warning (the version is live).
+
+    ``deployed``: whether deploy targets ran (else a server may still serve the previous key, and its
+    record stays until the next renewal).
+    """
     from certkit.dane import rollover
 
     try:
-        rollover.after_switch(store, settings, echo, rollover.Waits())
+        rollover.after_switch(store, settings, echo, rollover.Waits(), previous, deployed)
     except CertkitError as exc:
         echo(f"warning: DANE records not updated: {exc}; the next `certkit renew` tries again "
              f"(`certkit dane {settings.name}` lists them)")
@@ -210,8 +216,8 @@ def run_deploy(
     extra_targets: list[DeployTarget],
     extra_verify: list[str],
     echo: Echo,
-) -> None:
-    """Run remembered + extra deploy targets and verifications for the live version.
+) -> bool:
+    """Run remembered + extra deploy targets and verifications for the live version; whether any ran.
 
     ``settings`` are the lineage's, as read (or saved) earlier in this run.
     Skipped entirely (no import of the deploy machinery) when the lineage has
@@ -220,7 +226,7 @@ def run_deploy(
     hook_dir = store.home / "hooks" / "deploy"
     has_hooks = hook_dir.is_dir() and any(hook_dir.iterdir())
     if not (settings.deploy or settings.verify or extra_targets or extra_verify or has_hooks):
-        return
+        return False
     from certkit.deploy.pipeline import deploy_live_version
 
     deploy_live_version(
@@ -234,3 +240,4 @@ def run_deploy(
         echo=echo,
         settings=settings,
     )
+    return True

@@ -89,10 +89,14 @@ def test_printed_records_are_published_and_validate(dns_lab: DnsLab, home: Path)
     assert f"_{port}._tcp.mx.dane.test. 3600 IN TLSA {printed['current']} ; current" in zone
 
 
-def test_rollover_keeps_dane_check_passing(dns_lab: DnsLab, home: Path) -> None:
+def test_rollover_keeps_dane_check_passing(dns_lab: DnsLab, home: Path, tmp_path: Path) -> None:
     port, host, name = free_port(), "roll.dane.test", "roll.dane.test"
     owner = f"_{port}._tcp.{host}"
-    issue_dane(home, dns_lab, host, port, "--dns-hook", str(dns_lab.hook))
+    # A deploy target: certkit then knows when the server switched, and removes the old record right after.
+    reload = tmp_path / "reload.sh"
+    reload.write_text("#!/bin/sh\nexit 0\n")
+    reload.chmod(0o755)
+    issue_dane(home, dns_lab, host, port, "--dns-hook", str(dns_lab.hook), "--deploy", f"script:{reload}")
     before = tlsa_texts(home, name)
     with serving(home, name, port):
         code, found = dane_check(home, dns_lab, host, port, name)
@@ -165,6 +169,9 @@ def test_renewal_waits_until_the_next_tlsa_is_visible(dns_lab: DnsLab, home: Pat
     assert res.exit_code == 0, res.output
     assert "waiting" in res.output
     assert tlsa_texts(home, host)["current"] == records["next"]
+    # Published by hand, and certkit deployed nothing: it says what to remove, and when.
+    assert ("remove by hand, once your server serves the new certificate: "
+            f"{owner}. IN TLSA {records['current']}") in res.output
 
 
 def test_skip_dane_wait_warns_and_switches(dns_lab: DnsLab, home: Path) -> None:
@@ -216,13 +223,14 @@ def test_acme_lineage_rolls_over_with_its_staged_key(dns_lab: DnsLab, home: Path
     after = tlsa_texts(home, host)
     # The CA's certificate issued the new version with the staged key; its 2 1 1 record stays.
     assert after["current"] == before["next"] and after["ca"] == before["ca"]
-    assert resolved(dns_lab, owner) == (True, {after["current"], after["next"], after["ca"]})
+    # No deploy target: the previous key's record stays until the next renewal.
+    assert resolved(dns_lab, owner) == (True, {after["current"], after["next"], after["ca"], before["current"]})
     root = tmp_path / "pebble-root.pem"
     root.write_bytes(pebble.roots_pem(0))
     with serving(home, host, port):
         code, found = dane_check(home, dns_lab, host, port, host, "--cafile", str(root))
     assert (code, found["status"]) == (0, "PASS"), found
-    assert "DANE-EE" in found["detail"] and "3 record(s)" in found["detail"]
+    assert "DANE-EE" in found["detail"] and "4 record(s)" in found["detail"]
 
 
 def test_key_type_change_stages_a_key_of_the_new_type_first(dns_lab: DnsLab, home: Path) -> None:

@@ -172,9 +172,14 @@ def publish(store: Store, settings: LineageSettings, wanted: list[records.DaneRe
     _save(store, settings.name, visible={**seen, **{t: seen.get(t, now) for t in texts}})
 
 
-def after_switch(store: Store, settings: LineageSettings, echo: Echo, waits: Waits) -> None:
+def after_switch(store: Store, settings: LineageSettings, echo: Echo, waits: Waits,
+                 previous: int | None = None, deployed: bool = True) -> None:
     """After a version went live (and deployed): stage a new next key, publish what is missing, remove stale
-    records (keys neither current nor next, an old CA, another owner name)."""
+    records (keys neither current nor next, an old CA, another owner name).
+
+    ``previous`` is the version that was live before; when certkit deployed nothing (``deployed`` false) it
+    cannot tell when the server switches, so the previous key's record stays until the next renewal.
+    """
     name = settings.name
     live = store.live_version(name)
     assert live is not None
@@ -190,8 +195,19 @@ def after_switch(store: Store, settings: LineageSettings, echo: Echo, waits: Wai
     desired = {(wanted.owner, t) for t in wanted.texts()}
     published = {(str(p[0]), str(p[1])) for p in _state(store, name).get("published") or []
                  if isinstance(p, list) and len(p) == 2}
-    stale = sorted(published - desired)
     dane = settings.dane
+    old = None
+    if previous is not None and previous in store.versions(name):
+        old = (wanted.owner, next_text(keys.load_pem(store.read_version(name, previous).key_pem)))
+    if old is not None and old not in desired and dane is not None and not dane.dns_hook:
+        when = "now" if deployed else "once your server serves the new certificate"
+        echo(f"remove by hand, {when}: {old[0]}. IN TLSA {old[1]}   (the previous key)")
+    elif old is not None and old in published - desired and not deployed:
+        echo(f"kept the previous key's TLSA record {old[1]}: certkit deploys nothing for {name}, so your "
+             "server may still serve that key; it is removed at the next renewal (remove it yourself once "
+             "the server serves the new certificate)")
+        desired.add(old)
+    stale = sorted(published - desired)
     if stale and dane is not None and dane.dns_hook:
         dnshook.cleanup(dane.dns_hook, [dnshook.DnsRecord(o.split(".", 2)[2], o, t, "TLSA") for o, t in stale], echo)
         echo(f"removed {len(stale)} stale TLSA record(s): " + ", ".join(t for _, t in stale))
