@@ -85,6 +85,10 @@ def test_printed_records_are_published_and_validate(dns_lab: DnsLab, home: Path)
     assert f"present TLSA _{port}._tcp.mx.dane.test {printed['next']}" in hook_calls
     key = home / "lineages" / "mx.dane.test" / "dane" / "next-key.pem"
     assert key.stat().st_mode & 0o777 == 0o600
+    shown = json.loads(run(home, "show", "mx.dane.test", "--json").output)["dane"]
+    assert sorted(shown.pop("published")) == sorted(printed.values())
+    assert shown == {"name": f"_{port}._tcp.mx.dane.test", "port": port, "dns_hook": str(dns_lab.hook),
+                     "next_key_staged": True}
     zone = run(home, "dane", "mx.dane.test").output
     assert f"_{port}._tcp.mx.dane.test. 3600 IN TLSA {printed['current']} ; current" in zone
 

@@ -9,6 +9,7 @@ from certkit import clock
 from certkit import x509 as cx
 from certkit.errors import OperationError
 from certkit.renew import due
+from certkit.settings import LineageSettings
 from certkit.store import Store
 
 
@@ -40,6 +41,7 @@ def record(store: Store, name: str, now: dt.datetime | None = None) -> dict[str,
         "last_check": state.get("last_check"),
         "last_renewal": state.get("last_renewal"),
         "ari": state.get("ari"),
+        "dane": _dane(store, settings, state),
     }
     if version is None:
         return out
@@ -70,3 +72,17 @@ def record(store: Store, name: str, now: dt.datetime | None = None) -> dict[str,
         },
     )
     return out
+
+
+def _dane(store: Store, settings: LineageSettings, state: dict[str, Any]) -> dict[str, Any] | None:
+    """A DANE lineage's TLSA owner, whether a next key is staged, and the records certkit published."""
+    if settings.dane is None:
+        return None
+    from certkit.dane.records import next_key_relpath, owner
+
+    raw = state.get("dane")
+    dane_state: dict[str, Any] = raw if isinstance(raw, dict) else {}
+    published = [p[1] for p in dane_state.get("published") or [] if isinstance(p, list) and len(p) == 2]
+    return {"name": owner(settings), "port": settings.dane.port, "dns_hook": settings.dane.dns_hook,
+            "next_key_staged": store.read_file(next_key_relpath(settings.name)) is not None,
+            "published": published}

@@ -89,8 +89,7 @@ def key_for_renewal(store: Store, settings: LineageSettings, echo: Echo, waits: 
                        f"{owner} TLSA {next_text(key)} must be visible for TTL x 2 before it goes live",
                        f"run `certkit renew {name}` again after that (see `certkit dane {name}`)")
     text = next_text(key)
-    since = _visible_since(store, settings, owner, text, echo, waits)
-    ttl = visibility.look(owner, dane.nameservers).ttl
+    since, ttl = _visible_since(store, settings, owner, text, echo, waits)
     left = 2 * ttl - (waits.clock() - since).total_seconds()
     if left > 0:
         ready = iso(since + dt.timedelta(seconds=2 * ttl))
@@ -107,8 +106,9 @@ def key_for_renewal(store: Store, settings: LineageSettings, echo: Echo, waits: 
 
 
 def _visible_since(store: Store, settings: LineageSettings, owner: str, text: str, echo: Echo,
-                   waits: Waits) -> dt.datetime:
-    """Since when ``text`` has been served everywhere (published again and awaited if it is missing)."""
+                   waits: Waits) -> tuple[dt.datetime, int]:
+    """Since when ``text`` has been served everywhere (published again and awaited if it is missing), and the
+    TTL the servers give it now."""
     assert settings.dane is not None
     view = visibility.look(owner, settings.dane.nameservers)
     missing = view.missing(text)
@@ -120,7 +120,8 @@ def _visible_since(store: Store, settings: LineageSettings, owner: str, text: st
         if settings.dane.dns_hook:
             echo(f"the TLSA record {owner} TLSA {text} is missing at {', '.join(missing)}: publishing it again")
             publish(store, settings, [records.DaneRecord("next", tlsa.Tlsa.parse(text))], echo, waits)
-            missing = visibility.look(owner, settings.dane.nameservers).missing(text)
+            view = visibility.look(owner, settings.dane.nameservers)
+            missing = view.missing(text)
         if missing:
             raise HeldBack(f"the TLSA record of {settings.name}'s next key is not visible at "
                            f"{', '.join(missing)} ({owner} TLSA {text}); the live key stays",
@@ -131,7 +132,7 @@ def _visible_since(store: Store, settings: LineageSettings, owner: str, text: st
     if since is None:
         since = _first_seen(waits)
         _save(store, settings.name, visible={**seen, text: iso(since)})
-    return since
+    return since, view.ttl
 
 
 def _first_seen(waits: Waits) -> dt.datetime:

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from certkit import hostport
 from certkit.errors import OperationError
 
-QUERY_TIMEOUT = 3.0
+QUERY_TIMEOUT = 2.0
+ATTEMPTS = 3
 
 
 @dataclass
@@ -40,7 +41,8 @@ class Visibility:
 
     @property
     def ttl(self) -> int:
-        return max((a.ttl for a in self.answers), default=0)
+        """The longest TTL any server gives the record set (what the TTL x 2 wait is measured in)."""
+        return max((a.ttl for a in self.answers if a.error is None), default=0)
 
     def served(self) -> set[str]:
         """Records any server serves."""
@@ -85,10 +87,15 @@ def ask(server: tuple[str, int], owner: str, timeout: float = QUERY_TIMEOUT) -> 
     label = f"{host}:{port}" if ":" not in host else f"[{host}]:{port}"
     query = dns.message.make_query(owner.rstrip(".") + ".", dns.rdatatype.TLSA)
     query.flags &= ~dns.flags.RD
-    try:
-        response, _tcp = dns.query.udp_with_fallback(query, host, port=port, timeout=timeout)
-    except (dns.exception.DNSException, OSError) as exc:
-        return Answer(label, error=str(exc) or type(exc).__name__)
+    for attempt in range(ATTEMPTS):  # a lost UDP datagram is not a missing record
+        try:
+            response, _tcp = dns.query.udp_with_fallback(query, host, port=port, timeout=timeout)
+            break
+        except dns.exception.Timeout as exc:
+            if attempt == ATTEMPTS - 1:
+                return Answer(label, error=f"no answer ({exc})")
+        except (dns.exception.DNSException, OSError) as exc:
+            return Answer(label, error=str(exc) or type(exc).__name__)
     if response.rcode() not in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):
         return Answer(label, error=dns.rcode.to_text(response.rcode()))
     answer = Answer(label)
