@@ -16,6 +16,7 @@ carries the process exit code the CLI uses for it:
         +-- HookError            exit 1  a deploy hook exited non-zero or timed out
         +-- VerificationError    exit 1  a deployed certificate was not served as expected
         +-- CheckFailed          exit 1  `certkit check` found a FAIL
+        +-- HeldBack             exit 1  a DANE renewal waits until the next key's TLSA is visible
 
 Third-party exceptions (OSError, ssl, acme, smtplib...) are translated into
 this tree at one boundary per subsystem; the CLI catches CertkitError only,
@@ -96,3 +97,7 @@ class VerificationError(OperationError):
 
 class CheckFailed(OperationError):
     """`certkit check` found at least one FAIL."""
+
+
+class HeldBack(OperationError):
+    """A renewal that would make a key live before its TLSA record has been visible long enough (DANE)."""

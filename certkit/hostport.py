@@ -7,6 +7,8 @@ port ranges behave the same everywhere.
 
 from __future__ import annotations
 
+from certkit.errors import UsageError
+
 
 class HostPortError(ValueError):
     """The text is not HOST[:PORT]; the message says what is wrong (callers add the option's name)."""
@@ -61,3 +63,26 @@ def parse(text: str, *, default_host: str | None = None, default_port: int | Non
             raise HostPortError("no port")
         return host, default_port
     return host, port_number(port_text, allow_zero=allow_zero)
+
+
+def dns_server(spec: str, option: str) -> tuple[str, int]:
+    """A DNS server option (``HOST[:PORT]``, default port 53) -> (IP address, port); a name is resolved once.
+
+    Raises:
+        UsageError: malformed, or a host name that does not resolve (the message names ``option``).
+    """
+    import ipaddress
+    import socket
+
+    try:
+        host, port = parse(spec, default_port=53)
+    except HostPortError as exc:
+        raise UsageError(f"{option} {spec!r} is not HOST[:PORT] ({exc})", f"e.g. {option} 8.8.8.8:53") from None
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        try:
+            host = str(socket.getaddrinfo(host, None)[0][4][0])
+        except OSError as exc:
+            raise UsageError(f"{option} host {host!r} does not resolve", "use the server's IP") from exc
+    return host, port

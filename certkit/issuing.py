@@ -41,6 +41,7 @@ def issue(
     deploy: bool = True,
     csr_pem: bytes | None = None,
     progress: StatusLine | None = None,
+    skip_dane_wait: bool = False,
 ) -> IssueOutcome:
     """Issue a new version of ``settings.name`` and make it live.
 
@@ -53,8 +54,12 @@ def issue(
 
     Raises:
         CertkitError: UsageError for bad settings, AcmeError, HookError,
-            VerificationError (after rollback).
+            VerificationError (after rollback), HeldBack (a DANE lineage whose
+            next key's TLSA record is not visible long enough; nothing changed).
 
+    A DANE lineage (``settings.dane``) is re-issued with its staged next key,
+    and afterwards gets a new staged key and its records published
+    (certkit.dane.rollover); ``skip_dane_wait`` skips the visibility wait.
     ``progress`` is the status line for long waits (dns-01 propagation); without it they print plain
     lines through ``echo``.
     """
@@ -62,7 +67,7 @@ def issue(
     targets, verify = extra_targets or [], extra_verify or []
     with store.lock():
         previous = store.live_version(settings.name)
-        key, csr = _key_or_csr(store, settings, previous, csr_pem)
+        key, csr = _key_or_csr(store, settings, previous, csr_pem, echo, skip_dane_wait)
         made = _certificate(store, settings, identities, key, csr, previous, echo, progress=progress)
         version, generated = _add_version(store, settings, key, made)
         store.save_settings(settings)
@@ -74,15 +79,56 @@ def issue(
         if made.state_updates:
             store.update_state(settings.name, **made.state_updates)
         outcome = IssueOutcome(settings.name, version, previous, generated, _install_trust(settings, made))
+        deployed = False
         try:
             if deploy:
-                run_deploy(store, settings, previous, targets, verify, echo)
+                deployed = run_deploy(store, settings, previous, targets, verify, echo)
         except Exception:
             if store.live_version(settings.name) == previous:  # rolled back: nothing is left to finish
                 store.clear_unfinished(settings.name)
             raise
         store.clear_unfinished(settings.name)
+        if settings.dane is not None:
+            _dane_after_switch(store, settings, echo, previous, deployed)
         return outcome
+
+
+def _dane_key(store: Store, settings: LineageSettings, previous: int | None, echo: Echo,
+              skip_wait: bool) -> keys.PrivateKey | None:
+    """A DANE lineage's staged next key once its TLSA record may go live (HeldBack otherwise); None: not DANE,
+    or a first version (nothing published yet to break)."""
+    if settings.dane is None or previous is None:
+        return None
+    if store.load_settings(settings.name).dane is None:
+        # DANE is being switched on: nothing is published yet, so the live key stays for this version and
+        # the records of it and of the next key go out afterwards (no key change, nothing to break).
+        return keys.load_pem(store.read_version(settings.name, previous).key_pem)
+    from certkit.dane import rollover
+    from certkit.errors import HeldBack
+
+    try:
+        return rollover.key_for_renewal(store, settings, echo, rollover.Waits(skip=skip_wait))
+    except HeldBack:
+        # What this issue asked for (an --expand to new names or key type) is what the renewal that
+        # goes through later must issue: remember it now.
+        store.save_settings(settings)
+        raise
+
+
+def _dane_after_switch(store: Store, settings: LineageSettings, echo: Echo, previous: int | None,
+                       deployed: bool) -> None:
+    """Stage the next key and publish/clean TLSA records; a failure here is a warning (the version is live).
+
+    ``deployed``: whether deploy targets ran (else a server may still serve the previous key, and its
+    record stays until the next renewal).
+    """
+    from certkit.dane import rollover
+
+    try:
+        rollover.after_switch(store, settings, echo, rollover.Waits(), previous, deployed)
+    except CertkitError as exc:
+        echo(f"warning: DANE records not updated: {exc}; the next `certkit renew` tries again "
+             f"(`certkit dane {settings.name}` lists them)")
 
 
 @dataclass
@@ -168,9 +214,10 @@ def dry_run(store: Store, settings: LineageSettings, *, echo: Echo = print, csr_
     return DryRun(settings.name, made.cert_pem, made.source, settings.key_type)
 
 
-def _key_or_csr(store: Store, settings: LineageSettings, previous: int | None,
-                csr_pem: bytes | None) -> tuple[keys.PrivateKey | None, bytes | None]:
-    """The key for the new version (reused or new), or the CSR of a lineage whose key lives elsewhere."""
+def _key_or_csr(store: Store, settings: LineageSettings, previous: int | None, csr_pem: bytes | None,
+                echo: Echo = print, skip_dane_wait: bool = False) -> tuple[keys.PrivateKey | None, bytes | None]:
+    """The key for the new version (reused, a DANE lineage's staged next key, or new), or the CSR of a
+    lineage whose key lives elsewhere."""
     if settings.csr:
         if csr_pem is None:
             path = store.csr_path(settings.name)
@@ -185,7 +232,7 @@ def _key_or_csr(store: Store, settings: LineageSettings, previous: int | None,
     if settings.is_acme and settings.acme and settings.acme.reuse_key and previous \
             and not _key_compromised(store, settings.name, previous):
         return keys.load_pem(store.read_version(settings.name, previous).key_pem), None
-    return keys.generate(key_type), None
+    return _dane_key(store, settings, previous, echo, skip_dane_wait) or keys.generate(key_type), None
 
 
 def _key_compromised(store: Store, name: str, version: int) -> bool:
@@ -287,8 +334,8 @@ def run_deploy(
     extra_targets: list[DeployTarget],
     extra_verify: list[str],
     echo: Echo,
-) -> None:
-    """Run remembered + extra deploy targets and verifications for the live version.
+) -> bool:
+    """Run remembered + extra deploy targets and verifications for the live version; whether any ran.
 
     ``settings`` are the lineage's, as read (or saved) earlier in this run.
     Skipped entirely (no import of the deploy machinery) when the lineage has
@@ -297,7 +344,7 @@ def run_deploy(
     hook_dir = store.home / "hooks" / "deploy"
     has_hooks = hook_dir.is_dir() and any(hook_dir.iterdir())
     if not (settings.deploy or settings.verify or extra_targets or extra_verify or has_hooks):
-        return
+        return False
     from certkit.deploy.pipeline import deploy_live_version
 
     deploy_live_version(
@@ -311,3 +358,4 @@ def run_deploy(
         echo=echo,
         settings=settings,
     )
+    return True

@@ -59,6 +59,24 @@ class DeployTarget:
 
 
 @dataclass
+class DaneSettings:
+    """DANE for this lineage (contract: `issue --dane`): a staged next key and its TLSA records.
+
+    ``host`` and ``port`` name the TLSA owner ``_PORT._tcp.HOST`` (host
+    default: the first name); ``dns_hook`` publishes and removes the
+    records; ``nameservers`` (``HOST:PORT``) are asked whether a record is
+    visible, instead of the zone's own NS servers; ``ca`` also publishes
+    ``2 1 1`` for the issuing CA.
+    """
+
+    port: int = 25
+    host: str | None = None
+    dns_hook: str | None = None
+    nameservers: list[str] = field(default_factory=list)
+    ca: bool = False
+
+
+@dataclass
 class LineageSettings:
     """A lineage's stored settings."""
 
@@ -76,6 +94,7 @@ class LineageSettings:
     deploy: list[DeployTarget] = field(default_factory=list)
     verify: list[str] = field(default_factory=list)
     csr: bool = False  # issued for a CSR made elsewhere (lineages/NAME/csr.pem): no key file here, ever
+    dane: DaneSettings | None = None
 
     @property
     def is_acme(self) -> bool:

@@ -19,6 +19,7 @@ pytest_plugins = [
     "tests.servers.zoo",
     "tests.servers.smtpd",
     "tests.servers.authdns",
+    "tests.servers.dns",
 ]
 
 IN_CI = os.environ.get("CI") == "true"
@@ -30,6 +31,7 @@ INTEGRATION_MODULES = {
     "test_acme", "test_renew_acme", "test_postfix", "test_check_postfix", "test_smtpd", "test_smtpd_attacks",
     "test_check_smtpd", "test_check_weak_suites", "test_check_thirdparty", "test_check_coverage",
     "test_check_budget", "test_safety", "test_guide", "test_private_ca_servers", "test_acme_lifecycle",
+    "test_dane", "test_mta_sts", "test_dane_postfix",
 }
 
 

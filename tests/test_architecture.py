@@ -1,7 +1,7 @@
 """The package layers of docs/architecture.md, enforced on the code (function-local imports included).
 
 A module may import its own package and any lower layer, never a higher
-one; capabilities (acme, check, smtpd, ca) do not import each other; there is
+one; capabilities (acme, check, smtpd, ca, dane) do not import each other; there is
 no import cycle anywhere.
 """
 
@@ -18,8 +18,8 @@ PACKAGE = Path(__file__).resolve().parent.parent / "certkit"
 LAYERS: list[tuple[str, set[str]]] = [
     ("core", {"__init__", "errors", "callbacks", "clock", "envvars", "homedir", "hostport", "names", "keys", "x509",
               "fsguard", "atomicfile", "statelock", "journal", "secretfile", "polling", "runner", "settings", "export",
-              "store", "storeaccounts", "csrfile", "trust", "progress", "promtext", "endpoints"}),
-    ("capabilities", {"acme", "check", "smtpd", "ca"}),
+              "store", "storeaccounts", "csrfile", "trust", "progress", "promtext", "endpoints", "tlsa", "dnshook"}),
+    ("capabilities", {"acme", "check", "smtpd", "ca", "dane"}),
     ("deploy", {"deploy"}),
     ("issuing", {"issuing"}),
     ("renew", {"renew"}),
@@ -27,7 +27,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("interface", {"cli", "__main__"}),
 ]
 # Capabilities stand side by side: each is usable without the others.
-CAPABILITY_GROUPS = {"acme": "acme", "check": "check", "smtpd": "smtpd", "ca": "ca"}
+CAPABILITY_GROUPS = {"acme": "acme", "check": "check", "smtpd": "smtpd", "ca": "ca", "dane": "dane"}
 
 
 def module_name(path: Path) -> str:

@@ -46,23 +46,7 @@ class Where:
 
 def parse_resolver(spec: str) -> tuple[str, int]:
     """``HOST[:PORT]`` / ``[v6]:PORT`` -> (host, port), default port 53."""
-    try:
-        host, port = hostport.parse(spec, default_port=DNS_PORT)
-    except hostport.HostPortError as exc:
-        raise UsageError(f"--dns-resolver {spec!r} is not HOST[:PORT] ({exc})",
-                         "e.g. --dns-resolver 8.8.8.8:53, or --dns-resolver authoritative") from None
-    import ipaddress
-
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        import socket
-
-        try:
-            host = str(socket.getaddrinfo(host, None)[0][4][0])
-        except OSError as exc:
-            raise UsageError(f"--dns-resolver host {host!r} does not resolve", "use the resolver's IP") from exc
-    return host, port
+    return hostport.dns_server(spec, "--dns-resolver")
 
 
 def parse_where(spec: str) -> Where:

@@ -20,7 +20,7 @@ from certkit.check.target_budget import FIX_DEADLINE
 ORDER = [
     "connect", "banner", "ehlo", "starttls-offered", "auth-before-tls", "plaintext-auth-refused",
     "plaintext-mail-refused", "starttls", "tls-handshake", "client-cert-required", "chain-trust", "chain-complete",
-    "name-match", "expected-cert",
+    "name-match", "expected-cert", "dane-tlsa", "mta-sts-policy",
     "sslv2-refused", "sslv3-refused", "tls10-refused", "tls11-refused", "fallback-scsv", "weak-ciphers-refused",
     "dh-params", "renegotiation", "tls-compression", "starttls-injection", "key-strength",
     "signature-hash", "eku-server-auth", "key-usage", "chain-order", "ocsp-stapling", "time-left",
@@ -97,6 +97,8 @@ def applicable(target: Target, opts: CheckOptions) -> list[str]:
     ids += ["tls-handshake", "chain-trust", "chain-complete", "name-match"]
     if opts.expected_pem or opts.expected_sha256:
         ids.append("expected-cert")
+    if opts.dane is not None:
+        ids.append("dane-tlsa")
     ids += ["key-strength", "signature-hash", "eku-server-auth", "key-usage", "chain-order", "time-left",
             "ehlo-after-tls"]
     if not opts.quick:

@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from certkit.check import certinfo, chainfacts, probes, tlsfacts
+from certkit.check import certinfo, chainfacts, dane, probes, tlsfacts
 from certkit.check.after_tls import after_tls, client_cert_offered
 from certkit.check.before_tls import Leg, NoSharedSuite, open_broad, open_live
 from certkit.check.certchecks import certificate_checks, chain_complete
@@ -196,6 +196,8 @@ def _main_session(target: Target, opts: CheckOptions, report: CheckReport) -> No
             session.note(f"*  {line}")
         report.certificate = facts.to_json()
         chain_complete(opts, report, chain)
+        if opts.dane is not None:  # before the PKIX checks: DANE stands on its own (RFC 7672 section 3)
+            report.checks.append(dane.check(opts.name or target.host, target.port, chain, opts.dane))
         certificate_checks(target, opts, report, facts)
         for result in chainfacts.certificate_findings(chain, facts.key_kind):
             report.add(result.id, result.status, result.detail, result.fix)

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from certkit.check import chain as chain_check
+from certkit.check.dane import DaneOptions
 from certkit.check.suites import BROAD_CIPHERS
 from certkit.check.target_budget import Budget
 
@@ -47,6 +48,7 @@ class CheckOptions:
         max_connections: connections open to the target at the same time, at most.
         now: the clock (tests).
         client_cert / client_key: a client certificate (and its key file) presented when the server asks.
+        dane: also check the TLSA records of the endpoint (``--dane``; check id dane-tlsa).
     """
 
     name: str | None = None
@@ -69,6 +71,7 @@ class CheckOptions:
     now: Callable[[], dt.datetime] | None = None
     client_cert: str | None = None
     client_key: str | None = None
+    dane: DaneOptions | None = None
     _ctx: ssl.SSLContext | None = field(default=None, repr=False)
     _anchors: frozenset[str] | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)

@@ -1,7 +1,8 @@
 """certkit's command line: parse, call, print. The work lives in the other packages.
 
 One module per command group (issue.py: issue/selfssl/export, lineages.py:
-list/show, ca.py (the private CA), check.py, deploy.py, renew.py, smtpd.py, timer.py); context.py
+list/show, ca.py (the private CA), check.py (+ check_dns.py: --dane, --mta-sts), deploy.py, renew.py,
+smtpd.py, timer.py, dane.py: dane/mta-sts); context.py
 hands them the Store; records.py builds the show/list JSON. Commands may
 import anything below them, never this package's __init__.
 
@@ -21,6 +22,7 @@ from certkit.cli.account import account_command
 from certkit.cli.ca import ca_command
 from certkit.cli.check import check_command
 from certkit.cli.completion import completion_command
+from certkit.cli.dane import dane_command, mta_sts_command
 from certkit.cli.deploy import deploy_command
 from certkit.cli.issue import export_command, issue_command, selfssl_command
 from certkit.cli.lifecycle import delete_command, prune_command, rollback_command
@@ -134,7 +136,8 @@ def cli(home: str | None, verbose: int) -> None:
     """certkit: certificates for SMTP submission (587 + AUTH + STARTTLS).
 
     Issue (self-signed or ACME), export (PEM, PFX, DER), deploy (Postfix,
-    IIS/Exchange, aiosmtpd, scripts), check a server, renew on a timer.
+    IIS/Exchange, aiosmtpd, scripts), check a server, renew on a timer,
+    publish DANE (TLSA) and MTA-STS records.
     """
     from certkit import journal
 
@@ -152,6 +155,8 @@ cli.add_command(deploy_command)
 cli.add_command(renew_command)
 cli.add_command(smtpd_command)
 cli.add_command(timer_command)
+cli.add_command(dane_command)
+cli.add_command(mta_sts_command)
 
 
 def main() -> None:

@@ -65,6 +65,19 @@ from certkit.errors import CheckFailed, LockError, UsageError
 @click.option("--quick", is_flag=True,
               help="Only the session up to EHLO after TLS (certificate and STARTTLS), no side probes.")
 @click.option("--helo", default=None, metavar="NAME", help="Name certkit gives in EHLO.")
+@click.option("--dane", is_flag=True,
+              help="Also check the TLSA records at _PORT._tcp.HOST (HOST: --name or the URL host) against the "
+                   "served chain; DNSSEC required.")
+@click.option("--resolver", default=None, metavar="HOST:PORT",
+              help="Validating resolver for --dane and --mta-sts (default: the system's first resolver).")
+@click.option("--dnssec-anchor", type=click.Path(dir_okay=False), default=None, metavar="FILE",
+              help="Validate --dane answers against these DS/DNSKEY records instead of trusting the AD bit.")
+@click.option("--mta-sts", "mta_sts", default=None, metavar="DOMAIN",
+              help="Check DOMAIN's MTA-STS policy (fetched over validated HTTPS) and that each MX (the URLs, "
+                   "else DOMAIN's MX records) is covered and serves a certificate valid for its name.")
+@click.option("--policy-url", default=None, metavar="URL",
+              help="--mta-sts: fetch the policy from URL instead of https://mta-sts.DOMAIN/.well-known/mta-sts.txt "
+                   "(a staging server).")
 @click.option("--transcript/--no-transcript", default=None,
               help="Show the S:/C: session (default: on for one target, off for several).")
 @click.pass_context
@@ -136,8 +149,12 @@ def _check_client_cert(cert: str | None, key: str | None) -> None:
 def run_check(ctx: click.Context, urls: tuple[str, ...], opts: dict[str, Any]) -> None:
     """Validate options, run the checks, print, record, exit."""
     from certkit.check import parse_target
+    from certkit.cli import check_dns
     from certkit.cli.check_targets import LineOptions
 
+    if check_dns.mta_sts_only(urls, opts):
+        check_dns.run_mta_sts(opts, list(urls), lambda text: click.echo(colour(text)))
+        return
     _check_flags(urls, opts)
     fmt = _output_format(opts)
     many = opts["targets_file"] is not None or len(urls) > 1
@@ -277,6 +294,9 @@ def _check_options(ctx: click.Context, opts: dict[str, Any]) -> tuple[Any, str |
         insecure_auth=opts["insecure_auth"], client_cert=opts["client_cert"], client_key=opts["client_key"],
     )
     options.deadline, options.max_connections = opts["deadline"], opts["max_connections"]
+    from certkit.cli.check_dns import dane_options
+
+    options.dane = dane_options(opts)
     try:
         options.verify_context()
     except (OSError, ValueError) as exc:

@@ -37,7 +37,8 @@ def _acme_options(func: Any) -> Any:
         click.option("--http-address", default=None, help="Address the http-01 server listens on."),
         click.option("--webroot", type=click.Path(file_okay=False), default=None,
                      help="Write http-01 tokens under DIR/.well-known/acme-challenge/."),
-        click.option("--dns-hook", default=None, help="Command run to add/remove dns-01 TXT records."),
+        click.option("--dns-hook", default=None,
+                     help="Command run to add/remove dns-01 TXT records (and TLSA records with --dane)."),
         click.option("--dns-resolver", default=None, metavar="HOST[:PORT]|authoritative",
                      help="Wait until the dns-01 TXT records are visible at this resolver, or with 'authoritative' "
                           "at every name server of the zone, asked directly (authoritative@HOST[:PORT]: find "
@@ -73,6 +74,15 @@ def _acme_options(func: Any) -> Any:
 @click.option("--ca", "ca", default=None, metavar="NAME",
               help="Sign with the private CA NAME (`certkit ca create`); renewals use it again.")
 @_acme_options
+@click.option("--dane", is_flag=True,
+              help="DANE: keep a staged next key and publish TLSA records (3 1 1) through --dns-hook; "
+                   "renewals wait until the next key's record is visible (docs/dane-mta-sts.md).")
+@click.option("--dane-port", type=click.IntRange(1, 65535), default=None, help="TLSA port (default 25).")
+@click.option("--dane-host", default=None, metavar="HOST", help="TLSA host, the MX name (default: --cn).")
+@click.option("--dane-ca", is_flag=True, help="Also publish 2 1 1 for the issuing CA.")
+@click.option("--dane-nameserver", multiple=True, metavar="HOST:PORT",
+              help="Authoritative server asked whether a TLSA record is visible (default: the zone's NS); "
+                   "repeatable.")
 @click.option("--pfx", is_flag=True, help="Also write a PFX (PKCS#12) for Windows.")
 @click.option("--pfx-password-file", type=click.Path(dir_okay=False), default=None,
               help="File whose first line is the PFX password (else env CERTKIT_PFX_PASSWORD, "

@@ -25,7 +25,7 @@ from certkit.export import default_friendly_name
 from certkit.issuing import DryRun, IssueOutcome, issue
 from certkit.progress import StatusLine
 from certkit.secretfile import read_secret_file
-from certkit.settings import PRIVATE_CA_SOURCE, AcmeSettings, DeployTarget, LineageSettings, PfxSettings
+from certkit.settings import PRIVATE_CA_SOURCE, AcmeSettings, DaneSettings, DeployTarget, LineageSettings, PfxSettings
 from certkit.store import Store, VersionFiles, check_lineage_name, lineage_name_for
 
 DAYS_WARN = 398  # CA/B Forum maximum since 2020; clients (Apple) reject longer public certificates
@@ -90,8 +90,10 @@ def build_settings(opts: dict[str, Any], csr: CsrInfo | None = None) -> LineageS
         raise UsageError("--self-signed and --acme exclude each other", "pick one")
     ca_name = _private_ca(opts, use_acme)
     if not use_acme:
+        # --dns-hook also publishes TLSA records, so --dane takes it without --acme (self-signed DANE-EE).
+        acme_only = [o for o in ACME_ONLY if not (o == "dns_hook" and opts.get("dane"))]
         # `is`, not `in`: --dns-wait 0 is given too (0 == False).
-        given = [f"--{o.replace('_', '-')}" for o in ACME_ONLY if opts.get(o) is not None and opts.get(o) is not False
+        given = [f"--{o.replace('_', '-')}" for o in acme_only if opts.get(o) is not None and opts.get(o) is not False
                  and opts.get(o) != ""]
         if given or any(opts.get(flag) for flag in ACME_FLAGS):
             verb = "needs" if len(given) == 1 else "need"
@@ -113,6 +115,10 @@ def build_settings(opts: dict[str, Any], csr: CsrInfo | None = None) -> LineageS
     )
     if pfx.password_file:
         read_secret_file(pfx.password_file, "PFX password")  # fail early, before any key is made
+    if csr is not None and opts.get("dane"):
+        raise UsageError("--dane cannot be combined with --csr: a DANE rollover stages the next key here, "
+                         "and a CSR's key lives on the server that made it",
+                         "publish that server's TLSA records with its own tools, or issue here without --csr")
     return LineageSettings(
         name=lineage,
         domains=[i.value for i in identities],
@@ -126,6 +132,7 @@ def build_settings(opts: dict[str, Any], csr: CsrInfo | None = None) -> LineageS
         trust_store_dir=str(Path(opts["trust_store_dir"]).absolute()) if opts.get("trust_store_dir") else None,
         ca=ca_name,
         csr=csr is not None,
+        dane=_dane_settings(opts, identities[0].value),
     )
 
 
@@ -143,6 +150,32 @@ def _private_ca(opts: dict[str, Any], use_acme: bool) -> str | None:
         raise UsageError("--trust is for self-signed certificates",
                          f"trust the CA once instead: certkit ca trust {name} (its leaves need no trust step)")
     return check_name(name)
+
+
+def _dane_settings(opts: dict[str, Any], first_name: str) -> DaneSettings | None:
+    """--dane and its companions; the companions without --dane are a usage error."""
+    given = [f"--{o.replace('_', '-')}" for o in ("dane_port", "dane_host", "dane_ca", "dane_nameserver")
+             if opts.get(o) not in (None, False, ())]
+    if not opts.get("dane"):
+        if given:
+            raise UsageError(f"{', '.join(given)} need --dane", "add --dane")
+        return None
+    host = opts.get("dane_host")
+    if host is not None:
+        host = names.parse_name(host).value
+    elif first_name.startswith("*."):
+        raise UsageError("--dane with a wildcard --cn needs --dane-host MX", "name the MX host the TLSA is for")
+    servers = list(opts.get("dane_nameserver") or ())
+    for spec in servers:
+        from certkit.hostport import dns_server
+
+        dns_server(spec, "--dane-nameserver")
+    if opts.get("dns_hook"):
+        from certkit.dnshook import check_runnable
+
+        check_runnable(opts["dns_hook"])
+    return DaneSettings(port=opts.get("dane_port") or 25, host=host, dns_hook=opts.get("dns_hook"),
+                        nameservers=servers, ca=bool(opts.get("dane_ca")))
 
 
 def parse_deploy_targets(specs: tuple[str, ...] | list[str]) -> list[DeployTarget]:
@@ -165,6 +198,8 @@ def run_issue(store: Store, opts: dict[str, Any]) -> None:
         if not opts.get("expand"):
             refuse_silent_change(old, settings)
         settings.deploy, settings.verify = old.deploy, old.verify  # re-run what was remembered
+        if settings.dane is None:
+            settings.dane = old.dane  # DANE stays on: dropping it would leave stale TLSA records behind
     if len(settings.domains[0]) > names.MAX_CN:
         warn(f"{settings.domains[0]} is longer than 64 characters, the CN limit: the certificate has no CN "
              "and carries the name as a SAN only (what clients match); IIS will show an empty name")
@@ -273,6 +308,8 @@ def report(store: Store, outcome: IssueOutcome, as_json: bool) -> None:
         steps[:2] = [(f"certkit export {name} --format pem --out {name}", "cert + chain for the server with the key"),
                      (f"certkit export {name} --format der --out {name}.cer",
                       "Exchange: Import-ExchangeCertificate completes the pending request")]
+    if store.load_settings(name).dane is not None:
+        steps.append((f"certkit dane {name}", "the TLSA records (DNSSEC-signed zone; docs/dane-mta-sts.md)"))
     width = max(len(command) for command, _ in steps)
     click.echo("Next:")
     for command, why in steps:

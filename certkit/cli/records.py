@@ -10,6 +10,7 @@ from certkit import clock
 from certkit import x509 as cx
 from certkit.errors import OperationError
 from certkit.renew import due
+from certkit.settings import LineageSettings
 from certkit.store import Store
 
 if TYPE_CHECKING:
@@ -47,6 +48,7 @@ def record(store: Store, name: str, now: dt.datetime | None = None) -> dict[str,
         "issuer_ca": settings.ca, "issuer_ca_generation": None,  # a private CA's name and its generation
         "revoked": None,
         "csr": str(store.csr_path(name)) if settings.csr else None,  # issued for a CSR: no key file here
+        "dane": _dane(store, settings, state),
     }
     if version is None:
         return out
@@ -90,3 +92,17 @@ def _live_cert(name: str, path: Path) -> x509.Certificate:
     except (OSError, ValueError, IndexError) as exc:
         raise OperationError(f"cannot read the live certificate of {name} ({path}): {exc}",
                              f"issue it again with `certkit renew --force {name}`") from exc
+
+
+def _dane(store: Store, settings: LineageSettings, state: dict[str, Any]) -> dict[str, Any] | None:
+    """A DANE lineage's TLSA owner, whether a next key is staged, and the records certkit published."""
+    if settings.dane is None:
+        return None
+    from certkit.dane.records import next_key_relpath, owner
+
+    raw = state.get("dane")
+    dane_state: dict[str, Any] = raw if isinstance(raw, dict) else {}
+    published = [p[1] for p in dane_state.get("published") or [] if isinstance(p, list) and len(p) == 2]
+    return {"name": owner(settings), "port": settings.dane.port, "dns_hook": settings.dane.dns_hook,
+            "next_key_staged": store.read_file(next_key_relpath(settings.name)) is not None,
+            "published": published}

@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from certkit.cli.completion import complete_lineage
-from certkit.errors import OperationError
+from certkit.errors import HeldBack, OperationError
 
 
 def _err(line: str) -> None:
@@ -47,7 +47,10 @@ class _Printer:
 
 @click.command("renew")
 @click.argument("lineages", nargs=-1, shell_complete=complete_lineage)
-@click.option("--force", is_flag=True, help="Renew even when not due.")
+@click.option("--force", is_flag=True, help="Renew even when not due (a DANE lineage still waits for its TLSA).")
+@click.option("--skip-dane-wait", is_flag=True,
+              help="DANE lineages: make the next key live without waiting for its TLSA record (warns; "
+                   "DANE clients may refuse mail until the record is visible).")
 @click.option("--dry-run", is_flag=True,
               help="Test the renewal of what is due: the whole ACME order (staging CA where there is one), "
                    "nothing stored or deployed.")
@@ -61,14 +64,17 @@ class _Printer:
 @click.option("--json", "as_json", is_flag=True,
               help='Print {"renewed": [...], "not_due": [...], "failed": [{"name", "error"}]}.')
 @click.pass_context
-def renew_command(ctx: click.Context, lineages: tuple[str, ...], force: bool, dry_run: bool, jitter: bool,
+def renew_command(ctx: click.Context, lineages: tuple[str, ...], force: bool, skip_dane_wait: bool, dry_run: bool,
+                  jitter: bool,
                   jitter_max: float | None, concurrency: int | None, quiet: bool, as_json: bool) -> None:
     """Renew due lineages (all, or LINEAGE...), deploy, verify, roll back on failure.
 
     Due when under 1/3 of the certificate's lifetime is left (1/2 for
     lifetimes under 10 days) or when the CA's renewal window (ARI) has
-    opened. One line per lineage; exit 1 when any lineage failed (the
-    others still run and failed ones keep their previous certificate).
+    opened. One line per lineage; exit 1 when any lineage failed or was
+    held back (a DANE lineage whose next key's TLSA record is not yet
+    visible for TTL x 2); the others still run and those keep their
+    previous certificate.
     """
     from certkit.cli.context import store_from
     from certkit.renew import run as renew
@@ -84,8 +90,9 @@ def renew_command(ctx: click.Context, lineages: tuple[str, ...], force: bool, dr
     # renewal or failure, which carries the reason, and the final error stay.
     printer = _Printer(len(lineages or store.names()), quiet, as_json)
     try:
-        report = renew.run(store, lineages, force=force, dry_run=dry_run, jitter=jitter,
-                           echo=printer.progress, report_line=None if as_json else printer.line, **kwargs)
+        report = renew.run(store, lineages, force=force, skip_dane_wait=skip_dane_wait, dry_run=dry_run,
+                           jitter=jitter, echo=printer.progress, report_line=None if as_json else printer.line,
+                           **kwargs)
     finally:
         printer.status.done()
     if as_json:
@@ -96,11 +103,18 @@ def renew_command(ctx: click.Context, lineages: tuple[str, ...], force: bool, dr
         click.echo(f"No certificates in {store.home} yet - run `certkit issue --cn HOST`.")
     else:
         counts = [f"{len(report.names('renewed'))} renewed", f"{len(report.names('not_due'))} not due",
-                  f"{len(report.failed)} failed"]
+                  f"{len(report.failed)} failed"] + ([f"{len(report.held_back)} held back"] if report.held_back else [])
         if dry_run:
             counts.insert(0, f"{len(report.names('due'))} due")
         click.echo(", ".join(counts) + (" (dry run)" if dry_run else ""))
     failed = report.failed
+    if report.held_back and not failed:
+        held = report.held_back
+        raise HeldBack(f"renewal held back for {', '.join(r.name for r in held)}: a DANE key goes live only after "
+                       "its TLSA record has been visible for TTL x 2",
+                       "each line above says what is missing; the next timer run retries (or "
+                       "`certkit renew --skip-dane-wait`, which may cost mail)")
+    failed = failed + report.held_back
     if failed:
         names = ", ".join(r.name for r in failed)
         raise OperationError(

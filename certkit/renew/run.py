@@ -42,7 +42,7 @@ from certkit import x509 as cx
 from certkit.callbacks import Clock, Echo
 from certkit.clock import iso as clock_iso
 from certkit.clock import utc_now
-from certkit.errors import CertkitError
+from certkit.errors import CertkitError, HeldBack
 from certkit.renew import due
 from certkit.renew.ari import AriFetcher, fetch_ari, needs_ari_check, refresh_ari
 from certkit.renew.resources import ResourceLocks, hold_http01_listeners, shared_resources
@@ -75,7 +75,7 @@ class LineageResult:
     """What the run did with one lineage."""
 
     name: str
-    status: str  # renewed | not_due | due (dry run) | failed
+    status: str  # renewed | not_due | due (dry run) | failed | held_back (DANE: next key's TLSA not visible yet)
     reason: str
     version: int | None = None
     error: str | None = None
@@ -105,6 +105,10 @@ class RenewReport:
     def failed(self) -> list[LineageResult]:
         return [r for r in self.results if r.status == "failed"]
 
+    @property
+    def held_back(self) -> list[LineageResult]:
+        return [r for r in self.results if r.status == "held_back"]
+
     def to_json(self) -> dict[str, Any]:
         """The contract's JSON (``renewed``, ``not_due``, ``failed``) plus details per lineage."""
         out: dict[str, Any] = {
@@ -112,6 +116,8 @@ class RenewReport:
             "not_due": self.names("not_due"),
             "failed": [{"name": r.name, "error": r.error} for r in self.failed],
         }
+        if self.held_back:
+            out["held_back"] = [{"name": r.name, "reason": r.error} for r in self.held_back]
         if self.dry_run:
             out["due"] = self.names("due")
             out["dry_run"] = True
@@ -168,6 +174,7 @@ class RenewalRun:
 
     Attributes:
         force: renew even when not due.
+        skip_dane_wait: make a DANE lineage's next key live without waiting for its TLSA record (warns).
         dry_run: run each due lineage's order to the end (the CA's staging directory where it
             has one) and keep nothing: no file is written, no target deployed.
         jitter: sleep a random time up to ``jitter_max`` seconds first, but
@@ -182,6 +189,7 @@ class RenewalRun:
     """
 
     force: bool = False
+    skip_dane_wait: bool = False
     dry_run: bool = False
     jitter: bool = False
     jitter_max: float = JITTER_MAX
@@ -199,6 +207,7 @@ class RenewalOptions(TypedDict, total=False):
     """The fields of :class:`RenewalRun`, as keywords of :func:`run`."""
 
     force: bool
+    skip_dane_wait: bool
     dry_run: bool
     jitter: bool
     jitter_max: float
@@ -367,6 +376,7 @@ class _Attempt:
     from_version: int | None
     version: int | None = None
     error: str | None = None
+    held_back: bool = False
 
 
 def renew_one(session: _Session, decision: Decision, settings: LineageSettings) -> LineageResult:
@@ -377,7 +387,7 @@ def renew_one(session: _Session, decision: Decision, settings: LineageSettings) 
     try:
         _renew_locked(session, decision, settings, attempt)
     except CertkitError as exc:
-        attempt.error = str(exc)
+        attempt.error, attempt.held_back = str(exc), isinstance(exc, HeldBack)
     except Exception as exc:  # a bug; one lineage's bug must not stop the others' renewals
         attempt.error = f"unexpected {type(exc).__name__}: {exc}"
         session.out.say(f"{name}: " + "".join(traceback.format_exception(exc)).rstrip())
@@ -386,7 +396,8 @@ def renew_one(session: _Session, decision: Decision, settings: LineageSettings) 
         attempt.version = store.live_version(name)
     error = _record_renewal(session, name, attempt)
     if error is not None:
-        return LineageResult(name, "failed", decision.reason, attempt.version, error, elapsed=elapsed)
+        status = "held_back" if attempt.held_back and error == attempt.error else "failed"
+        return LineageResult(name, status, decision.reason, attempt.version, error, elapsed=elapsed)
     return _renewed(store, decision, attempt.version, elapsed)
 
 
@@ -430,7 +441,8 @@ def _renew_locked(session: _Session, decision: Decision, settings: LineageSettin
         old_ari = store.load_state(name).get("ari")
         attempt.from_version = live
         store.mark_unfinished(name, "renew", None, live, clock_iso(session.renewal.clock()))
-        attempt.version = session.pipeline(store, settings, echo=echo).version
+        extra = {"skip_dane_wait": True} if session.renewal.skip_dane_wait and settings.dane is not None else {}
+        attempt.version = session.pipeline(store, settings, echo=echo, **extra).version
         if old_ari and store.load_state(name).get("ari") == old_ari:
             # The window belonged to the replaced certificate; the CA gave none for the new
             # one, so forget it (the next run asks again) rather than renew again at once.
@@ -502,6 +514,8 @@ def summary_line(result: LineageResult) -> str:
         return f"not due   {result.name}: {result.reason}"
     if result.status == "due":
         return f"due       {result.name}: {result.reason} (dry run: nothing changed)"
+    if result.status == "held_back":
+        return f"HELD BACK {result.name}: {result.error} (version {result.version} stays live)"
     return (f"FAILED    {result.name}: {result.error} "
             f"(version {result.version} stays live)" if result.version else
             f"FAILED    {result.name}: {result.error}")

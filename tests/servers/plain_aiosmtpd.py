@@ -48,8 +48,9 @@ def server_tls(cert: Path, key: Path, *, tls13_only: bool = False, min_tls10: bo
 
 @contextlib.contextmanager
 def plain_aiosmtpd(ctx: ssl.SSLContext, *, injection_vulnerable: bool = False,
-                   implicit_tls: bool = False) -> Iterator[int]:
-    """Run aiosmtpd with ``ctx`` (STARTTLS, or ``implicit_tls`` as on port 465); yields the port."""
+                   implicit_tls: bool = False, port: int | None = None) -> Iterator[int]:
+    """Run aiosmtpd with ``ctx`` (STARTTLS, or ``implicit_tls`` as on port 465) on ``port`` (default: a free
+    one); yields the port."""
     from aiosmtpd.controller import Controller
     from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
@@ -74,7 +75,7 @@ def plain_aiosmtpd(ctx: ssl.SSLContext, *, injection_vulnerable: bool = False,
             return BufferKeepingSMTP(self.handler, **self.SMTP_kwargs)
 
     kind = VulnerableController if injection_vulnerable else Controller
-    port = free_port()
+    port = port or free_port()
     # Implicit TLS: aiosmtpd's auth_require_tls only counts STARTTLS and would hide AUTH on a TLS-only port.
     tls: dict[str, Any] = ({"ssl_context": ctx, "auth_require_tls": False} if implicit_tls
                            else {"tls_context": ctx, "require_starttls": True, "auth_require_tls": True})
