@@ -17,6 +17,7 @@ pytestmark = pytest.mark.unit
 NO_JSON = {
     "certkit": "the group: --json given before a subcommand is that subcommand's",
     "certkit completion": "prints a shell completion script",
+    "certkit metrics": "prints the Prometheus text format, itself the machine-readable form",
     "certkit smtpd": "runs a server",
     "certkit smtpd adduser": "an interactive password prompt",
 }

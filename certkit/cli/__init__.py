@@ -1,9 +1,11 @@
 """certkit's command line: parse, call, print. The work lives in the other packages.
 
-One module per command group (issue.py: issue/selfssl/export, lineages.py:
-list/show, ca.py (the private CA), check.py (+ check_dns.py: --dane, --mta-sts), deploy.py, renew.py,
-smtpd.py, timer.py, dane.py: dane/mta-sts); context.py
-hands them the Store; records.py builds the show/list JSON. Commands may
+One module per command group (issue.py: issue/selfssl/export, with issue_run.py
+and export_run.py doing their work; lineages.py: list/show/targets; lifecycle.py:
+rollback/prune/delete; revoke.py, account.py; ca.py (the private CA); check.py
+(+ check_dns.py: --dane, --mta-sts; check_targets.py: --targets lines); deploy.py,
+renew.py, smtpd.py, timer.py, dane.py: dane/mta-sts; metrics.py; completion.py);
+context.py hands them the Store; records.py builds the show/list JSON. Commands may
 import anything below them, never this package's __init__.
 
 Start-up stays light: only click is imported at module level, so `--help`

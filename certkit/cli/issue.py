@@ -150,6 +150,6 @@ def selfssl_command(ctx: click.Context, args: tuple[str, ...], allow_weak: bool,
 @click.pass_context
 def export_command(ctx: click.Context, /, **opts: Any) -> None:
     """Write a lineage's live certificate as PEM files, a PFX or DER."""
-    from certkit.cli import issue_run
+    from certkit.cli import export_run
 
-    issue_run.run_export(store_from(ctx), opts)
+    export_run.run_export(store_from(ctx), opts)

@@ -45,6 +45,7 @@ from certkit.clock import utc_now
 from certkit.errors import CertkitError, HeldBack
 from certkit.renew import due
 from certkit.renew.ari import AriFetcher, fetch_ari, needs_ari_check, refresh_ari
+from certkit.renew.report import Decision, LineageResult, RenewReport, summary_line
 from certkit.renew.resources import ResourceLocks, hold_http01_listeners, shared_resources
 from certkit.settings import DeployTarget, LineageSettings
 from certkit.store import Store
@@ -57,75 +58,6 @@ IssueFn = Callable[..., Any]
 DEFAULT_CONCURRENCY = 8
 JITTER_MAX = 480.0  # seconds; certbot sleeps up to 8 minutes for the same reason (spread load on the CA)
 
-
-@dataclass(frozen=True)
-class Decision:
-    """Whether one lineage is due, and why."""
-
-    name: str
-    due: bool
-    reason: str
-    renew_after: dt.datetime | None = None
-    resume_from: int | None = None  # set when an interrupted run left an `unfinished` marker: the version before
-    resume_version: int | None = None  # ... and the version it was making live and deploying
-
-
-@dataclass
-class LineageResult:
-    """What the run did with one lineage."""
-
-    name: str
-    status: str  # renewed | not_due | due (dry run) | failed | held_back (DANE: next key's TLSA not visible yet)
-    reason: str
-    version: int | None = None
-    error: str | None = None
-    not_after: str | None = None
-    renew_after: str | None = None
-    elapsed: float = 0.0
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name, "status": self.status, "reason": self.reason, "version": self.version,
-            "error": self.error, "not_after": self.not_after, "renew_after": self.renew_after,
-            "elapsed_s": round(self.elapsed, 3),
-        }
-
-
-@dataclass
-class RenewReport:
-    """The outcome of one `certkit renew` run."""
-
-    results: list[LineageResult] = field(default_factory=list)
-    dry_run: bool = False
-
-    def names(self, status: str) -> list[str]:
-        return [r.name for r in self.results if r.status == status]
-
-    @property
-    def failed(self) -> list[LineageResult]:
-        return [r for r in self.results if r.status == "failed"]
-
-    @property
-    def held_back(self) -> list[LineageResult]:
-        return [r for r in self.results if r.status == "held_back"]
-
-    def to_json(self) -> dict[str, Any]:
-        """The contract's JSON (``renewed``, ``not_due``, ``failed``) plus details per lineage."""
-        out: dict[str, Any] = {
-            "renewed": self.names("renewed"),
-            "not_due": self.names("not_due"),
-            "failed": [{"name": r.name, "error": r.error} for r in self.failed],
-        }
-        if self.held_back:
-            out["held_back"] = [{"name": r.name, "reason": r.error} for r in self.held_back]
-        if self.dry_run:
-            out["due"] = self.names("due")
-            out["dry_run"] = True
-        out["lineages"] = [r.as_dict() for r in self.results]
-        return out
-
-
-# ----- deciding ------------------------------------------------------------
 
 def decide(store: Store, name: str, now: dt.datetime, force: bool = False) -> Decision:
     """Whether ``name`` is due at ``now``, from its live certificate and stored ARI window."""
@@ -503,19 +435,3 @@ def _only_deploy_owed(decision: Decision, live: int) -> bool:
         return live == decision.resume_version and live != decision.resume_from
     # A marker from an older certkit records only the version it started from.
     return decision.resume_from is not None and live != decision.resume_from
-
-
-def summary_line(result: LineageResult) -> str:
-    """The one line per lineage a timer's journal shows."""
-    if result.status == "renewed":
-        until = f", valid until {result.not_after[:10]}" if result.not_after else ""
-        return f"renewed   {result.name}: version {result.version}{until} ({result.reason})"
-    if result.status == "not_due":
-        return f"not due   {result.name}: {result.reason}"
-    if result.status == "due":
-        return f"due       {result.name}: {result.reason} (dry run: nothing changed)"
-    if result.status == "held_back":
-        return f"HELD BACK {result.name}: {result.error} (version {result.version} stays live)"
-    return (f"FAILED    {result.name}: {result.error} "
-            f"(version {result.version} stays live)" if result.version else
-            f"FAILED    {result.name}: {result.error}")
