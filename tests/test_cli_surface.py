@@ -95,3 +95,17 @@ def test_private_ca_commands_report_json(tmp_path: Path) -> None:
     assert exported == {"name": "office", "format": "der", "file": str(tmp_path / "office.cer"), "generations": [1]}
     rotated = json.loads(invoke(home, "ca", "rotate", "office", "--json").stdout)
     assert [g["current"] for g in rotated["generations"]] == [False, True]
+
+
+def test_docs_cli_md_lists_every_command_and_option() -> None:
+    from tests import cli_reference
+
+    current = cli_reference.CLI_MD.read_text(encoding="utf-8")
+    assert cli_reference.updated_text(current) == current, \
+        "docs/cli.md's reference is out of date: run `python3 -m tests.cli_reference`"
+    for path, command, _ctx in cli_reference.commands():
+        assert f"### {path}\n" in current
+        for param in command.params:
+            if isinstance(param, click.Option) and "--help" not in param.opts:
+                assert any(f"`{o}" in current or f", {o}" in current for o in param.opts), \
+                    f"{path} {param.opts[0]} is not in docs/cli.md"
