@@ -24,9 +24,12 @@ import sys
 import time
 from collections import deque
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from certkit import envvars
+
+if TYPE_CHECKING:
+    import logging
 
 MAX_BYTES = 1 << 20
 BACKUPS = 5
@@ -122,11 +125,20 @@ class _Tee(io.TextIOBase):
 
 
 class _DebugHandler:
-    """Built lazily: ``logging`` records of the ``certkit`` logger into the journal (and stderr with -v)."""
+    """``logging`` records of the ``certkit`` logger into the journal (and stderr with -v).
 
-    @staticmethod
-    def install() -> None:
+    Built on first use (:func:`logger`): ``certkit --version`` never imports logging.
+    """
+
+    installed = False
+
+    @classmethod
+    def install(cls) -> None:
         import logging
+
+        if cls.installed:
+            return
+        cls.installed = True
 
         class Handler(logging.Handler):
             def emit(self, record: logging.LogRecord) -> None:
@@ -139,10 +151,19 @@ class _DebugHandler:
                     except (OSError, ValueError):
                         pass
 
-        logger = logging.getLogger("certkit")
-        logger.setLevel(logging.DEBUG)
-        logger.addHandler(Handler())
-        logger.propagate = False
+        log = logging.getLogger("certkit")
+        log.setLevel(logging.DEBUG)
+        log.addHandler(Handler())
+        log.propagate = False
+
+
+def logger() -> logging.Logger:
+    """The ``certkit`` logger whose debug lines reach the log file (and stderr with -v)."""
+    import logging
+
+    if _journal.started:
+        _DebugHandler.install()
+    return logging.getLogger("certkit")
 
 
 def start(argv: list[str]) -> None:
@@ -154,7 +175,8 @@ def start(argv: list[str]) -> None:
         mask(os.environ.get(name, ""))
     sys.stdout = _Tee(sys.stdout, "out")
     sys.stderr = _Tee(sys.stderr, "err")
-    _DebugHandler.install()
+    if "logging" in sys.modules:  # a module already holds the logger (library use, then main())
+        _DebugHandler.install()
     _journal.record("command", "certkit " + " ".join(argv))
 
 

@@ -8,7 +8,6 @@ never modified), a timeout, and captured output that error messages can show.
 
 from __future__ import annotations
 
-import logging
 import os
 import re
 import shlex
@@ -18,10 +17,10 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from certkit import envvars
+from certkit import envvars, journal
 from certkit.errors import CertkitError, HookError, OperationError, UsageError
 
-_log = logging.getLogger("certkit")
+_log = journal.logger()
 
 DEFAULT_TIMEOUT = 120.0
 # certkit's own secret inputs: no child (hook, postconf, PowerShell) ever inherits them;

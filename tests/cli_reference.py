@@ -30,8 +30,11 @@ def commands() -> list[tuple[str, click.Command, click.Context]]:
         ctx = click.Context(command, info_name=path.split()[-1], parent=parent)
         if not isinstance(command, click.Group) or command.invoke_without_command or parent is None:
             found.append((path, command, ctx))
-        for name in sorted(getattr(command, "commands", {})):
-            walk(command.commands[name], f"{path} {name}", ctx)  # type: ignore[attr-defined]
+        if isinstance(command, click.Group):
+            for name in command.list_commands(ctx):  # the group imports a command's module on demand
+                sub = command.get_command(ctx, name)
+                assert sub is not None, name
+                walk(sub, f"{path} {name}", ctx)
 
     walk(cli, "certkit", None)
     return found

@@ -25,15 +25,9 @@ NO_JSON = {
 
 def leaf_commands() -> list[tuple[str, click.Command]]:
     """Every command a user runs: leaves, and groups that run on their own (`certkit smtpd`); the root too."""
-    found: list[tuple[str, click.Command]] = []
+    from tests.cli_reference import commands
 
-    def walk(command: click.Command, path: str) -> None:
-        if not isinstance(command, click.Group) or command.invoke_without_command or path == "certkit":
-            found.append((path, command))
-        for name, sub in getattr(command, "commands", {}).items():
-            walk(sub, f"{path} {name}")
-
-    walk(cli, "certkit")
+    found = [(path, command) for path, command, _ctx in commands()]
     return found
 
 
@@ -109,3 +103,17 @@ def test_docs_cli_md_lists_every_command_and_option() -> None:
             if isinstance(param, click.Option) and "--help" not in param.opts:
                 assert any(f"`{o}" in current or f", {o}" in current for o in param.opts), \
                     f"{path} {param.opts[0]} is not in docs/cli.md"
+
+
+def test_a_command_imports_only_its_own_module() -> None:
+    """`certkit list` does not pay for the imports of check, ca, dane or the other commands."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom certkit.cli import cli\n"
+            "cli.get_command(None, 'list')\n"
+            "print(sorted(m for m in sys.modules if m.startswith('certkit.cli.')))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "certkit.cli.lineages" in loaded
+    for other in ("check", "ca", "dane", "account", "deploy", "smtpd", "metrics"):
+        assert f"'certkit.cli.{other}'" not in loaded, f"certkit.cli.{other} is imported for `certkit list`"

@@ -18,7 +18,6 @@ One Network serves one order in one thread; nothing in it is shared.
 from __future__ import annotations
 
 import contextlib
-import logging
 import time
 from collections.abc import Callable
 from typing import Any
@@ -29,10 +28,10 @@ from acme import messages
 from josepy.jwa import ES256, JWASignature
 from josepy.jwk import JWK
 
-from certkit import __version__
+from certkit import __version__, journal
 from certkit.polling import parse_retry_after
 
-_log = logging.getLogger("certkit")
+_log = journal.logger()
 
 MAX_BAD_NONCE = 12
 MAX_RATE_WAITS = 3

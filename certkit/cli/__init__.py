@@ -20,21 +20,19 @@ from typing import Any, NoReturn
 import click
 
 from certkit import __version__
-from certkit.cli.account import account_command
-from certkit.cli.ca import ca_command
-from certkit.cli.check import check_command
-from certkit.cli.completion import completion_command
-from certkit.cli.dane import dane_command, mta_sts_command
-from certkit.cli.deploy import deploy_command
-from certkit.cli.issue import export_command, issue_command, selfssl_command
-from certkit.cli.lifecycle import delete_command, prune_command, rollback_command
-from certkit.cli.lineages import list_command, show_command, targets_command
-from certkit.cli.metrics import metrics_command
-from certkit.cli.renew import renew_command
-from certkit.cli.revoke import revoke_command
-from certkit.cli.smtpd import smtpd_command
-from certkit.cli.timer import timer_command
 from certkit.errors import CertkitError
+
+# Each command's module is imported only when that command runs (or --help lists them all):
+# a command pays for its own imports, not for the other twenty.
+LAZY_COMMANDS = {
+    "account": "account:account_command", "ca": "ca:ca_command", "check": "check:check_command",
+    "completion": "completion:completion_command", "dane": "dane:dane_command", "mta-sts": "dane:mta_sts_command",
+    "deploy": "deploy:deploy_command", "issue": "issue:issue_command", "selfssl": "issue:selfssl_command",
+    "export": "issue:export_command", "rollback": "lifecycle:rollback_command", "prune": "lifecycle:prune_command",
+    "delete": "lifecycle:delete_command", "list": "lineages:list_command", "show": "lineages:show_command",
+    "targets": "lineages:targets_command", "metrics": "metrics:metrics_command", "renew": "renew:renew_command",
+    "revoke": "revoke:revoke_command", "smtpd": "smtpd:smtpd_command", "timer": "timer:timer_command",
+}
 
 
 class CertkitGroup(click.Group):
@@ -48,6 +46,17 @@ class CertkitGroup(click.Group):
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         return super().parse_args(ctx, hoist_global_options(args))
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(self.commands) | set(LAZY_COMMANDS))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in LAZY_COMMANDS:
+            import importlib
+
+            module, attr = LAZY_COMMANDS[cmd_name].split(":")
+            self.add_command(getattr(importlib.import_module(f"certkit.cli.{module}"), attr), cmd_name)
+        return self.commands.get(cmd_name)
 
     def main(self, *args: Any, **kwargs: Any) -> Any:
         kwargs["standalone_mode"] = False  # click's own errors become one `error: ... - fix` line below
@@ -69,10 +78,11 @@ class CertkitGroup(click.Group):
             click.echo("Aborted.", err=True)
             sys.exit(1)
         except Exception as exc:  # a bug: one line for the user, the traceback for the log file
-            import logging
             import traceback
 
-            logging.getLogger("certkit").debug("".join(traceback.format_exception(exc)).rstrip())
+            from certkit import journal
+
+            journal.logger().debug("".join(traceback.format_exception(exc)).rstrip())
             click.echo(f"error: unexpected {type(exc).__name__}: {exc} - this is a bug in certkit; please report it "
                        "with the end of HOME/logs/certkit.log (certkit -v shows the traceback)", err=True)
             sys.exit(1)
@@ -144,21 +154,6 @@ def cli(home: str | None, verbose: int) -> None:
     from certkit import journal
 
     journal.set_verbose(verbose)
-
-
-for command in (issue_command, selfssl_command, export_command, list_command, show_command, targets_command,
-                rollback_command, prune_command, delete_command, revoke_command, completion_command,
-                metrics_command):
-    cli.add_command(command)
-cli.add_command(account_command)
-cli.add_command(ca_command)
-cli.add_command(check_command)
-cli.add_command(deploy_command)
-cli.add_command(renew_command)
-cli.add_command(smtpd_command)
-cli.add_command(timer_command)
-cli.add_command(dane_command)
-cli.add_command(mta_sts_command)
 
 
 def main() -> None:
