@@ -118,3 +118,25 @@ def test_json_before_the_subcommand_and_home_after_it(tmp_path: Path) -> None:
                             capture_output=True, text=True, timeout=60)
     assert before.returncode == 0, before.stderr
     assert before.stdout.lstrip().startswith("[") and '"a.example.org"' in before.stdout
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to hand the folder to another user")
+def test_a_log_folder_another_user_controls_gets_nothing(tmp_path: Path) -> None:
+    """`nobody` owning logs/ could swap certkit.log for a link between root's checks: root writes nothing there."""
+    import pwd
+
+    home = tmp_path / "home"
+    assert certkit(home, "issue", "--cn", "a.example.org").returncode == 0
+    logs = home / "logs"
+    (logs / journal.LOG_NAME).unlink()
+    nobody = pwd.getpwnam("nobody")
+    os.chown(logs, nobody.pw_uid, nobody.pw_gid)
+    result = certkit(home, "issue", "--cn", "b.example.org")
+    assert result.returncode == 0  # the certificate is made; only the log is skipped
+    assert "not a folder of ours that only we can write; no log written" in result.stderr
+    assert not (logs / journal.LOG_NAME).exists()
+    os.chown(logs, 0, 0)
+    os.chmod(logs, 0o777)  # ours, but anyone may replace what is in it
+    result = certkit(home, "issue", "--cn", "c.example.org")
+    assert result.returncode == 0 and "no log written" in result.stderr
+    assert not (logs / journal.LOG_NAME).exists()

@@ -7,12 +7,11 @@ the options may be left out. The work is in :mod:`certkit.acme.manage`.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import click
 
-from certkit.cli.context import store_from
+from certkit.cli.context import echo_json, store_from
 
 
 def _pick_options(func: Any) -> Any:
@@ -38,7 +37,7 @@ _json_option = click.option("--json", "as_json", is_flag=True, help="Print the a
 def _print_record(store: Any, directory_url: str, email: str | None) -> None:
     from certkit.acme import manage
 
-    click.echo(json.dumps(manage.describe(manage.load(store, directory_url, email)), indent=2))
+    echo_json(manage.describe(manage.load(store, directory_url, email)))
 
 
 @click.group("account")
@@ -57,7 +56,7 @@ def list_accounts(ctx: click.Context, as_json: bool) -> None:
     records = [manage.describe(manage.load(store, str(info["directory"]), info.get("email")))
                for _dir, info in store.account_infos() if info.get("directory")]
     if as_json:
-        click.echo(json.dumps(records, indent=2))
+        echo_json(records)
     elif not records:
         click.echo(f"No ACME accounts in {store.home} yet - the first `certkit issue --acme` makes one.")
     else:
@@ -79,7 +78,7 @@ def show_account(ctx: click.Context, server: str | None, email: str | None, ca_b
     stored = manage.pick(store, server, email)
     rec = manage.describe(stored, manage.fetch(stored, ca_bundle, _err))
     if as_json:
-        click.echo(json.dumps(rec, indent=2))
+        echo_json(rec)
         return
     labels = (("server", "server"), ("e-mail", "email"), ("account URL", "uri"), ("status", "status"),
               ("contact", "contact"), ("created", "created"), ("key", "key_type"),

@@ -6,13 +6,12 @@ commands, so `certkit --help` stays light).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import click
 
-from certkit.cli.context import store_from
+from certkit.cli.context import echo_json, store_from
 
 
 def _complete_ca(ctx: click.Context, _param: click.Parameter, incomplete: str) -> list[str]:
@@ -30,7 +29,7 @@ def _print_record(ctx: click.Context, name: str, **extra: Any) -> None:
     """--json: the CA's record after the command, plus what the command itself did."""
     from certkit.ca import exporting
 
-    click.echo(json.dumps({**exporting.describe(store_from(ctx), name), **extra}, indent=2))
+    echo_json({**exporting.describe(store_from(ctx), name), **extra})
 
 
 def _warn(text: str) -> None:
@@ -103,7 +102,7 @@ def list_command(ctx: click.Context, as_json: bool) -> None:
     store = store_from(ctx)
     recs = [exporting.describe(store, name) for name in storage.names(store)]
     if as_json:
-        click.echo(json.dumps(recs, indent=2))
+        echo_json(recs)
         return
     if not recs:
         click.echo(f"No private CA in {store.home} yet - run `certkit ca create NAME --permit example.com`.")
@@ -181,8 +180,7 @@ def export_command(ctx: click.Context, name: str, fmt: str, out: str | None, gen
         path = path / f"{name}-ca.{exporting.EXTENSIONS[fmt]}"
     atomic_write(path, data, 0o644)
     if as_json:
-        click.echo(json.dumps({"name": name, "format": fmt, "file": str(path), "generations": list(numbers)},
-                              indent=2))
+        echo_json({"name": name, "format": fmt, "file": str(path), "generations": list(numbers)})
         return
     held = ", ".join(f"G{n}" for n in numbers)
     click.echo(f"Wrote the CA certificate of {name} ({fmt.upper()}, {held}; no key) to {path}")

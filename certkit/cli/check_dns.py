@@ -3,12 +3,10 @@ certkit.check.mtasts)."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
 
-import click
-
+from certkit.cli.context import echo_json
 from certkit.errors import CheckFailed, UsageError
 
 
@@ -53,7 +51,7 @@ def run_mta_sts(opts: dict[str, Any], urls: list[str], show: Callable[[str], Non
                                                 timeout=float(opts.get("timeout") or 10),
                                                 policy_url=opts.get("policy_url"), mx_urls=endpoints))
     if opts.get("as_json"):
-        click.echo(json.dumps(report.to_json(), indent=2))
+        echo_json(report.to_json())
     else:
         show(render_text(report, transcript=False))
     if not report.ok:

@@ -3,13 +3,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
 
 from certkit.cli.completion import complete_lineage
-from certkit.cli.context import store_from
+from certkit.cli.context import echo_json, store_from
 
 
 @click.command("dane")
@@ -39,7 +38,7 @@ def dane_command(ctx: click.Context, lineage: str, port: int | None, host: str |
         host = names.parse_name(host).value
     found = lineage_records(store, settings, port=port, host=host, ca=with_ca or None)
     if as_json:
-        click.echo(json.dumps(found.to_json(ttl), indent=2))
+        echo_json(found.to_json(ttl))
         return
     click.echo(f"; TLSA records for lineage {lineage} (a DNSSEC-signed zone; DANE clients ignore unsigned ones)")
     for line in found.zone_lines(ttl):
@@ -80,7 +79,7 @@ def mta_sts_command(domain: str, mx: tuple[str, ...], mode: str, max_age: int, r
         written.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(written, policy.text().encode(), 0o644)  # the web server must read it
     if as_json:
-        click.echo(json.dumps({**policy.to_json(), "written": str(written) if written else None}, indent=2))
+        echo_json({**policy.to_json(), "written": str(written) if written else None})
         return
     if written:
         click.echo(f"Wrote the policy (id {policy.id}) to {written}:")

@@ -10,13 +10,13 @@ target is a usage error (exit 2), so a typo never deploys half-configured.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import click
 
 from certkit.cli.completion import complete_lineage
+from certkit.cli.context import echo_json, store_from
 from certkit.errors import UsageError
 
 # CLI option -> (target kind, option name in the target's settings)
@@ -119,7 +119,6 @@ def deploy_command(ctx: click.Context, /, lineage: str, to: tuple[str, ...], ver
                    no_rollback: bool, as_json: bool, hook_timeout: float | None, verify_timeout: float,
                    **opts: Any) -> None:
     """Put a lineage's certificate into servers, verify, roll back on failure."""
-    from certkit.cli.context import store_from
 
     store = store_from(ctx)
     remove = opts.pop("remove")
@@ -167,13 +166,13 @@ def run_deploy_command(store: Any, lineage: str, to: tuple[str, ...], verify: tu
         rollback=not no_rollback, echo=echo, hook_timeout=hook_timeout, verify_timeout=verify_timeout,
     )
     if as_json:
-        click.echo(json.dumps({
+        echo_json({
             "name": outcome.name,
             "version": outcome.version,
             "targets": [format_target(t) for t in targets],
             "hooks": outcome.hooks,
             "verified": [{"target": r.url, "ok": r.ok, "detail": r.detail} for r in outcome.verified],
-        }, indent=2))
+        })
         return
     printed = [t for t in targets if t.options.get("print")]
     deployed = [t for t in targets if not t.options.get("print")]

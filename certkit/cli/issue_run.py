@@ -6,7 +6,6 @@ Kept out of cli.py so that `certkit --help` imports none of it.
 from __future__ import annotations
 
 import dataclasses
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from certkit import clock, keys, names
 from certkit import x509 as cx
 from certkit.callbacks import Echo
 from certkit.cli import records
+from certkit.cli.context import echo_json
 from certkit.csrfile import CsrInfo, read_csr_file
 from certkit.errors import UsageError
 from certkit.issuing import DryRun, IssueOutcome, issue
@@ -229,7 +229,7 @@ def report_dry_run(made: DryRun, settings: LineageSettings, as_json: bool) -> No
            "source": made.source, "key_type": made.key_type, "serial": cx.serial_hex(cert),
            "not_after": clock.iso(cx.not_after(cert)), "issuer": cx.issuer_text(cert)}
     if as_json:
-        click.echo(json.dumps(rec, indent=2))
+        echo_json(rec)
         return
     kind = "made a self-signed certificate" if made.source == "self-signed" else f"the CA at {made.source} issued"
     click.echo(f"Dry run for {made.name}: {kind} for {', '.join(settings.domains)} "
@@ -268,7 +268,7 @@ def report(store: Store, outcome: IssueOutcome, as_json: bool) -> None:
     """mkcert-style summary: what was made, for which names, until when, where; then next steps."""
     rec = records.record(store, outcome.name)
     if as_json:
-        click.echo(json.dumps(rec, indent=2))
+        echo_json(rec)
         return
     kind = _kind(rec)
     verb = "Created a new" if outcome.previous_version is None else f"Issued version {outcome.version} of the"

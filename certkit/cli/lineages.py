@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import Any
 
 import click
 
 from certkit.cli.completion import complete_lineage
-from certkit.cli.context import store_from
+from certkit.cli.context import echo_json, store_from
 from certkit.errors import CertkitError
 
 
@@ -30,7 +29,7 @@ def list_command(ctx: click.Context, as_json: bool) -> None:
             recs.append({"name": name, "error": str(exc)})
     broken = [r for r in recs if "error" in r]
     if as_json:
-        click.echo(json.dumps(recs, indent=2))
+        echo_json(recs)
     elif not recs:
         click.echo(f"No certificates in {store.home} yet - run `certkit issue --cn HOST`.")
     else:
@@ -50,7 +49,7 @@ def show_command(ctx: click.Context, lineage: str, as_json: bool) -> None:
 
     rec = records.record(store_from(ctx), lineage)
     if as_json:
-        click.echo(json.dumps(rec, indent=2))
+        echo_json(rec)
         return
     click.echo(describe_record(rec))
 
@@ -137,11 +136,11 @@ def targets_command(ctx: click.Context, lineage: str, as_json: bool) -> None:
 
     settings = store_from(ctx).load_settings(lineage)
     if as_json:
-        click.echo(json.dumps({
+        echo_json({
             "name": lineage,
             "targets": [{"target": t.target, "options": t.options, "spec": format_target(t)} for t in settings.deploy],
             "verify": list(settings.verify),
-        }, indent=2))
+        })
         return
     if not settings.deploy and not settings.verify:
         click.echo(f"{lineage} remembers no deploy targets - add one with: certkit deploy {lineage} --to postfix")

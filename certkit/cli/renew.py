@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import Any
 
@@ -76,7 +75,7 @@ def renew_command(ctx: click.Context, lineages: tuple[str, ...], force: bool, sk
     visible for TTL x 2); the others still run and those keep their
     previous certificate.
     """
-    from certkit.cli.context import store_from
+    from certkit.cli.context import echo_json, store_from
     from certkit.renew import run as renew
 
     store = store_from(ctx)
@@ -96,7 +95,7 @@ def renew_command(ctx: click.Context, lineages: tuple[str, ...], force: bool, sk
     finally:
         printer.status.done()
     if as_json:
-        click.echo(json.dumps(report.to_json(), indent=2))
+        echo_json(report.to_json())
     elif quiet:
         pass
     elif not report.results:

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import json
-
 import click
 
 from certkit.cli.completion import complete_lineage
-from certkit.cli.context import store_from
+from certkit.cli.context import echo_json, store_from
 
 # RFC 5280 section 5.3.1 CRLReason codes that ACME CAs accept from subscribers (Let's Encrypt: 0, 1, 3, 4, 5;
 # cACompromise, certificateHold, removeFromCRL and aACompromise are the CA's own business).
@@ -55,7 +53,7 @@ def revoke_command(ctx: click.Context, lineage: str, reason: tuple[int, str], wi
     record = revoke_live(store, lineage, reason, with_cert_key=with_cert_key,
                          echo=lambda line: click.echo(line, err=True))
     if as_json:
-        click.echo(json.dumps({"name": lineage, **record}, indent=2))
+        echo_json({"name": lineage, **record})
         return
     click.echo(f"Revoked {lineage} version {record['version']} (serial {record['serial']}, reason {record['reason']},"
                f" signed with the {record['signed_with']}).")

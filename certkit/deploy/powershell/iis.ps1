@@ -42,6 +42,8 @@ param(
 $ErrorActionPreference = "Stop"
 Set-StrictMode -Version 2.0
 
+# Fail, Require-Env and Read-PfxPassword are in exchange.ps1 too, on purpose: an administrator
+# copies one script to a Windows server (certkit deploy --print) and it must run on its own.
 function Fail([string]$Message) {
     [Console]::Error.WriteLine("iis.ps1: " + $Message)
     exit 1
